@@ -1,0 +1,51 @@
+#include "cgrpo/cli/commands.h"
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "cgrpo/core/build_info.h"
+#include "cgrpo/core/error.h"
+
+namespace cgrpo::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"selfcheck", "MPI + collectives + GEMM self-check on every rank (the quickstart's first step)", cmd_selfcheck},
+      {"config", "print the resolved config (defaults < file < --section.key overrides) or the key reference", cmd_config},
+  };
+  return table;
+}
+
+static void usage(FILE* out) {
+  std::fprintf(out, "usage: cgrpo <command> [options]   (cgrpo <command> --help for details)\n\ncommands:\n");
+  for (const Command& c : commands()) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  std::fprintf(out, "\n  --version  print version, git describe and build options\n");
+}
+
+int dispatch(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    usage(stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::printf("cgrpo %s (git %s)\n%s\n", version_string(), git_describe(), build_options());
+    return 0;
+  }
+  for (const Command& c : commands()) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const Error& e) {  // already formatted by fatal() in Throw mode
+      std::fprintf(stderr, "%s\n", e.what());
+      return 1;
+    } catch (const std::exception& e) {
+      CGRPO_FAIL("uncaught exception in 'cgrpo ", c.name, "': ", e.what());
+    }
+  }
+  std::fprintf(stderr, "cgrpo: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}
+
+}  // namespace cgrpo::cli
