@@ -1,0 +1,84 @@
+// Communicator: the collectives ZeRO/FSDP needs, with element counts taken from the views.
+//
+// Sharding convention (used by reduce_scatter, all_gather and the shard module): a flat buffer of N
+// elements is cut into W contiguous blocks of ceil(N/W); rank r owns shard_range(N, W, r). When W divides N
+// every block is N/W; otherwise the last blocks are short or empty. Any N works at any W.
+//
+// Traffic accounting (ARCHITECTURE.md §3.2): every call adds the bytes this rank sends and receives under
+// the direct (pairwise) algorithm that MpiCommunicator runs, computed here from the views, so MPI, NCCL and
+// the threaded LocalCommunicator report identical numbers. With W | N:
+//   reduce_scatter, all_gather: (W-1)/W * N elements each way;  all_reduce = both = 2 (W-1)/W * N.
+// Reductions are in rank order 0..W-1 on every rank, so results do not depend on which rank computes them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "cgrpo/core/tensor_view.h"
+
+namespace cgrpo {
+
+enum class ReduceOp { Sum, Avg, Max };
+
+struct ShardRange {
+  int64_t offset, count;
+};
+ShardRange shard_range(int64_t numel, int world_size, int rank);
+
+enum class CommOp { AllGather = 0, ReduceScatter, AllReduce, Broadcast, Barrier, kCount };
+const char* comm_op_name(CommOp op);
+
+struct CommOpStats {
+  int64_t calls = 0;
+  int64_t bytes_sent = 0;
+  int64_t bytes_recv = 0;
+  double time_ms = 0.0;
+};
+
+struct CommStats {
+  std::array<CommOpStats, static_cast<int>(CommOp::kCount)> op{};
+  const CommOpStats& operator[](CommOp o) const { return op[static_cast<int>(o)]; }
+  int64_t bytes_sent() const;
+  int64_t bytes_recv() const;
+  double time_ms() const;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual const char* name() const = 0;
+  int rank() const { return rank_; }
+  int world_size() const { return world_; }
+  int local_rank() const { return local_rank_; }
+
+  // recv [N] <- concatenation of every rank's send [shard_range(N).count]
+  void all_gather(const TensorView& send, const TensorView& recv);
+  // recv [shard_range(N).count] <- op over ranks of send[shard_range(N)], send [N]
+  void reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op = ReduceOp::Sum);
+  // buf [N] <- op over ranks of buf, in place
+  void all_reduce(const TensorView& buf, ReduceOp op = ReduceOp::Sum);
+  void broadcast(const TensorView& buf, int root);
+  void barrier();
+
+  const CommStats& stats() const { return stats_; }
+  void reset_stats() { stats_ = CommStats{}; }
+
+ protected:
+  Communicator(int rank, int world, int local_rank) : rank_(rank), world_(world), local_rank_(local_rank) {}
+  virtual void do_all_gather(const TensorView& send, const TensorView& recv) = 0;
+  virtual void do_reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op) = 0;
+  virtual void do_all_reduce(const TensorView& buf, ReduceOp op) = 0;
+  virtual void do_broadcast(const TensorView& buf, int root) = 0;
+  virtual void do_barrier() = 0;
+
+  // reduce n elements of each of `count` sources (in that order) into dst, then Avg-divide by world
+  void reduce_rank_order(float* dst, const float* const* srcs, int count, int64_t n, ReduceOp op) const;
+
+ private:
+  void account(CommOp op, int64_t sent_bytes, int64_t recv_bytes, double ms);
+  int rank_, world_, local_rank_;
+  CommStats stats_;
+};
+
+}  // namespace cgrpo

@@ -1,0 +1,48 @@
+#include "cgrpo/backend/backend.h"
+
+namespace cgrpo {
+
+namespace {
+struct Mat {
+  int64_t batch, rows, cols, ld, bstride;
+};
+// Logical (rows, cols) of a 2-D or 3-D row-major operand, before op().
+Mat mat_of(const TensorView& t, const char* which) {
+  CGRPO_CHECK(t.ndim == 2 || t.ndim == 3, "gemm operand ", which, " must be 2-D or 3-D, got ", t.str());
+  CGRPO_CHECK(t.stride(-1) == 1 || t.dim(-1) == 1, "gemm operand ", which, " ", t.str(), " has inner stride ",
+              t.stride(-1), " (must be 1)");
+  Mat m;
+  m.rows = t.dim(-2);
+  m.cols = t.dim(-1);
+  m.ld = std::max<int64_t>(t.stride(-2), std::max<int64_t>(m.cols, 1));
+  m.batch = t.ndim == 3 ? t.dim(0) : 1;
+  m.bstride = t.ndim == 3 && t.dim(0) > 1 ? t.stride(0) : 0;
+  return m;
+}
+}  // namespace
+
+GemmShape gemm_shape(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C) {
+  const Mat a = mat_of(A, "A"), b = mat_of(B, "B"), c = mat_of(C, "C");
+  CGRPO_CHECK(A.dtype == B.dtype, "gemm: A ", A.str(), " and B ", B.str(), " differ in dtype");
+  GemmShape s;
+  s.m = trans_a ? a.cols : a.rows;
+  s.k = trans_a ? a.rows : a.cols;
+  const int64_t kb = trans_b ? b.cols : b.rows;
+  s.n = trans_b ? b.rows : b.cols;
+  CGRPO_CHECK(s.k == kb, "gemm: inner dimensions differ: op(A) ", A.str(), (trans_a ? "^T" : ""), " vs op(B) ",
+              B.str(), (trans_b ? "^T" : ""));
+  CGRPO_CHECK(c.rows == s.m && c.cols == s.n, "gemm: C ", C.str(), " is not [", s.m, ",", s.n, "]");
+  s.batch = c.batch;
+  CGRPO_CHECK(a.batch == s.batch || a.batch == 1, "gemm: batch of A ", A.str(), " vs C ", C.str());
+  CGRPO_CHECK(b.batch == s.batch || b.batch == 1, "gemm: batch of B ", B.str(), " vs C ", C.str());
+  CGRPO_CHECK(c.batch == 1 || C.stride(0) != 0, "gemm: C must not broadcast over the batch");
+  s.lda = a.ld;
+  s.ldb = b.ld;
+  s.ldc = c.ld;
+  s.stride_a = a.batch == 1 ? 0 : a.bstride;
+  s.stride_b = b.batch == 1 ? 0 : b.bstride;
+  s.stride_c = c.batch == 1 ? 0 : c.bstride;
+  return s;
+}
+
+}  // namespace cgrpo

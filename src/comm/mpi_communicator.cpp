@@ -1,0 +1,145 @@
+#include "cgrpo/comm/mpi_communicator.h"
+
+#include <algorithm>
+#include <climits>
+
+namespace cgrpo {
+
+namespace {
+void mpi_check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING] = {0};
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  CGRPO_FAIL(what, " failed: ", msg);
+}
+#define CGRPO_MPI(call) mpi_check((call), #call)
+
+MPI_Comm dup_comm(MPI_Comm c) {
+  MPI_Comm d;
+  CGRPO_MPI(MPI_Comm_dup(c, &d));
+  return d;
+}
+int rank_of(MPI_Comm c) {
+  int r = 0;
+  MPI_Comm_rank(c, &r);
+  return r;
+}
+int size_of(MPI_Comm c) {
+  int w = 1;
+  MPI_Comm_size(c, &w);
+  return w;
+}
+int local_rank_of(MPI_Comm c) {
+  MPI_Comm node;
+  CGRPO_MPI(MPI_Comm_split_type(c, MPI_COMM_TYPE_SHARED, rank_of(c), MPI_INFO_NULL, &node));
+  const int r = rank_of(node);
+  MPI_Comm_free(&node);
+  return r;
+}
+// Messages are sent in chunks of at most 1 GiB so counts fit in an int.
+constexpr int64_t kMaxMsgBytes = int64_t(1) << 30;
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm) : MpiCommunicator(dup_comm(comm), 0, 0, 0) {}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm dup, int, int, int)
+    : Communicator(rank_of(dup), size_of(dup), local_rank_of(dup)), comm_(dup) {
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Comm_free(&comm_);
+}
+
+// Post a nonblocking send/recv of `bytes` to/from `peer`, chunked to kMaxMsgBytes.
+static void post(std::vector<MPI_Request>& reqs, bool is_send, void* p, int64_t bytes, int peer, MPI_Comm comm) {
+  char* c = static_cast<char*>(p);
+  for (int64_t off = 0, tag = 0; off < bytes; off += kMaxMsgBytes, ++tag) {
+    const int len = static_cast<int>(std::min(kMaxMsgBytes, bytes - off));
+    reqs.emplace_back();
+    if (is_send)
+      mpi_check(MPI_Isend(c + off, len, MPI_BYTE, peer, static_cast<int>(tag), comm, &reqs.back()), "MPI_Isend");
+    else
+      mpi_check(MPI_Irecv(c + off, len, MPI_BYTE, peer, static_cast<int>(tag), comm, &reqs.back()), "MPI_Irecv");
+  }
+}
+
+void MpiCommunicator::all_gather_bytes(const void* send, void* recv, int64_t n, size_t es) {
+  const int W = world_size(), r = rank();
+  const ShardRange mine = shard_range(n, W, r);
+  reqs_.clear();
+  for (int k = 1; k < W; ++k) {
+    const int to = (r + k) % W, from = (r - k + W) % W;
+    const ShardRange theirs = shard_range(n, W, from);
+    post(reqs_, false, static_cast<char*>(recv) + theirs.offset * es, theirs.count * int64_t(es), from, comm_);
+    post(reqs_, true, const_cast<void*>(send), mine.count * int64_t(es), to, comm_);
+  }
+  char* dst = static_cast<char*>(recv) + mine.offset * es;
+  if (dst != send) std::copy_n(static_cast<const char*>(send), mine.count * es, dst);
+  CGRPO_MPI(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
+}
+
+void MpiCommunicator::reduce_scatter_into(const float* send, float* recv, int64_t n, ReduceOp op) {
+  const int W = world_size(), r = rank();
+  const ShardRange mine = shard_range(n, W, r);
+  staging_.resize(std::max<size_t>(staging_.size(), static_cast<size_t>(W) * mine.count));
+  reqs_.clear();
+  for (int k = 1; k < W; ++k) {
+    const int to = (r + k) % W, from = (r - k + W) % W;
+    post(reqs_, false, staging_.data() + from * mine.count, mine.count * 4, from, comm_);
+    const ShardRange theirs = shard_range(n, W, to);
+    post(reqs_, true, const_cast<float*>(send) + theirs.offset, theirs.count * 4, to, comm_);
+  }
+  CGRPO_MPI(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
+  std::vector<const float*> srcs(W);
+  for (int q = 0; q < W; ++q) srcs[q] = q == r ? send + mine.offset : staging_.data() + q * mine.count;
+  reduce_rank_order(recv, srcs.data(), W, mine.count, op);
+}
+
+void MpiCommunicator::do_all_gather(const TensorView& send, const TensorView& recv) {
+  all_gather_bytes(send.data, recv.data, recv.numel(), dtype_size(recv.dtype));
+}
+
+void MpiCommunicator::do_reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op) {
+  reduce_scatter_into(static_cast<const float*>(send.data), static_cast<float*>(recv.data), send.numel(), op);
+}
+
+void MpiCommunicator::do_all_reduce(const TensorView& buf, ReduceOp op) {
+  // reduce-scatter into this rank's block of buf (its own contribution is read before it is overwritten:
+  // reduce_rank_order copies every source, and the sends complete in Waitall first), then all-gather.
+  const int64_t n = buf.numel();
+  float* p = static_cast<float*>(buf.data);
+  const ShardRange mine = shard_range(n, world_size(), rank());
+  scratch_.assign(p + mine.offset, p + mine.offset + mine.count);  // no realloc once grown
+  reduce_scatter_into(p, scratch_.data(), n, op);
+  std::copy(scratch_.begin(), scratch_.end(), p + mine.offset);
+  all_gather_bytes(p + mine.offset, p, n, 4);
+}
+
+void MpiCommunicator::do_broadcast(const TensorView& buf, int root) {
+  char* p = static_cast<char*>(buf.data);
+  const int64_t bytes = static_cast<int64_t>(buf.bytes());
+  for (int64_t off = 0; off < bytes; off += kMaxMsgBytes)
+    CGRPO_MPI(MPI_Bcast(p + off, static_cast<int>(std::min(kMaxMsgBytes, bytes - off)), MPI_BYTE, root, comm_));
+}
+
+void MpiCommunicator::do_barrier() { CGRPO_MPI(MPI_Barrier(comm_)); }
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int provided = 0;
+  MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_);
+  set_process_context(rank_, world_);
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+}  // namespace cgrpo

@@ -1,0 +1,116 @@
+// Collective correctness checks shared by the threaded LocalCommunicator tests (unit) and the real
+// mpirun tests (mpi). Inputs are small integers, so every sum is exact in fp32 and results compare with ==.
+// The checks never throw and never call Catch2 (which is not thread-safe): they return the failures, so every
+// rank runs the whole sequence of collectives and the caller asserts on one thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cgrpo/comm/communicator.h"
+#include "cgrpo/core/dtype.h"
+
+namespace cgrpo::testing {
+
+inline float val(int rank, int64_t i) { return static_cast<float>((rank + 1) * 1000 + (i % 977)); }
+
+inline std::vector<std::string> check_collectives(Communicator& c) {
+  std::vector<std::string> fails;
+  auto expect = [&](bool ok, const std::string& what) {
+    if (!ok) fails.push_back("rank " + std::to_string(c.rank()) + "/" + std::to_string(c.world_size()) + ": " + what);
+  };
+  const int W = c.world_size(), r = c.rank();
+  const std::vector<int64_t> sizes = {1, 2, 3, 5, 7, 8, 13, 64, 1000, 4099, (int64_t(1) << 20) + 3};
+  for (int64_t n : sizes) {
+    const ShardRange mine = shard_range(n, W, r);
+    const std::string at = " (n = " + std::to_string(n) + ")";
+
+    // all_gather: every rank contributes val(q, i) for i in its block
+    std::vector<float> send(mine.count), recv(n, -1.0f);
+    for (int64_t i = 0; i < mine.count; ++i) send[i] = val(r, mine.offset + i);
+    c.all_gather(TensorView::of(send.data(), {mine.count}), TensorView::of(recv.data(), {n}));
+    int64_t bad = 0;
+    for (int q = 0; q < W; ++q) {
+      const ShardRange s = shard_range(n, W, q);
+      for (int64_t i = 0; i < s.count; ++i) bad += recv[s.offset + i] != val(q, s.offset + i);
+    }
+    expect(bad == 0, "all_gather" + at);
+
+    // reduce_scatter sum / avg / max over full buffers
+    std::vector<float> full(n);
+    for (int64_t i = 0; i < n; ++i) full[i] = val(r, i);
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max}) {
+      std::vector<float> out(mine.count, -1.0f);
+      c.reduce_scatter(TensorView::of(full.data(), {n}), TensorView::of(out.data(), {mine.count}), op);
+      bad = 0;
+      for (int64_t i = 0; i < mine.count; ++i) {
+        float sum = 0, mx = val(0, mine.offset + i);
+        for (int q = 0; q < W; ++q) {
+          sum += val(q, mine.offset + i);
+          mx = std::max(mx, val(q, mine.offset + i));
+        }
+        const float want = op == ReduceOp::Sum ? sum : op == ReduceOp::Avg ? sum / static_cast<float>(W) : mx;
+        bad += out[i] != want;
+      }
+      expect(bad == 0, "reduce_scatter op " + std::to_string(static_cast<int>(op)) + at);
+    }
+
+    // all_reduce in place
+    std::vector<float> buf = full;
+    c.all_reduce(TensorView::of(buf.data(), {n}));
+    bad = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      float sum = 0;
+      for (int q = 0; q < W; ++q) sum += val(q, i);
+      bad += buf[i] != sum;
+    }
+    expect(bad == 0, "all_reduce" + at);
+  }
+
+  // broadcast from every root, including a 2-byte dtype
+  for (int root = 0; root < W; ++root) {
+    std::vector<uint16_t> b(1001);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = r == root ? f32_to_bf16(val(root, i)) : 0;
+    c.broadcast(TensorView(b.data(), DType::BF16, {1001}), root);
+    int64_t bad = 0;
+    for (size_t i = 0; i < b.size(); ++i) bad += b[i] != f32_to_bf16(val(root, i));
+    expect(bad == 0, "broadcast from " + std::to_string(root));
+  }
+  c.barrier();
+  return fails;
+}
+
+// Byte counters against the direct-exchange formulas, for an N that W divides and one it does not.
+inline std::vector<std::string> check_byte_counters(Communicator& c) {
+  std::vector<std::string> fails;
+  auto expect = [&](bool ok, const char* what) {
+    if (!ok) fails.push_back("rank " + std::to_string(c.rank()) + "/" + std::to_string(c.world_size()) + ": " + what);
+  };
+  const int W = c.world_size(), r = c.rank();
+  for (int64_t n : {int64_t(12) * 1024, int64_t(12) * 1024 + 5}) {
+    const ShardRange mine = shard_range(n, W, r);
+    std::vector<float> full(n, 1.0f), shard(mine.count, 1.0f);
+    c.reset_stats();
+    c.all_gather(TensorView::of(shard.data(), {mine.count}), TensorView::of(full.data(), {n}));
+    c.reduce_scatter(TensorView::of(full.data(), {n}), TensorView::of(shard.data(), {mine.count}));
+    c.all_reduce(TensorView::of(full.data(), {n}));
+    const CommStats& s = c.stats();
+    expect(s[CommOp::AllGather].calls == 1, "s[CommOp::AllGather].calls == 1");
+    expect(s[CommOp::AllGather].bytes_sent == (W - 1) * mine.count * 4, "s[CommOp::AllGather].bytes_sent == (W - 1) * mine.count * 4");
+    expect(s[CommOp::AllGather].bytes_recv == (n - mine.count) * 4, "s[CommOp::AllGather].bytes_recv == (n - mine.count) * 4");
+    expect(s[CommOp::ReduceScatter].bytes_sent == (n - mine.count) * 4, "s[CommOp::ReduceScatter].bytes_sent == (n - mine.count) * 4");
+    expect(s[CommOp::ReduceScatter].bytes_recv == (W - 1) * mine.count * 4, "s[CommOp::ReduceScatter].bytes_recv == (W - 1) * mine.count * 4");
+    expect(s[CommOp::AllReduce].bytes_sent == s[CommOp::AllGather].bytes_sent + s[CommOp::ReduceScatter].bytes_sent, "s[CommOp::AllReduce].bytes_sent == s[CommOp::AllGather].bytes_sent + s[CommOp::ReduceScatter].bytes_sent");
+    if (n % W == 0) {  // the ZeRO paper's per-rank volumes: Ψ(W-1)/W per leg, 2Ψ(W-1)/W for all-reduce
+      expect(s[CommOp::AllGather].bytes_sent == n * (W - 1) / W * 4, "s[CommOp::AllGather].bytes_sent == n * (W - 1) / W * 4");
+      expect(s[CommOp::AllReduce].bytes_sent == 2 * n * (W - 1) / W * 4, "s[CommOp::AllReduce].bytes_sent == 2 * n * (W - 1) / W * 4");
+    }
+    expect(s.bytes_sent() == s[CommOp::AllGather].bytes_sent + s[CommOp::ReduceScatter].bytes_sent +
+                                 s[CommOp::AllReduce].bytes_sent,
+           "total bytes_sent is the sum over ops");
+  }
+  return fails;
+}
+
+}  // namespace cgrpo::testing
