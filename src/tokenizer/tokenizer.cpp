@@ -2,10 +2,12 @@
 
 #include <pcre2.h>
 #include <utf8proc.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -99,6 +101,64 @@ class AddedMatcher {
   bool any_ = false;
 };
 
+// Piece bytes -> BPE ids, flat open addressing (one probe sequence over 16-byte slots, keys and ids in arenas).
+// Cleared when full, like the crate's bounded BPE cache.
+class PieceCache {
+ public:
+  static constexpr size_t kMaxPiece = 256, kMaxEntries = size_t(1) << 18;
+  static uint64_t hash(std::string_view s) { return XXH3_64bits(s.data(), s.size()) | 1; }  // 0 marks empty
+  // Appends the cached ids of `piece` to out; false when absent.
+  bool get(std::string_view piece, uint64_t h, std::vector<int32_t>& out) const {
+    if (slots_.empty()) return false;
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& e = slots_[i];
+      if (e.h == 0) return false;
+      if (e.h == h && e.key_len == piece.size() && std::memcmp(keys_.data() + e.key_off, piece.data(), piece.size()) == 0) {
+        out.insert(out.end(), ids_.begin() + e.ids_off, ids_.begin() + e.ids_off + e.ids_len);
+        return true;
+      }
+    }
+  }
+  void put(std::string_view piece, uint64_t h, const int32_t* ids, size_t n) {
+    if (n_ >= kMaxEntries) clear();
+    if (2 * (n_ + 1) > slots_.size()) grow();
+    size_t i = h & mask_;
+    while (slots_[i].h != 0) i = (i + 1) & mask_;
+    slots_[i] = Slot{h, uint32_t(keys_.size()), uint32_t(ids_.size()), uint16_t(piece.size()), uint16_t(n)};
+    keys_.append(piece);
+    ids_.insert(ids_.end(), ids, ids + n);
+    ++n_;
+  }
+
+ private:
+  struct Slot {
+    uint64_t h;
+    uint32_t key_off, ids_off;
+    uint16_t key_len, ids_len;
+  };
+  void clear() {
+    slots_.clear();
+    keys_.clear();
+    ids_.clear();
+    n_ = 0;
+  }
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(std::max<size_t>(4096, 2 * old.size()), Slot{0, 0, 0, 0, 0});
+    mask_ = slots_.size() - 1;
+    for (const Slot& e : old)
+      if (e.h != 0) {
+        size_t i = e.h & mask_;
+        while (slots_[i].h != 0) i = (i + 1) & mask_;
+        slots_[i] = e;
+      }
+  }
+  std::vector<Slot> slots_;
+  std::string keys_;
+  std::vector<int32_t> ids_;
+  size_t n_ = 0, mask_ = 0;
+};
+
 struct CodeFree {
   void operator()(pcre2_code* c) const { pcre2_code_free(c); }
 };
@@ -167,14 +227,13 @@ struct Tokenizer::Impl {
   MergeTable merges;
   bool ignore_merges = false;
   bool use_nfc = false;
+  bool jit = false;  // split_re has JIT code: call pcre2_jit_match directly (skips pcre2_match's dispatch)
   AddedMatcher raw_added, normalized_added;
   std::unique_ptr<pcre2_code, CodeFree> split_re;
 
-  // encode() state, guarded by mu: piece cache (bytes -> ids[off, off+len)) and BPE scratch.
-  static constexpr size_t kCacheMaxPiece = 256, kCacheMaxEntries = 1 << 18;
+  // encode() state, guarded by mu: the piece cache and BPE scratch.
   mutable std::mutex mu;
-  mutable StrMap<std::pair<uint32_t, uint32_t>> cache;
-  mutable std::vector<int32_t> cache_ids;
+  mutable PieceCache cache;
   struct Sym {
     int32_t id, prev, next;
   };
@@ -233,22 +292,12 @@ void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int32_t>&
       out.push_back(it->second);
       return;
     }
-  const bool cacheable = piece.size() <= kCacheMaxPiece;
-  if (cacheable)
-    if (auto it = cache.find(piece); it != cache.end()) {
-      out.insert(out.end(), cache_ids.begin() + it->second.first,
-                 cache_ids.begin() + it->second.first + it->second.second);
-      return;
-    }
+  if (piece.size() > PieceCache::kMaxPiece) return bpe(piece, out);
+  const uint64_t h = PieceCache::hash(piece);
+  if (cache.get(piece, h, out)) return;
   const size_t start = out.size();
   bpe(piece, out);
-  if (!cacheable) return;
-  if (cache.size() >= kCacheMaxEntries) {
-    cache.clear();
-    cache_ids.clear();
-  }
-  cache.emplace(std::string(piece), std::make_pair(uint32_t(cache_ids.size()), uint32_t(out.size() - start)));
-  cache_ids.insert(cache_ids.end(), out.begin() + start, out.end());
+  cache.put(piece, h, out.data() + start, out.size() - start);
 }
 
 // Split(regex, Isolated): matches and the gaps between them are both pieces; empty matches yield nothing.
@@ -258,7 +307,8 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, pcre2_match_data* md,
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(seg.data());
   size_t last = 0, at = 0;
   while (at < seg.size()) {
-    const int rc = pcre2_match(split_re.get(), subject, seg.size(), at, PCRE2_NO_UTF_CHECK, md, nullptr);
+    const int rc = jit ? pcre2_jit_match(split_re.get(), subject, seg.size(), at, PCRE2_NO_UTF_CHECK, md, nullptr)
+                       : pcre2_match(split_re.get(), subject, seg.size(), at, PCRE2_NO_UTF_CHECK, md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
@@ -438,7 +488,7 @@ Tokenizer Tokenizer::from_json_text(std::string_view text, const std::string& or
     CGRPO_FAIL("tokenizer file ", origin, ": field 'pre_tokenizer.pretokenizers[0].pattern.Regex' does not compile at ",
                err_at, ": ", reinterpret_cast<char*>(msg));
   }
-  pcre2_jit_compile(t.split_re.get(), PCRE2_JIT_COMPLETE);  // falls back to the interpreter where JIT is missing
+  t.jit = pcre2_jit_compile(t.split_re.get(), PCRE2_JIT_COMPLETE) == 0;  // else the interpreter
 
   // ---- decoder: ByteLevel
   const json& dec = field(root, "decoder", "decoder", origin);
