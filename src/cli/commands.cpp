@@ -13,6 +13,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"selfcheck", "MPI + collectives + GEMM self-check on every rank (the quickstart's first step)", cmd_selfcheck},
       {"config", "print the resolved config (defaults < file < --section.key overrides) or the key reference", cmd_config},
+      {"tokenize", "JSONL text <-> token ids with the project tokenizer (--decode, --text STR for a quick look)", cmd_tokenize},
   };
   return table;
 }
