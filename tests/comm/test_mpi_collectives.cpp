@@ -6,23 +6,27 @@
 
 #include "../common/collective_checks.h"
 #include "cgrpo/comm/mpi_communicator.h"
+#include "mpi_test_env.h"
 
 using namespace cgrpo;
 
-static MpiCommunicator* g_comm = nullptr;
+namespace cgrpo::testing {
+MpiCommunicator* g_world = nullptr;
+}
+using testing::g_world;
 
 TEST_CASE("mpi communicator: collectives are exact, including sizes W does not divide", "[mpi]") {
-  CHECK(testing::check_collectives(*g_comm) == std::vector<std::string>{});
+  CHECK(testing::check_collectives(*g_world) == std::vector<std::string>{});
 }
 
 TEST_CASE("mpi communicator: byte counters follow the direct-exchange formulas", "[mpi]") {
-  CHECK(testing::check_byte_counters(*g_comm) == std::vector<std::string>{});
+  CHECK(testing::check_byte_counters(*g_world) == std::vector<std::string>{});
 }
 
 TEST_CASE("mpi communicator: rank context and local rank", "[mpi]") {
-  CHECK(process_rank() == g_comm->rank());
-  CHECK(process_world_size() == g_comm->world_size());
-  CHECK(g_comm->local_rank() == g_comm->rank());  // one node
+  CHECK(process_rank() == g_world->rank());
+  CHECK(process_world_size() == g_world->world_size());
+  CHECK(g_world->local_rank() == g_world->rank());  // one node
 }
 
 int main(int argc, char** argv) {
@@ -30,7 +34,7 @@ int main(int argc, char** argv) {
   int failed = 0;
   {
     MpiCommunicator comm(MPI_COMM_WORLD);
-    g_comm = &comm;
+    g_world = &comm;
     failed = Catch::Session().run(argc, argv);
     int any = 0;
     MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);

@@ -1,0 +1,122 @@
+// ZeroEngine: FSDP-style flat units with ZeRO stages 0-3 (ARCHITECTURE.md §3.2,
+// spec/distributed_training.md §2.1-2.3).
+//
+// Each unit (embedding, each transformer block, final norm + head) is one flat fp32 buffer padded to a
+// multiple of W, so rank r owns the contiguous shard [r * S, (r + 1) * S) with S = padded / W, at any W.
+//
+//   stage 0  params full, grads full, AdamW moments full.   step: all_reduce(grads) -> replicated update
+//   stage 1  params full, grads full, moments sharded.      step: reduce_scatter(grads) -> update own shard
+//                                                            -> all_gather(params)
+//   stage 2  params full, grads sharded: reduce_grads(u) reduce-scatters unit u as soon as backward has
+//            produced it and frees the full gradient.        step: update own shard -> all_gather(params)
+//   stage 3  params sharded too: acquire(u) all-gathers unit u before its forward and again before its
+//            backward, release(u) frees it.                  step: update own shard (no gather)
+// Per-rank traffic per step in parameter elements (one micro-batch; Ψ = padded parameter count):
+// 2Ψ(W-1)/W at stages 0-2 and 3Ψ(W-1)/W at stage 3 (plus one scalar all-reduce for the gradient norm at
+// stages 1-3). Gradients are summed over ranks; the caller normalises the loss globally.
+// Padding stays exactly zero: its gradient is 0, so AdamW moves nothing there.
+//
+// With param dtype f32 (the CPU path) the parameters are the fp32 master weights: no separate master copy.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cgrpo/comm/communicator.h"
+#include "cgrpo/core/buffer.h"
+#include "cgrpo/optim/adamw.h"
+
+namespace cgrpo {
+
+struct TensorSpec {
+  std::string name;
+  int64_t numel;
+  bool decay;  // weight decay applies
+};
+
+struct UnitSpec {
+  std::string name;
+  std::vector<TensorSpec> tensors;  // contiguous, in order
+};
+
+// Per-rank bytes by category and traffic per step, predicted from the formulas (cgrpo plan), for the
+// storage this engine allocates. param/grad dtypes other than f32 add an fp32 master shard (the GPU path).
+struct ZeroPlan {
+  int stage = 0, world = 1;
+  int64_t params_numel = 0, padded_numel = 0;  // Ψ logical, Ψ padded to W per unit
+  int64_t max_unit_padded = 0;
+  int64_t params_bytes = 0;    // resident parameters (stage 3: the shard)
+  int64_t gathered_bytes = 0;  // stage 3: one gathered unit, transient
+  int64_t grads_bytes = 0;     // persistent + one transient full unit at stages 2-3
+  int64_t master_bytes = 0, moments_bytes = 0;
+  int64_t sent_bytes_per_step = 0;  // per rank, one micro-batch, excluding the grad-norm scalar
+  int64_t total_bytes() const { return params_bytes + gathered_bytes + grads_bytes + master_bytes + moments_bytes; }
+};
+ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int param_bytes = 4, int grad_bytes = 4);
+
+class ZeroEngine {
+ public:
+  ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp);
+
+  int stage() const { return stage_; }
+  int num_units() const { return static_cast<int>(units_.size()); }
+  const UnitSpec& unit(int u) const { return units_[u].spec; }
+  int64_t unit_numel(int u) const { return units_[u].numel; }      // logical
+  int64_t unit_padded(int u) const { return units_[u].padded; }    // multiple of W
+  int64_t shard_numel(int u) const { return units_[u].padded / comm_.world_size(); }
+  int64_t total_numel() const;
+  int64_t total_padded() const;
+
+  // Initialise unit u from its full logical values (identical on every rank, e.g. from init or a file).
+  void load_unit(int u, const float* full);
+  // Full logical values of unit u on every rank (all-gathers at stage 3: collective).
+  void read_unit(int u, float* full);
+  // This rank's shard of the fp32 weights / moments of unit u (checkpoints): [shard_numel(u)].
+  const float* param_shard(int u) const;
+  const float* moment1_shard(int u) const;
+  const float* moment2_shard(int u) const;
+  float* moment1_shard(int u);
+  float* moment2_shard(int u);
+
+  // --- compute side, called by the training loop around each unit's forward / backward
+  void acquire(int u);                   // stage 3: all-gather unit u; no-op otherwise
+  const float* params(int u) const;      // full params [unit_padded], valid while acquired (always at stage < 3)
+  void release(int u);                   // stage 3: free the gathered unit
+  float* grads(int u);                   // full gradient accumulator [unit_padded] (allocated zeroed at stage >= 2)
+  void reduce_grads(int u);              // stage >= 2: reduce-scatter unit u into its shard, free the full grad
+
+  // --- optimizer step: finishes the gradient reduction (stages 0/1), clips by the global norm (max_norm <= 0:
+  // no clipping), runs AdamW on the local shards, re-gathers params (stages 0-2), zeroes gradients.
+  // Returns the global gradient norm before clipping.
+  double step(double lr, double max_norm);
+  int64_t steps_taken() const { return t_; }
+  void set_steps_taken(int64_t t) { t_ = t; }
+
+  Communicator& comm() { return comm_; }
+
+ private:
+  struct Unit {
+    UnitSpec spec;
+    int64_t numel = 0, padded = 0;
+    Buffer params;   // [padded] at stages 0-2; [shard] at stage 3
+    Buffer gathered; // stage 3 while acquired: [padded]
+    Buffer grads;    // full [padded]: persistent at stages 0-1, per backward at 2-3
+    Buffer grad_shard;  // [shard] at stages >= 1 (stage 1: filled at step)
+    Buffer m, v;     // [padded] at stage 0, [shard] otherwise
+    std::vector<DecaySegment> decay;  // over the part AdamW updates (full or shard)
+    int acquired = 0;
+  };
+  float* owned_params(Unit& x);  // the elements this rank updates: full buffer (stage 0) or its shard
+  int64_t owned_numel(const Unit& x) const;
+  std::vector<DecaySegment> decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const;
+
+  std::vector<Unit> units_;
+  Buffer scratch_;  // [max shard] reduce-scatter landing zone (stages 2-3)
+  Communicator& comm_;
+  int stage_;
+  AdamWParams hp_;
+  int64_t t_ = 0;
+};
+
+}  // namespace cgrpo

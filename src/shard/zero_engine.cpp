@@ -1,0 +1,244 @@
+#include "cgrpo/shard/zero_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "cgrpo/core/error.h"
+
+namespace cgrpo {
+
+namespace {
+int64_t unit_numel_of(const UnitSpec& s) {
+  int64_t n = 0;
+  for (const TensorSpec& t : s.tensors) n += t.numel;
+  return n;
+}
+int64_t round_up(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
+TensorView flat(const float* p, int64_t n) { return TensorView::of(p, {n}); }
+}  // namespace
+
+ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb, int gb) {
+  CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage ", stage);
+  ZeroPlan p;
+  p.stage = stage;
+  p.world = W;
+  for (const UnitSpec& u : units) {
+    const int64_t n = unit_numel_of(u);
+    p.params_numel += n;
+    p.padded_numel += round_up(n, W);
+    p.max_unit_padded = std::max(p.max_unit_padded, round_up(n, W));
+  }
+  const int64_t psi = p.padded_numel, shard = psi / W;
+  p.params_bytes = (stage == 3 ? shard : psi) * pb;
+  p.gathered_bytes = stage == 3 ? p.max_unit_padded * pb : 0;
+  p.grads_bytes = stage == 0 ? psi * gb
+                  : stage == 1 ? (psi + shard) * gb
+                               : shard * gb + p.max_unit_padded * gb;
+  p.master_bytes = pb == 4 ? 0 : (stage == 0 ? psi : shard) * 4;
+  p.moments_bytes = (stage == 0 ? psi : shard) * 8;
+  // per rank: (W-1) blocks of S elements per collective leg (direct exchange; Communicator accounting)
+  const int64_t leg = (W - 1) * shard;
+  p.sent_bytes_per_step = stage == 0 ? 2 * leg * gb : stage == 3 ? 2 * leg * pb + leg * gb : leg * gb + leg * pb;
+  return p;
+}
+
+ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp)
+    : comm_(comm), stage_(stage), hp_(hp) {
+  CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage must be 0..3, got ", stage,
+              hint("set parallel.zero_stage to 0, 1, 2, 3 or an FSDP name"));
+  const int W = comm.world_size(), r = comm.rank();
+  units_.resize(units.size());
+  int64_t max_shard = 0;
+  for (size_t i = 0; i < units.size(); ++i) {
+    Unit& x = units_[i];
+    x.spec = std::move(units[i]);
+    x.numel = unit_numel_of(x.spec);
+    CGRPO_CHECK(x.numel > 0, "unit ", x.spec.name, " has no parameters");
+    x.padded = round_up(x.numel, W);
+    const int64_t S = x.padded / W;
+    x.params = Buffer(size_t((stage == 3 ? S : x.padded) * 4), Device::CPU, MemCategory::Params);
+    x.params.zero();
+    if (stage <= 1) {
+      x.grads = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Grads);
+      x.grads.zero();
+    }
+    if (stage >= 1) {
+      x.grad_shard = Buffer(size_t(S * 4), Device::CPU, MemCategory::Grads);
+      x.grad_shard.zero();
+    }
+    const int64_t owned = stage == 0 ? x.padded : S;
+    x.m = Buffer(size_t(owned * 4), Device::CPU, MemCategory::Moments);
+    x.v = Buffer(size_t(owned * 4), Device::CPU, MemCategory::Moments);
+    x.m.zero();
+    x.v.zero();
+    x.decay = decay_segments(x.spec, stage == 0 ? 0 : r * S, owned);
+    max_shard = std::max(max_shard, S);
+  }
+  if (stage >= 2) scratch_ = Buffer(size_t(max_shard * 4), Device::CPU, MemCategory::Workspace);
+}
+
+std::vector<DecaySegment> ZeroEngine::decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const {
+  std::vector<DecaySegment> out;
+  auto push = [&](int64_t lo, int64_t hi, bool decay) {  // [lo, hi) in unit coordinates
+    lo = std::max(lo, begin);
+    hi = std::min(hi, begin + count);
+    if (hi <= lo) return;
+    if (!out.empty() && out.back().decay == decay)
+      out.back().count += hi - lo;
+    else
+      out.push_back({lo - begin, hi - lo, decay});
+  };
+  int64_t off = 0;
+  for (const TensorSpec& t : s.tensors) {
+    push(off, off + t.numel, t.decay);
+    off += t.numel;
+  }
+  push(off, begin + count, false);  // padding
+  return out;
+}
+
+int64_t ZeroEngine::total_numel() const {
+  int64_t n = 0;
+  for (const Unit& x : units_) n += x.numel;
+  return n;
+}
+int64_t ZeroEngine::total_padded() const {
+  int64_t n = 0;
+  for (const Unit& x : units_) n += x.padded;
+  return n;
+}
+
+void ZeroEngine::load_unit(int u, const float* full) {
+  Unit& x = units_[u];
+  float* p = x.params.as<float>();
+  if (stage_ < 3) {
+    std::memcpy(p, full, size_t(x.numel) * 4);
+    std::fill(p + x.numel, p + x.padded, 0.0f);
+    return;
+  }
+  const int64_t S = x.padded / comm_.world_size(), begin = comm_.rank() * S;
+  for (int64_t i = 0; i < S; ++i) p[i] = begin + i < x.numel ? full[begin + i] : 0.0f;
+}
+
+void ZeroEngine::read_unit(int u, float* full) {
+  Unit& x = units_[u];
+  acquire(u);
+  std::memcpy(full, params(u), size_t(x.numel) * 4);
+  release(u);
+}
+
+const float* ZeroEngine::param_shard(int u) const {
+  const Unit& x = units_[u];
+  const int64_t S = x.padded / comm_.world_size();
+  return stage_ == 3 ? x.params.as<float>() : x.params.as<float>() + comm_.rank() * S;
+}
+float* ZeroEngine::moment1_shard(int u) {
+  Unit& x = units_[u];
+  return x.m.as<float>() + (stage_ == 0 ? comm_.rank() * (x.padded / comm_.world_size()) : 0);
+}
+float* ZeroEngine::moment2_shard(int u) {
+  Unit& x = units_[u];
+  return x.v.as<float>() + (stage_ == 0 ? comm_.rank() * (x.padded / comm_.world_size()) : 0);
+}
+const float* ZeroEngine::moment1_shard(int u) const { return const_cast<ZeroEngine*>(this)->moment1_shard(u); }
+const float* ZeroEngine::moment2_shard(int u) const { return const_cast<ZeroEngine*>(this)->moment2_shard(u); }
+
+void ZeroEngine::acquire(int u) {
+  Unit& x = units_[u];
+  if (stage_ < 3) return;
+  if (x.acquired++ > 0) return;
+  const int64_t S = x.padded / comm_.world_size();
+  x.gathered = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Params);
+  comm_.all_gather(flat(x.params.as<float>(), S), flat(x.gathered.as<float>(), x.padded));
+}
+
+const float* ZeroEngine::params(int u) const {
+  const Unit& x = units_[u];
+  if (stage_ < 3) return x.params.as<float>();
+  CGRPO_CHECK(x.acquired > 0, "unit ", x.spec.name, " used while not acquired (ZeRO-3)");
+  return x.gathered.as<float>();
+}
+
+void ZeroEngine::release(int u) {
+  Unit& x = units_[u];
+  if (stage_ < 3) return;
+  CGRPO_CHECK(x.acquired > 0, "unit ", x.spec.name, " released more often than acquired");
+  if (--x.acquired == 0) x.gathered.reset();
+}
+
+float* ZeroEngine::grads(int u) {
+  Unit& x = units_[u];
+  if (x.grads.empty()) {
+    x.grads = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Grads);
+    x.grads.zero();
+  }
+  return x.grads.as<float>();
+}
+
+void ZeroEngine::reduce_grads(int u) {
+  Unit& x = units_[u];
+  if (stage_ < 2) return;
+  CGRPO_CHECK(!x.grads.empty(), "reduce_grads(", x.spec.name, ") without gradients");
+  const int64_t S = x.padded / comm_.world_size();
+  // reduce into the workspace, then accumulate: the shard sums over micro-batches
+  float* tmp = scratch_.as<float>();
+  comm_.reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(tmp, S));
+  float* acc = x.grad_shard.as<float>();
+  for (int64_t i = 0; i < S; ++i) acc[i] += tmp[i];
+  x.grads.reset();
+}
+
+int64_t ZeroEngine::owned_numel(const Unit& x) const { return stage_ == 0 ? x.padded : x.padded / comm_.world_size(); }
+
+float* ZeroEngine::owned_params(Unit& x) {
+  if (stage_ == 0 || stage_ == 3) return x.params.as<float>();
+  return x.params.as<float>() + comm_.rank() * (x.padded / comm_.world_size());
+}
+
+double ZeroEngine::step(double lr, double max_norm) {
+  const int W = comm_.world_size();
+  // 1. finish the reduction
+  for (Unit& x : units_) {
+    if (stage_ == 0) {
+      comm_.all_reduce(flat(x.grads.as<float>(), x.padded));
+    } else if (stage_ == 1) {
+      comm_.reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(x.grad_shard.as<float>(), x.padded / W));
+    } else {
+      CGRPO_CHECK(x.grads.empty(), "unit ", x.spec.name, " has gradients that were never reduced",
+                  hint("call reduce_grads(u) after each unit's backward"));
+    }
+  }
+  // 2. global gradient norm: replicated at stage 0, a sum over shards otherwise
+  double sumsq = 0;
+  for (Unit& x : units_) {
+    const float* g = stage_ == 0 ? x.grads.as<float>() : x.grad_shard.as<float>();
+    const int64_t n = owned_numel(x);
+    for (int64_t i = 0; i < n; ++i) sumsq += double(g[i]) * g[i];
+  }
+  if (stage_ > 0) {
+    float s = static_cast<float>(sumsq);
+    comm_.all_reduce(flat(&s, 1));
+    sumsq = s;
+  }
+  const double norm = std::sqrt(sumsq);
+  // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied only when < 1
+  float scale = 1.0f;
+  if (max_norm > 0 && norm > 0) scale = static_cast<float>(std::min(1.0, max_norm / (norm + 1e-6)));
+  // 3. AdamW on what this rank owns
+  ++t_;
+  for (Unit& x : units_) {
+    const float* g = stage_ == 0 ? x.grads.as<float>() : x.grad_shard.as<float>();
+    adamw_step(owned_params(x), g, x.m.as<float>(), x.v.as<float>(), owned_numel(x), x.decay, lr, t_, hp_, scale);
+  }
+  // 4. re-gather full params (stages 1-2) and zero the gradients
+  for (Unit& x : units_) {
+    const int64_t S = x.padded / W;
+    if (stage_ == 1 || stage_ == 2) comm_.all_gather(flat(owned_params(x), S), flat(x.params.as<float>(), x.padded));
+    if (!x.grads.empty()) x.grads.zero();
+    if (!x.grad_shard.empty()) x.grad_shard.zero();
+  }
+  return norm;
+}
+
+}  // namespace cgrpo

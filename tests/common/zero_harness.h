@@ -1,0 +1,82 @@
+// A synthetic model for ZeRO engine tests: units of odd sizes (padding and decay boundaries everywhere) and
+// a separable quadratic loss per global sample j,  L_j = 0.5 * sum_i c_ji (p_i - t_ji)^2,  dL_j/dp_i =
+// c_ji (p_i - t_ji), with c, t drawn from Philox by (sample, element): any rank computes any sample.
+// The global batch of a step is samples [step * B, (step + 1) * B); rank r of W takes a contiguous block
+// per micro-batch. The loss is normalised by the global batch size B, so results do not depend on W.
+#pragma once
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "cgrpo/core/philox.h"
+#include "cgrpo/shard/zero_engine.h"
+
+namespace cgrpo::testing {
+
+inline std::vector<UnitSpec> toy_units() {
+  return {{"embedding", {{"embed", 37, true}}},
+          {"layers.0", {{"w", 29, true}, {"b", 5, false}, {"norm", 7, false}}},
+          {"layers.1", {{"w", 64, true}, {"norm", 3, false}}},
+          {"head", {{"norm", 11, false}, {"w", 23, true}}}};
+}
+
+inline float toy_init(int u, int64_t i) { return RngStream(3, RngPurpose::Init, 0, uint32_t(u)).normal(uint64_t(i)) * 0.5f; }
+
+// Runs `steps` optimizer steps of `micro` micro-batches each; `batch` samples per step (divisible by W * micro).
+// Returns the full logical parameters after training (identical on every rank).
+inline std::vector<std::vector<float>> toy_train(ZeroEngine& e, int steps, int micro, int batch, double lr,
+                                                 double max_norm, std::vector<double>* norms = nullptr) {
+  const int W = e.comm().world_size(), r = e.comm().rank();
+  for (int u = 0; u < e.num_units(); ++u) {
+    std::vector<float> full(size_t(e.unit_numel(u)));
+    for (int64_t i = 0; i < e.unit_numel(u); ++i) full[size_t(i)] = toy_init(u, i);
+    e.load_unit(u, full.data());
+  }
+  if (batch % (W * micro) != 0) throw std::runtime_error("toy_train: batch must divide by W * micro");
+  const int per_rank_micro = batch / W / micro;
+  for (int s = 0; s < steps; ++s) {
+    for (int mb = 0; mb < micro; ++mb) {
+      // forward: touch every unit in order (the values are what the loss reads)
+      std::vector<std::vector<float>> p(size_t(e.num_units()));
+      for (int u = 0; u < e.num_units(); ++u) {
+        e.acquire(u);
+        p[size_t(u)].assign(e.params(u), e.params(u) + e.unit_numel(u));
+        e.release(u);
+      }
+      // backward in reverse unit order
+      for (int u = e.num_units() - 1; u >= 0; --u) {
+        e.acquire(u);
+        float* g = e.grads(u);
+        for (int k = 0; k < per_rank_micro; ++k) {
+          const int64_t sample = int64_t(s) * batch + (int64_t(mb) * W + r) * per_rank_micro + k;
+          const RngStream rc(11, RngPurpose::Test, uint32_t(u), uint32_t(sample));
+          for (int64_t i = 0; i < e.unit_numel(u); ++i) {
+            const float c = 0.5f + rc.uniform(uint64_t(2 * i)), t = rc.uniform(uint64_t(2 * i + 1)) - 0.5f;
+            g[i] += c * (p[size_t(u)][size_t(i)] - t) / float(batch);
+          }
+        }
+        e.release(u);
+        e.reduce_grads(u);
+      }
+    }
+    const double n = e.step(lr, max_norm);
+    if (norms) norms->push_back(n);
+  }
+  std::vector<std::vector<float>> out(size_t(e.num_units()));
+  for (int u = 0; u < e.num_units(); ++u) {
+    out[size_t(u)].resize(size_t(e.unit_numel(u)));
+    e.read_unit(u, out[size_t(u)].data());
+  }
+  return out;
+}
+
+inline double max_rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  double d = 0;
+  for (size_t u = 0; u < a.size(); ++u)
+    for (size_t i = 0; i < a[u].size(); ++i)
+      d = std::max(d, std::fabs(double(a[u][i]) - b[u][i]) / std::max(1e-3, std::fabs(double(b[u][i]))));
+  return d;
+}
+
+}  // namespace cgrpo::testing
