@@ -128,21 +128,12 @@ void ZeroEngine::read_unit(int u, float* full) {
   release(u);
 }
 
-const float* ZeroEngine::param_shard(int u) const {
-  const Unit& x = units_[u];
-  const int64_t S = x.padded / comm_.world_size();
-  return stage_ == 3 ? x.params.as<float>() : x.params.as<float>() + comm_.rank() * S;
+ShardRange ZeroEngine::shard_of(int u) const {
+  const int64_t S = units_[u].padded / comm_.world_size();
+  return {comm_.rank() * S, S};
 }
-float* ZeroEngine::moment1_shard(int u) {
-  Unit& x = units_[u];
-  return x.m.as<float>() + (stage_ == 0 ? comm_.rank() * (x.padded / comm_.world_size()) : 0);
-}
-float* ZeroEngine::moment2_shard(int u) {
-  Unit& x = units_[u];
-  return x.v.as<float>() + (stage_ == 0 ? comm_.rank() * (x.padded / comm_.world_size()) : 0);
-}
-const float* ZeroEngine::moment1_shard(int u) const { return const_cast<ZeroEngine*>(this)->moment1_shard(u); }
-const float* ZeroEngine::moment2_shard(int u) const { return const_cast<ZeroEngine*>(this)->moment2_shard(u); }
+ShardRange ZeroEngine::param_range(int u) const { return stage_ == 3 ? shard_of(u) : ShardRange{0, units_[u].padded}; }
+ShardRange ZeroEngine::moment_range(int u) const { return stage_ == 0 ? ShardRange{0, units_[u].padded} : shard_of(u); }
 
 void ZeroEngine::acquire(int u) {
   Unit& x = units_[u];

@@ -15,10 +15,10 @@
 namespace cgrpo::testing {
 
 inline std::vector<UnitSpec> toy_units() {
-  return {{"embedding", {{"embed", 37, true}}},
-          {"layers.0", {{"w", 29, true}, {"b", 5, false}, {"norm", 7, false}}},
-          {"layers.1", {{"w", 64, true}, {"norm", 3, false}}},
-          {"head", {{"norm", 11, false}, {"w", 23, true}}}};
+  return {{"embedding", {{"embed", 37, true, {37}}}},
+          {"layers.0", {{"layers.0.w", 29, true, {29}}, {"layers.0.b", 5, false, {5}}, {"layers.0.norm", 7, false, {7}}}},
+          {"layers.1", {{"layers.1.w", 64, true, {8, 8}}, {"layers.1.norm", 3, false, {3}}}},
+          {"head", {{"head.norm", 11, false, {11}}, {"head.w", 23, true, {23}}}}};
 }
 
 inline float toy_init(int u, int64_t i) { return RngStream(3, RngPurpose::Init, 0, uint32_t(u)).normal(uint64_t(i)) * 0.5f; }

@@ -32,7 +32,8 @@ namespace cgrpo {
 struct TensorSpec {
   std::string name;
   int64_t numel;
-  bool decay;  // weight decay applies
+  bool decay;                  // weight decay applies
+  std::vector<int64_t> shape;  // logical shape (empty = [numel])
 };
 
 struct UnitSpec {
@@ -72,12 +73,14 @@ class ZeroEngine {
   void load_unit(int u, const float* full);
   // Full logical values of unit u on every rank (all-gathers at stage 3: collective).
   void read_unit(int u, float* full);
-  // This rank's shard of the fp32 weights / moments of unit u (checkpoints): [shard_numel(u)].
-  const float* param_shard(int u) const;
-  const float* moment1_shard(int u) const;
-  const float* moment2_shard(int u) const;
-  float* moment1_shard(int u);
-  float* moment2_shard(int u);
+  // Storage this rank holds, in unit coordinates (checkpoints read and write exactly these ranges):
+  //   params: [0, padded) at stages 0-2, the shard at stage 3;  moments: [0, padded) at stage 0, else the shard.
+  ShardRange shard_of(int u) const;       // [r * S, (r + 1) * S)
+  ShardRange param_range(int u) const;
+  ShardRange moment_range(int u) const;
+  float* param_storage(int u) { return units_[u].params.as<float>(); }
+  float* moment1(int u) { return units_[u].m.as<float>(); }
+  float* moment2(int u) { return units_[u].v.as<float>(); }
 
   // --- compute side, called by the training loop around each unit's forward / backward
   void acquire(int u);                   // stage 3: all-gather unit u; no-op otherwise

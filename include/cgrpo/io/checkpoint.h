@@ -1,0 +1,71 @@
+// Sharded HDF5 checkpoints (ARCHITECTURE.md §3.5, spec/distributed_training.md §5).
+//
+// One file per checkpoint, written collectively with parallel HDF5 (MPI-IO). Every parameter and AdamW
+// moment is one dataset of its global, unpadded logical shape:
+//   /params/<name>, /exp_avg/<name>, /exp_avg_sq/<name>   (and /ref/<name> for a reference model)
+// Each rank writes and reads only the part of each tensor that its storage covers, so a checkpoint saved at
+// any world size and ZeRO stage loads at any other: resharding is a hyperslab read.
+// Root attributes: format and writer version, the resolved config, step, tokens seen, LR-schedule position,
+// data cursor (epoch, index in global units), seed, world size and stage at save, the AdamW step count,
+// and per dataset an order-independent checksum (sum over elements of splitmix64(index, bits), mod 2^64).
+//
+// Commit protocol: write step_N.h5.tmp, close, fsync (rank 0), rename to step_N.h5, fsync the directory,
+// then replace `latest` (write latest.tmp, fsync, rename). Keep the newest keep_last. A crash at any point
+// leaves the previous checkpoint or the new one, both complete; a *.tmp is never loaded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cgrpo/shard/zero_engine.h"
+
+namespace cgrpo {
+
+struct CheckpointMeta {
+  int64_t step = 0;           // optimizer steps completed
+  int64_t tokens_seen = 0;
+  int64_t lr_step = 0;        // LR-schedule position
+  int64_t data_epoch = 0;     // data cursor, global units
+  int64_t data_index = 0;
+  int64_t seed = 0;
+  std::string config_ini;     // the resolved config
+  std::string ref_model = "none";  // none | datasets (/ref/...) | rebuild:<how>
+  // filled by save/read:
+  int64_t world_size = 0, zero_stage = 0, adam_step = 0;
+  int64_t format_version = 0;
+  std::string writer;
+};
+
+constexpr int64_t kCheckpointFormatVersion = 1;
+
+// Collective. Writes <dir>/step_<N>.h5 (N = meta.step) and updates <dir>/latest. `ref` may be nullptr.
+// Returns the checkpoint path.
+std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ZeroEngine& policy, ZeroEngine* ref,
+                            int keep_last);
+
+// Collective. Loads `path` into the engines (any world size / stage), verifying shapes and checksums.
+// Fatal with a clear message on any problem.
+CheckpointMeta load_checkpoint(const std::string& path, ZeroEngine& policy, ZeroEngine* ref);
+
+// Collective. "auto": the newest complete checkpoint under dir that verifies; a damaged one is skipped with a
+// warning. Returns "" when there is none. Any other value is returned as is.
+std::string resolve_resume(const std::string& dir, const std::string& resume, ZeroEngine& policy, ZeroEngine* ref);
+
+// Not collective: metadata and dataset list of a checkpoint, with an independent checksum verification
+// (serial HDF5 read of every dataset). For `cgrpo inspect`.
+struct CheckpointInfo {
+  CheckpointMeta meta;
+  struct Dataset {
+    std::string name;
+    std::vector<int64_t> shape;
+    bool checksum_ok;
+  };
+  std::vector<Dataset> datasets;
+};
+CheckpointInfo inspect_checkpoint(const std::string& path);
+
+// Order-independent checksum of a tensor's elements [begin, begin + n) (partial sums add up mod 2^64).
+uint64_t tensor_checksum(const float* x, int64_t begin, int64_t n);
+
+}  // namespace cgrpo
