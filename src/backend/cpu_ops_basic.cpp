@@ -1,6 +1,7 @@
 // CpuBackend element-wise and row-wise model ops (spec/coupled_grpo.md §1.3): embedding, RMSNorm, RoPE,
 // SwiGLU, bias. Plain loops; the matmuls of the model are gemm() calls made by the model itself.
 #include <cmath>
+#include <cstring>
 
 #include "cgrpo/backend/cpu_backend.h"
 
@@ -9,6 +10,22 @@ namespace cgrpo {
 namespace {
 float* f(const TensorView& t) { return static_cast<float*>(t.data); }
 }  // namespace
+
+namespace {
+int64_t rows_of(const TensorView& t) { return t.ndim == 1 ? 1 : t.dim(0); }
+}  // namespace
+
+void CpuBackend::copy(const TensorView& src, const TensorView& dst) {
+  const int64_t N = rows_of(dst), C = dst.dim(-1);
+  const int64_t lds = row_stride(src, N, C, "copy src"), ldd = row_stride(dst, N, C, "copy dst");
+  for (int64_t n = 0; n < N; ++n) std::memcpy(f(dst) + n * ldd, f(src) + n * lds, static_cast<size_t>(C) * 4);
+}
+
+void CpuBackend::zero(const TensorView& t) {
+  const int64_t N = rows_of(t), C = t.dim(-1);
+  const int64_t ld = row_stride(t, N, C, "zero");
+  for (int64_t n = 0; n < N; ++n) std::memset(f(t) + n * ld, 0, static_cast<size_t>(C) * 4);
+}
 
 void CpuBackend::embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) {
   const int64_t V = table.dim(0), H = table.dim(-1), N = out.dim(0);

@@ -39,6 +39,10 @@ class Backend {
   virtual void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
                     float alpha = 1.0f, float beta = 0.0f) = 0;
 
+  // dst = src; t = 0                                 row tensors [N, C] (or 1-D [C])
+  virtual void copy(const TensorView& src, const TensorView& dst) = 0;
+  virtual void zero(const TensorView& t) = 0;
+
   // out[n, :] = table[ids[n], :]                      table [V, H], ids [N], out [N, H]
   virtual void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) = 0;
   // dtable[ids[n], :] += dout[n, :]                   dout [N, H], dtable [V, H]

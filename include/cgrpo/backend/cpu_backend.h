@@ -16,6 +16,8 @@ class CpuBackend final : public Backend {
   void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
             float alpha = 1.0f, float beta = 0.0f) override;
 
+  void copy(const TensorView& src, const TensorView& dst) override;
+  void zero(const TensorView& t) override;
   void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) override;
   void embedding_bwd(const TensorView& dout, const int32_t* ids, const TensorView& dtable) override;
   void rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps, const TensorView& y, float* rstd) override;
