@@ -5,7 +5,7 @@
 
 using namespace cgrpo;
 
-TEST_CASE("shard_range tiles [0, N) for any N and W", "[unit][comm]") {
+TEST_CASE("shard_range tiles 0..N for any N and W", "[unit][comm]") {
   for (int W = 1; W <= 9; ++W)
     for (int64_t n : {0, 1, 2, 5, 8, 9, 100, 101}) {
       int64_t next = 0;

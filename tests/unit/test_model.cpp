@@ -149,7 +149,7 @@ TEST_CASE("model: a fully masked completion's log-probs do not depend on the com
   REQUIRE(l0[0] != l1[0]);
 }
 
-TEST_CASE("model: activation recompute gives bit-identical gradients with less memory; grads accumulate (+=)",
+TEST_CASE("model: activation recompute gives bit-identical gradients with less memory, grads accumulate (+=)",
           "[model]") {
   Fixture f(test_config());
   const int64_t B = 2, L = 7, N = B * L;

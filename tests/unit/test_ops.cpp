@@ -152,7 +152,7 @@ TEST_CASE("ops: rmsnorm forward and backward (dx +=, dw +=) vs float64 finite di
   require_close(dw, gw, 1e-5, 1e-6, "rmsnorm dw");
 }
 
-TEST_CASE("ops: rope with explicit positions, half-split rotate_half, strided view; backward is the transpose",
+TEST_CASE("ops: rope with explicit positions, half-split rotate_half, strided view, backward is the transpose",
           "[model][ops]") {
   CpuBackend be;
   const int64_t N = 7, hd = 4, heads = 3, C = heads * hd, ld = C + 5;

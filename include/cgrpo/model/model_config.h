@@ -37,9 +37,9 @@ struct ModelConfig {
   void save(const std::string& path) const;
 
   // tiny | small | 1b | diffucoder-7b (fatal for anything else).
-  //   tiny:  2 layers, H 64, V 512 (toy vocabulary: ids 0..511, mask 511), ~0.2M params, for tests.
-  //   small: 8 layers, H 512, V 16384 (toy vocabulary, mask 16383), ~39M params, for CPU runs and benches.
-  //   1b:    Qwen2.5-1.5B shape with Dream special ids (V 151936, tied head), ~1.5B params.
+  //   tiny:  2 layers, H 64, V 512 (toy vocabulary: ids 0..511, mask 511, pad/bos/eos 510), 139,840 params.
+  //   small: 8 layers, H 512, V 16384 (toy vocabulary, mask 16383, pad/bos/eos 16382), 39,336,448 params.
+  //   1b:    Qwen2.5-1.5B shape with Dream special ids (V 151936, tied head), 1,543,714,304 params.
   //   diffucoder-7b: apple/DiffuCoder-7B-Instruct config.json (spec §1.1), 7,615,616,512 params.
   static ModelConfig preset(const std::string& name);
   static std::vector<std::string> preset_names();
