@@ -173,6 +173,9 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
   int32_t* r_tgt = r_rows + R;
   float* lse = reinterpret_cast<float*>(r_tgt + R);
   float* hsel = lse + R;
+  for (int64_t r = 0; r < R; ++r)
+    CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logprobs: row ", rows[r], " (request ", r,
+                ") is outside [0, B*L = ", N_, ")");
   std::memcpy(r_rows, rows, static_cast<size_t>(R) * 4);
   std::memcpy(r_tgt, targets, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), r_rows, rows_view(hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
@@ -182,6 +185,8 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
 
 void DreamModel::logits(int64_t R, const int32_t* rows, float* out) {
   CGRPO_CHECK(N_ > 0, "DreamModel::logits before forward()");
+  for (int64_t r = 0; r < R; ++r)
+    CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logits: row ", rows[r], " is outside [0, B*L = ", N_, ")");
   Buffer hsel(static_cast<size_t>(std::max<int64_t>(R, 1) * H_) * 4, Device::CPU, MemCategory::Workspace);
   be_.embedding_fwd(hidden(), rows, rows_view(hsel.as<float>(), R, H_, H_));
   be_.gemm(rows_view(hsel.as<float>(), R, H_, H_), false, P(layout_.head(), cfg_.vocab_size, H_), true,

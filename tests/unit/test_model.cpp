@@ -246,3 +246,27 @@ TEST_CASE("model: config.json round trip and clear errors for missing or invalid
                       Catch::Contains("mask_token_id 152064 is outside the vocabulary"));
   REQUIRE_THROWS_WITH(ModelConfig::from_json("{", "bad.json"), Catch::Contains("bad.json: not valid JSON"));
 }
+
+TEST_CASE("model: right padding with a key mask reproduces the unpadded log-probs, a fully masked row stays finite",
+          "[model]") {
+  Fixture f(test_config());
+  const int64_t L = 6, Lr = 4;
+  const auto real = rand_ids(Lr, 35, 5);
+  std::vector<int32_t> padded(3 * L, int32_t(f.cfg.pad_token_id));
+  for (int64_t i = 0; i < Lr; ++i) padded[i] = padded[L + i] = real[i];
+  // row 0: pads attended (no effect on rows 1, 2); row 1: pad keys masked; row 2: every key masked
+  std::vector<uint8_t> mask(3 * L, 0);
+  for (int64_t i = 0; i < L; ++i) mask[i] = 1;
+  for (int64_t i = 0; i < Lr; ++i) mask[L + i] = 1;
+  const std::vector<int32_t> rows_alone = {0, 1, 2}, rows_padded = {int32_t(L), int32_t(L + 1), int32_t(L + 2)},
+                             rows_dead = {int32_t(2 * L), int32_t(2 * L + 5)}, t = {real[1], real[2], real[3]};
+  std::vector<float> alone(3), pad(3), dead(2);
+  f.model.forward({1, Lr, real.data()}, false);
+  f.model.logprobs(3, rows_alone.data(), t.data(), alone.data());
+  f.model.forward({3, L, padded.data(), nullptr, mask.data()}, false);
+  f.model.logprobs(3, rows_padded.data(), t.data(), pad.data());
+  f.model.logprobs(2, rows_dead.data(), t.data(), dead.data());
+  for (int k = 0; k < 3; ++k) REQUIRE(pad[k] == Approx(alone[k]).epsilon(1e-5));
+  REQUIRE(std::isfinite(dead[0]));
+  REQUIRE(std::isfinite(dead[1]));
+}
