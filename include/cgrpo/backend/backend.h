@@ -63,6 +63,8 @@ class Backend {
 
   // o = softmax(q k^T / sqrt(head_dim) + mask) v; key_mask [B, L] (nullptr = attend everywhere). A query
   // whose keys are all masked gets o = 0 and lse = -inf (safe softmax). lse [B, n_heads, L] is saved.
+  // Only keys are masked: a pad query row (all-False in HF's 4-D mask) attends to the real keys here instead
+  // of returning zeros; outputs at real rows are identical and pad-row outputs are never used (spec §1.4).
   virtual void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                              const uint8_t* key_mask, const TensorView& o, float* lse) = 0;
   // dq, dk, dv (=) from do, the forward inputs, o and lse.
