@@ -46,3 +46,22 @@ GemmShape gemm_shape(const TensorView& A, bool trans_a, const TensorView& B, boo
 }
 
 }  // namespace cgrpo
+
+namespace cgrpo {
+
+int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
+  CGRPO_CHECK(t.dtype == DType::F32, what, " must be f32, got ", t.str());
+  if (t.ndim == 1) {
+    CGRPO_CHECK(rows == 1 && t.dim(0) == cols && (t.stride(0) == 1 || cols <= 1), what, " ", t.str(), " is not [",
+                cols, "]");
+    return cols;
+  }
+  CGRPO_CHECK(t.ndim == 2 && t.dim(0) == rows && t.dim(1) == cols, what, " ", t.str(), " is not [", rows, ",", cols,
+              "]");
+  CGRPO_CHECK(t.stride(1) == 1 || cols <= 1, what, " ", t.str(), " has inner stride ", t.stride(1), " (must be 1)");
+  CGRPO_CHECK(t.stride(0) >= cols || rows <= 1, what, " ", t.str(), " has overlapping rows (row stride ", t.stride(0),
+              ")");
+  return t.stride(0);
+}
+
+}  // namespace cgrpo

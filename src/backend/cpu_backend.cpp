@@ -2,6 +2,8 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+
 namespace cgrpo {
 
 CpuBackend::CpuBackend(int threads) {
@@ -34,6 +36,16 @@ void CpuBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, bo
                 a + i * s.stride_a, static_cast<blasint>(s.lda), b + i * s.stride_b, static_cast<blasint>(s.ldb), beta,
                 c + i * s.stride_c, static_cast<blasint>(s.ldc));
   }
+}
+
+}  // namespace cgrpo
+
+namespace cgrpo {
+
+float* CpuBackend::workspace(size_t floats) {
+  const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
+  if (ws_.bytes() < bytes) ws_ = Buffer(bytes, Device::CPU, MemCategory::Workspace);
+  return ws_.as<float>();
 }
 
 }  // namespace cgrpo

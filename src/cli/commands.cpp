@@ -14,6 +14,9 @@ const std::vector<Command>& commands() {
       {"selfcheck", "MPI + collectives + GEMM self-check on every rank (the quickstart's first step)", cmd_selfcheck},
       {"config", "print the resolved config (defaults < file < --section.key overrides) or the key reference", cmd_config},
       {"tokenize", "JSONL text <-> token ids with the project tokenizer (--decode, --text STR for a quick look)", cmd_tokenize},
+      {"init", "write a randomly initialised model (config.json + safetensors) for a preset", cmd_init},
+      {"inspect", "parameters per module and bytes per dtype of a model directory", cmd_inspect},
+      {"score", "log-probs of labelled tokens (JSONL in, JSONL out) under a model", cmd_score},
   };
   return table;
 }

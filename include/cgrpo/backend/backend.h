@@ -1,14 +1,30 @@
 // Backend: the compute interface the model and optimizer are written against (ARCHITECTURE.md §2, §3.1).
 // CpuBackend (OpenBLAS + threads) is the oracle; CudaBackend (cuBLASLt + own kernels) implements the
 // same calls. Tensors are row-major TensorViews; shapes are checked, never assumed.
+//
+// Conventions of the model ops (spec/coupled_grpo.md §1.3):
+// - "Row" tensors are 2-D [N, C] views whose inner stride is 1; the row stride may be larger than C, so a
+//   column block of a fused projection (q, k, v inside qkv; gate, up inside gate_up) is passed as a view.
+// - Index arrays (token ids, position ids, targets) are int32 and the key mask is uint8 (1 = may be
+//   attended), all in the backend's device memory.
+// - Forward outputs are written (=). Parameter gradients (dW, dtable, dw, db) accumulate (+=), so
+//   micro-batches accumulate without extra buffers. Activation gradients are written (=) unless noted:
+//   rmsnorm_bwd and logsoftmax_gather_bwd add into dx/dh (+=) because their input is a residual stream.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "cgrpo/core/tensor_view.h"
 
 namespace cgrpo {
+
+// Bidirectional grouped-query attention over q [B*L, n_heads*head_dim] and k, v [B*L, n_kv_heads*head_dim]
+// (row r = b*L + i; head j of q uses kv head j / (n_heads / n_kv_heads)).
+struct AttnShape {
+  int64_t B = 0, L = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+};
 
 class Backend {
  public:
@@ -22,6 +38,62 @@ class Backend {
   // The innermost stride of every operand must be 1; the row stride is the leading dimension.
   virtual void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
                     float alpha = 1.0f, float beta = 0.0f) = 0;
+
+  // dst = src; t = 0                                 row tensors [N, C] (or 1-D [C])
+  virtual void copy(const TensorView& src, const TensorView& dst) = 0;
+  virtual void zero(const TensorView& t) = 0;
+
+  // out[n, :] = table[ids[n], :]                      table [V, H], ids [N], out [N, H]
+  virtual void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) = 0;
+  // dtable[ids[n], :] += dout[n, :]                   dout [N, H], dtable [V, H]
+  virtual void embedding_bwd(const TensorView& dout, const int32_t* ids, const TensorView& dtable) = 0;
+
+  // y = w * x * rstd, rstd = 1/sqrt(mean(x^2) + eps)   x, y [N, H], w [H], rstd [N] (saved, fp32)
+  virtual void rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps, const TensorView& y,
+                           float* rstd) = 0;
+  // dx += d/dx, dw += d/dw                             dy, x, dx [N, H], w, dw [H], rstd [N]
+  virtual void rmsnorm_bwd(const TensorView& dy, const TensorView& x, const TensorView& w, const float* rstd,
+                           const TensorView& dx, const TensorView& dw) = 0;
+
+  // In place, x [N, heads*head_dim], pos [N]:  x = x*cos + rotate_half(x)*sin with
+  // inv_freq[j] = theta^(-2j/head_dim), angle = pos * inv_freq[j mod head_dim/2] (half-split convention).
+  virtual void rope_fwd(const TensorView& x, int64_t head_dim, const int32_t* pos, float theta) = 0;
+  // In place, dx = R(pos)^T dy (the rotation by -angle).
+  virtual void rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t* pos, float theta) = 0;
+
+  // o = softmax(q k^T / sqrt(head_dim) + mask) v; key_mask [B, L] (nullptr = attend everywhere). A query
+  // whose keys are all masked gets o = 0 and lse = -inf (safe softmax). lse [B, n_heads, L] is saved.
+  // Only keys are masked: a pad query row (all-False in HF's 4-D mask) attends to the real keys here instead
+  // of returning zeros; outputs at real rows are identical and pad-row outputs are never used (spec §1.4).
+  virtual void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                             const uint8_t* key_mask, const TensorView& o, float* lse) = 0;
+  // dq, dk, dv (=) from do, the forward inputs, o and lse.
+  virtual void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                             const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
+                             const TensorView& dq, const TensorView& dk, const TensorView& dv) = 0;
+
+  // out = silu(g) * u                                  g, u, out [N, I]
+  virtual void swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) = 0;
+  // dg, du (=)
+  virtual void swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
+                          const TensorView& du) = 0;
+
+  // y[n, :] += b                                       y [N, C], b [C]
+  virtual void bias_add(const TensorView& y, const TensorView& b) = 0;
+  // db += sum_n dy[n, :]
+  virtual void bias_bwd(const TensorView& dy, const TensorView& db) = 0;
+
+  // Fused, vocabulary-chunked log-softmax gather (spec §3.6 selective_log_softmax, ARCHITECTURE.md §3.4):
+  //   logp[r] = z[r, t_r] - logsumexp_v z[r, v],  z = h W^T,   h [R, H], W [V, H], targets [R], logp, lse [R]
+  // Works on [R, chunk] logits at a time with an online logsumexp; [R, V] is never materialised.
+  virtual void logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* targets,
+                                     int64_t chunk, float* logp, float* lse) = 0;
+  // dz = dlogp[r] * (onehot(t_r) - softmax(z_r));  dh += dz W,  dW += dz^T h   (chunk by chunk, z recomputed)
+  virtual void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* targets,
+                                     int64_t chunk, const float* lse, const float* dlogp, const TensorView& dh,
+                                     const TensorView& dW) = 0;
+  // Peak workspace (bytes) either direction of logsoftmax_gather uses for R rows, vocabulary V and a chunk.
+  virtual size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const = 0;
 };
 
 // Shape bookkeeping shared by every backend's gemm.
@@ -31,6 +103,16 @@ struct GemmShape {
   int64_t stride_a, stride_b, stride_c;  // batch strides in elements (0 = broadcast)
 };
 GemmShape gemm_shape(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C);
+
+// A [rows, cols] fp32 view of p with row stride ld (a column block of a wider row-major matrix).
+inline TensorView rows_view(const float* p, int64_t rows, int64_t cols, int64_t ld) {
+  TensorView t(const_cast<float*>(p), DType::F32, {rows, cols});
+  t.strides[0] = ld;
+  return t;
+}
+
+// Checks that t is a 2-D fp32 [rows, cols] row tensor (inner stride 1) and returns its row stride.
+int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what);
 
 // kind: "cpu" or "cuda". local_rank picks the device on multi-GPU nodes. threads: 0 = leave the BLAS default.
 std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank = 0, int threads = 0);

@@ -1,4 +1,5 @@
 // CpuBackend: fp32 everywhere, GEMM on OpenBLAS. The reference every other backend is tested against.
+// Op kernels live in src/backend/cpu_ops_*.cpp; every matmul inside them goes through gemm().
 #pragma once
 
 #include "cgrpo/backend/backend.h"
@@ -14,6 +15,39 @@ class CpuBackend final : public Backend {
 
   void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
             float alpha = 1.0f, float beta = 0.0f) override;
+
+  void copy(const TensorView& src, const TensorView& dst) override;
+  void zero(const TensorView& t) override;
+  void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) override;
+  void embedding_bwd(const TensorView& dout, const int32_t* ids, const TensorView& dtable) override;
+  void rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps, const TensorView& y, float* rstd) override;
+  void rmsnorm_bwd(const TensorView& dy, const TensorView& x, const TensorView& w, const float* rstd,
+                   const TensorView& dx, const TensorView& dw) override;
+  void rope_fwd(const TensorView& x, int64_t head_dim, const int32_t* pos, float theta) override;
+  void rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t* pos, float theta) override;
+  void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                     const uint8_t* key_mask, const TensorView& o, float* lse) override;
+  void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                     const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
+                     const TensorView& dq, const TensorView& dk, const TensorView& dv) override;
+  void swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) override;
+  void swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
+                  const TensorView& du) override;
+  void bias_add(const TensorView& y, const TensorView& b) override;
+  void bias_bwd(const TensorView& dy, const TensorView& db) override;
+  void logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* targets, int64_t chunk,
+                             float* logp, float* lse) override;
+  void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* targets, int64_t chunk,
+                             const float* lse, const float* dlogp, const TensorView& dh,
+                             const TensorView& dW) override;
+  size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const override;
+
+  // Scratch memory owned by the backend (MemCategory::Workspace); grows to the largest request, never shrinks.
+  float* workspace(size_t floats);
+  size_t workspace_capacity_bytes() const { return ws_.bytes(); }
+
+ private:
+  Buffer ws_;
 };
 
 }  // namespace cgrpo

@@ -20,5 +20,8 @@ int dispatch(int argc, char** argv);
 int cmd_selfcheck(int argc, char** argv);
 int cmd_config(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
+int cmd_init(int argc, char** argv);
+int cmd_inspect(int argc, char** argv);
+int cmd_score(int argc, char** argv);
 
 }  // namespace cgrpo::cli

@@ -1,0 +1,100 @@
+// DreamModel: the Dream / DiffuCoder transformer (spec §1.3) on a Backend: bidirectional GQA attention,
+// RoPE with explicit positions, SwiGLU MLP, RMSNorm; hidden states everywhere, logits or log-probs only
+// at requested rows through the fused vocabulary-chunked log-softmax gather. The model never
+// communicates: parameters and gradients are flat buffers owned by the caller (ParamLayout offsets).
+//
+// Use: bind(params, grads) -> forward(in, grad) -> logprobs(rows, targets) -> backward(dlogp).
+// Gradients accumulate (+=) into the bound gradient buffer; zeroing it is the caller's job.
+// With set_recompute(true) only each layer's input is kept; backward recomputes a layer's activations
+// right before its backward, giving bit-identical gradients with O(1 layer) activation memory.
+#pragma once
+
+#include <cstdint>
+
+#include "cgrpo/backend/backend.h"
+#include "cgrpo/core/buffer.h"
+#include "cgrpo/model/model_config.h"
+#include "cgrpo/model/param_layout.h"
+
+namespace cgrpo {
+
+struct ModelInput {
+  int64_t B = 0, L = 0;
+  const int32_t* ids = nullptr;       // [B, L]
+  const int32_t* pos = nullptr;       // [B, L] position ids; nullptr = 0..L-1 in every row
+  const uint8_t* key_mask = nullptr;  // [B, L] 1 = may be attended; nullptr = no mask ("full", spec §1.4)
+  // ids and key_mask must stay valid until backward() of the same forward (positions are copied).
+};
+
+// Initialisation (HF Qwen2 style): linear weights and embeddings ~ N(0, std), biases 0, norm weights 1.
+// Tensor i of the layout draws from RngStream(seed, Init, 0, i), so values do not depend on sharding.
+void init_params(const ParamLayout& layout, float* params, uint64_t seed, float std = 0.02f);
+
+class DreamModel {
+ public:
+  DreamModel(const ModelConfig& cfg, Backend& backend);
+  DreamModel(const DreamModel&) = delete;
+  DreamModel& operator=(const DreamModel&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamLayout& layout() const { return layout_; }
+
+  // params [layout().total()]; grads likewise or nullptr for inference only.
+  void bind(const float* params, float* grads);
+  void set_recompute(bool on) { recompute_ = on; }
+  void set_vocab_chunk(int64_t chunk);  // columns of logits live at once in logprobs/backward (default 4096)
+
+  // Runs the layers and the final norm. grad = true keeps what backward() needs.
+  void forward(const ModelInput& in, bool grad);
+  TensorView hidden() const;  // [B*L, H] final-normed hidden states of the last forward
+
+  // logp[r] = log_softmax(h[rows[r]] W_head^T)[targets[r]]; rows index [0, B*L). Raw logits at row b*L+i
+  // predict token i+1 of sequence b (spec §1.5): the caller chooses rows accordingly.
+  void logprobs(int64_t R, const int32_t* rows, const int32_t* targets, float* logp);
+  // logits [R, V] = h[rows] W_head^T (small R only: materialises [R, V]).
+  void logits(int64_t R, const int32_t* rows, float* out);
+
+  // d(sum_r dlogp[r] * logp[r]) / d params, += into the bound gradient buffer, for the last
+  // forward(grad = true) + logprobs() pair.
+  void backward(const float* dlogp);
+
+  // Bytes of activation memory forward(grad) holds for a [B, L] batch under the current recompute setting.
+  size_t activation_bytes(int64_t B, int64_t L, bool grad) const;
+
+ private:
+  struct Acts {  // one layer's saved activations (views into a Buffer)
+    float *a1, *rstd1, *qkv, *o, *lse, *x1, *a2, *rstd2, *gu, *m;
+  };
+  int64_t acts_floats(int64_t N, int64_t B) const;
+  Acts acts_at(float* base, int64_t N, int64_t B) const;
+  float* x_at(int64_t l) const;  // input of layer l ([N, H]); l = n_layers is the final hidden before norm
+  Acts layer_acts(int64_t l) const;
+  void layer_forward(int64_t l, const float* x0, const Acts& a, float* x_out);
+  void layer_backward(int64_t l, const float* x0, const Acts& a);
+  TensorView P(int64_t offset, int64_t rows, int64_t cols) const;
+  TensorView G(int64_t offset, int64_t rows, int64_t cols) const;
+
+  ModelConfig cfg_;
+  ParamLayout layout_;
+  Backend& be_;
+  const float* params_ = nullptr;
+  float* grads_ = nullptr;
+  bool recompute_ = false;
+  int64_t chunk_ = 4096;
+
+  // shapes of the last forward
+  int64_t B_ = 0, L_ = 0, N_ = 0, R_ = 0;
+  bool grad_ = false;
+  const int32_t* ids_ = nullptr;
+  const uint8_t* key_mask_ = nullptr;
+  int64_t H_, I_, QW_, KW_, QKV_, hd_;
+
+  Buffer pos_;      // [N] int32
+  Buffer xs_;       // layer inputs: [n_layers + 1, N, H] (grad) or 2 x [N, H] ping-pong
+  Buffer acts_;     // per-layer Acts (grad, no recompute) or one set
+  Buffer final_;    // hf [N, H], rstd_f [N]
+  Buffer sel_;      // rows [R], targets [R] (int32), lse [R], hsel [R, H], dhsel [R, H]
+  Buffer bwd_;      // backward scratch: dres, da [N, H], dqkv [N, QKV], do [N, QW], dgu [N, 2I], dm [N, I], dhf [N, H]
+};
+
+}  // namespace cgrpo

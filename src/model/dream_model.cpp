@@ -1,0 +1,272 @@
+// DreamModel forward / backward (spec/coupled_grpo.md §1.3). Per layer, with N = B*L rows:
+//   a1 = RMSNorm(x0, w_in)                          [N, H]
+//   qkv = a1 Wqkv^T + bqkv                          [N, QW + 2 KW]  (q | k | v column blocks)
+//   q, k = RoPE(q, pos), RoPE(k, pos)               in place
+//   o = attention(q, k, v, key_mask)                [N, QW]   bidirectional GQA
+//   x1 = x0 + o Wo^T                                [N, H]
+//   a2 = RMSNorm(x1, w_post)                        [N, H]
+//   gu = a2 Wgu^T                                   [N, 2I]   (gate | up)
+//   m = silu(g) * u                                 [N, I]
+//   x2 = x1 + m Wd^T                                [N, H]
+// then hf = RMSNorm(x_L, w_final) and log-probs of requested rows through the fused gather.
+#include "cgrpo/model/dream_model.h"
+
+#include <cstring>
+
+#include "cgrpo/core/philox.h"
+
+namespace cgrpo {
+
+namespace {
+void ensure(Buffer& b, size_t bytes, MemCategory cat) {
+  if (b.bytes() < bytes) b = Buffer(std::max<size_t>(bytes, 4), Device::CPU, cat);
+}
+}  // namespace
+
+void init_params(const ParamLayout& layout, float* params, uint64_t seed, float std) {
+  for (size_t i = 0; i < layout.params().size(); ++i) {
+    const ParamInfo& p = layout.params()[i];
+    float* d = params + p.offset;
+    if (p.kind == ParamKind::Norm) {
+      for (int64_t j = 0; j < p.numel; ++j) d[j] = 1.0f;
+    } else if (p.kind == ParamKind::QkvBias) {
+      for (int64_t j = 0; j < p.numel; ++j) d[j] = 0.0f;
+    } else {
+      RngStream(seed, RngPurpose::Init, 0, static_cast<uint32_t>(i)).fill_normal(d, p.numel, 0.0f, std);
+    }
+  }
+}
+
+DreamModel::DreamModel(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), layout_(cfg), be_(backend) {
+  CGRPO_CHECK(backend.device() == Device::CPU, "DreamModel: only the CPU backend is supported so far");
+  H_ = cfg.hidden_size;
+  I_ = cfg.intermediate_size;
+  hd_ = cfg.head_dim();
+  QW_ = cfg.num_attention_heads * hd_;
+  KW_ = cfg.num_key_value_heads * hd_;
+  QKV_ = QW_ + 2 * KW_;
+}
+
+void DreamModel::bind(const float* params, float* grads) {
+  CGRPO_CHECK(params != nullptr, "DreamModel::bind: params must not be null");
+  params_ = params;
+  grads_ = grads;
+}
+
+void DreamModel::set_vocab_chunk(int64_t chunk) {
+  CGRPO_CHECK(chunk > 0, "vocab chunk must be > 0, got ", chunk);
+  chunk_ = chunk;
+}
+
+TensorView DreamModel::P(int64_t offset, int64_t rows, int64_t cols) const {
+  return rows_view(params_ + offset, rows, cols, cols);
+}
+TensorView DreamModel::G(int64_t offset, int64_t rows, int64_t cols) const {
+  return rows_view(grads_ + offset, rows, cols, cols);
+}
+
+int64_t DreamModel::acts_floats(int64_t N, int64_t B) const {
+  // a1, rstd1, qkv, o, lse, x1, a2, rstd2, gu, m
+  return N * H_ + N + N * QKV_ + N * QW_ + B * cfg_.num_attention_heads * (N / B) + N * H_ + N * H_ + N +
+         N * 2 * I_ + N * I_;
+}
+
+DreamModel::Acts DreamModel::acts_at(float* p, int64_t N, int64_t B) const {
+  Acts a;
+  a.a1 = p, p += N * H_;
+  a.rstd1 = p, p += N;
+  a.qkv = p, p += N * QKV_;
+  a.o = p, p += N * QW_;
+  a.lse = p, p += B * cfg_.num_attention_heads * (N / B);
+  a.x1 = p, p += N * H_;
+  a.a2 = p, p += N * H_;
+  a.rstd2 = p, p += N;
+  a.gu = p, p += N * 2 * I_;
+  a.m = p;
+  return a;
+}
+
+float* DreamModel::x_at(int64_t l) const {
+  const int64_t slot = grad_ ? l : l % 2;
+  return xs_.as<float>() + slot * N_ * H_;
+}
+
+DreamModel::Acts DreamModel::layer_acts(int64_t l) const {
+  const int64_t slot = (grad_ && !recompute_) ? l : 0;
+  return acts_at(acts_.as<float>() + slot * acts_floats(N_, B_), N_, B_);
+}
+
+size_t DreamModel::activation_bytes(int64_t B, int64_t L, bool grad) const {
+  const int64_t N = B * L, nl = cfg_.num_hidden_layers;
+  const int64_t xs = (grad ? nl + 1 : 2) * N * H_;
+  const int64_t acts = ((grad && !recompute_) ? nl : 1) * acts_floats(N, B);
+  return static_cast<size_t>(xs + acts + N * H_ + N) * sizeof(float) + static_cast<size_t>(N) * sizeof(int32_t);
+}
+
+void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float* x_out) {
+  const LayerOffsets& w = layout_.layer(l);
+  const int64_t N = N_;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps), theta = static_cast<float>(cfg_.rope_theta);
+  const int32_t* pos = pos_.as<int32_t>();
+  const TensorView X0 = rows_view(x0, N, H_, H_);
+  const TensorView A1 = rows_view(a.a1, N, H_, H_), QKV = rows_view(a.qkv, N, QKV_, QKV_);
+  const TensorView Q = rows_view(a.qkv, N, QW_, QKV_), K = rows_view(a.qkv + QW_, N, KW_, QKV_),
+                   Vv = rows_view(a.qkv + QW_ + KW_, N, KW_, QKV_);
+  const TensorView O = rows_view(a.o, N, QW_, QW_), X1 = rows_view(a.x1, N, H_, H_);
+  const TensorView A2 = rows_view(a.a2, N, H_, H_), GU = rows_view(a.gu, N, 2 * I_, 2 * I_);
+  const TensorView Gt = rows_view(a.gu, N, I_, 2 * I_), U = rows_view(a.gu + I_, N, I_, 2 * I_);
+  const TensorView M = rows_view(a.m, N, I_, I_), X2 = rows_view(x_out, N, H_, H_);
+
+  be_.rmsnorm_fwd(X0, P(w.ln_in, 1, H_).slice_flat(0, H_), eps, A1, a.rstd1);
+  be_.gemm(A1, false, P(w.w_qkv, QKV_, H_), true, QKV);
+  be_.bias_add(QKV, P(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
+  be_.rope_fwd(Q, hd_, pos, theta);
+  be_.rope_fwd(K, hd_, pos, theta);
+  const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
+  be_.attention_fwd(s, Q, K, Vv, key_mask_, O, a.lse);
+  be_.copy(X0, X1);
+  be_.gemm(O, false, P(w.w_o, H_, QW_), true, X1, 1.0f, 1.0f);  // x1 = x0 + o Wo^T
+  be_.rmsnorm_fwd(X1, P(w.ln_post, 1, H_).slice_flat(0, H_), eps, A2, a.rstd2);
+  be_.gemm(A2, false, P(w.w_gate_up, 2 * I_, H_), true, GU);
+  be_.swiglu_fwd(Gt, U, M);
+  be_.copy(X1, X2);
+  be_.gemm(M, false, P(w.w_down, H_, I_), true, X2, 1.0f, 1.0f);  // x2 = x1 + m Wd^T
+}
+
+void DreamModel::forward(const ModelInput& in, bool grad) {
+  CGRPO_CHECK(params_ != nullptr, "DreamModel::forward before bind()");
+  CGRPO_CHECK(!grad || grads_ != nullptr, "DreamModel::forward(grad = true) needs a gradient buffer in bind()");
+  CGRPO_CHECK(in.B > 0 && in.L > 0 && in.ids != nullptr, "DreamModel::forward: empty batch B=", in.B, " L=", in.L);
+  B_ = in.B, L_ = in.L, N_ = in.B * in.L, grad_ = grad, R_ = 0;
+  ids_ = in.ids;
+  key_mask_ = in.key_mask;
+  const int64_t nl = cfg_.num_hidden_layers;
+  ensure(pos_, static_cast<size_t>(N_) * sizeof(int32_t), MemCategory::Activations);
+  ensure(xs_, static_cast<size_t>((grad ? nl + 1 : 2) * N_ * H_) * sizeof(float), MemCategory::Activations);
+  ensure(acts_, static_cast<size_t>(((grad && !recompute_) ? nl : 1) * acts_floats(N_, B_)) * sizeof(float),
+         MemCategory::Activations);
+  ensure(final_, static_cast<size_t>(N_ * H_ + N_) * sizeof(float), MemCategory::Activations);
+  int32_t* pos = pos_.as<int32_t>();
+  for (int64_t r = 0; r < N_; ++r) {
+    pos[r] = in.pos ? in.pos[r] : static_cast<int32_t>(r % L_);
+    CGRPO_CHECK(pos[r] >= 0 && pos[r] < cfg_.max_position_embeddings, "position id ", pos[r], " at row ", r / L_,
+                ", column ", r % L_, " is outside [0, max_position_embeddings = ", cfg_.max_position_embeddings, ")");
+  }
+  be_.embedding_fwd(P(layout_.embed(), cfg_.vocab_size, H_), in.ids, rows_view(x_at(0), N_, H_, H_));  // h0 = E[ids]
+  for (int64_t l = 0; l < nl; ++l) layer_forward(l, x_at(l), layer_acts(l), x_at(l + 1));
+  float* hf = final_.as<float>();
+  be_.rmsnorm_fwd(rows_view(x_at(nl), N_, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
+                  static_cast<float>(cfg_.rms_norm_eps), rows_view(hf, N_, H_, H_), hf + N_ * H_);
+}
+
+TensorView DreamModel::hidden() const {
+  CGRPO_CHECK(N_ > 0, "DreamModel::hidden before forward()");
+  return rows_view(final_.as<float>(), N_, H_, H_);
+}
+
+void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets, float* logp) {
+  CGRPO_CHECK(N_ > 0, "DreamModel::logprobs before forward()");
+  CGRPO_CHECK(R > 0, "DreamModel::logprobs: no rows requested");
+  R_ = R;
+  ensure(sel_, static_cast<size_t>(2 * R + R + 2 * R * H_) * 4, MemCategory::Activations);
+  int32_t* r_rows = sel_.as<int32_t>();
+  int32_t* r_tgt = r_rows + R;
+  float* lse = reinterpret_cast<float*>(r_tgt + R);
+  float* hsel = lse + R;
+  for (int64_t r = 0; r < R; ++r)
+    CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logprobs: row ", rows[r], " (request ", r,
+                ") is outside [0, B*L = ", N_, ")");
+  std::memcpy(r_rows, rows, static_cast<size_t>(R) * 4);
+  std::memcpy(r_tgt, targets, static_cast<size_t>(R) * 4);
+  be_.embedding_fwd(hidden(), r_rows, rows_view(hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
+  be_.logsoftmax_gather_fwd(rows_view(hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), r_tgt, chunk_, logp,
+                            lse);
+}
+
+void DreamModel::logits(int64_t R, const int32_t* rows, float* out) {
+  CGRPO_CHECK(N_ > 0, "DreamModel::logits before forward()");
+  for (int64_t r = 0; r < R; ++r)
+    CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logits: row ", rows[r], " is outside [0, B*L = ", N_, ")");
+  Buffer hsel(static_cast<size_t>(std::max<int64_t>(R, 1) * H_) * 4, Device::CPU, MemCategory::Workspace);
+  be_.embedding_fwd(hidden(), rows, rows_view(hsel.as<float>(), R, H_, H_));
+  be_.gemm(rows_view(hsel.as<float>(), R, H_, H_), false, P(layout_.head(), cfg_.vocab_size, H_), true,
+           rows_view(out, R, cfg_.vocab_size, cfg_.vocab_size));
+}
+
+void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
+  const LayerOffsets& w = layout_.layer(l);
+  const int64_t N = N_;
+  const float theta = static_cast<float>(cfg_.rope_theta);
+  const int32_t* pos = pos_.as<int32_t>();
+  float* dres = bwd_.as<float>();  // [N, H] dL/d(layer output) on entry, dL/d(layer input) on exit
+  float* da = dres + N * H_;       // [N, H]
+  float* dqkv = da + N * H_;       // [N, QKV]
+  float* dout = dqkv + N * QKV_;   // [N, QW]
+  float* dgu = dout + N * QW_;     // [N, 2I]
+  float* dm = dgu + N * 2 * I_;    // [N, I]
+  const TensorView dR = rows_view(dres, N, H_, H_), dA = rows_view(da, N, H_, H_);
+
+  // MLP: x2 = x1 + m Wd^T
+  be_.gemm(dR, false, P(w.w_down, H_, I_), false, rows_view(dm, N, I_, I_));               // dm = dx2 Wd
+  be_.gemm(dR, true, rows_view(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f, 1.0f);  // dWd += dx2^T m
+  be_.swiglu_bwd(rows_view(dm, N, I_, I_), rows_view(a.gu, N, I_, 2 * I_), rows_view(a.gu + I_, N, I_, 2 * I_),
+                 rows_view(dgu, N, I_, 2 * I_), rows_view(dgu + I_, N, I_, 2 * I_));
+  const TensorView dGU = rows_view(dgu, N, 2 * I_, 2 * I_);
+  be_.gemm(dGU, false, P(w.w_gate_up, 2 * I_, H_), false, dA);                                   // da2 = dgu Wgu
+  be_.gemm(dGU, true, rows_view(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f, 1.0f);  // dWgu += ..
+  be_.rmsnorm_bwd(dA, rows_view(a.x1, N, H_, H_), P(w.ln_post, 1, H_).slice_flat(0, H_), a.rstd2, dR,
+                  G(w.ln_post, 1, H_).slice_flat(0, H_));  // dres = dL/dx1
+
+  // attention: x1 = x0 + o Wo^T
+  const TensorView dO = rows_view(dout, N, QW_, QW_);
+  be_.gemm(dR, false, P(w.w_o, H_, QW_), false, dO);                                        // do = dx1 Wo
+  be_.gemm(dR, true, rows_view(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f, 1.0f);  // dWo += dx1^T o
+  const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
+  const TensorView dQ = rows_view(dqkv, N, QW_, QKV_), dK = rows_view(dqkv + QW_, N, KW_, QKV_);
+  be_.attention_bwd(s, rows_view(a.qkv, N, QW_, QKV_), rows_view(a.qkv + QW_, N, KW_, QKV_),
+                    rows_view(a.qkv + QW_ + KW_, N, KW_, QKV_), key_mask_, rows_view(a.o, N, QW_, QW_), a.lse, dO, dQ,
+                    dK, rows_view(dqkv + QW_ + KW_, N, KW_, QKV_));
+  be_.rope_bwd(dQ, hd_, pos, theta);
+  be_.rope_bwd(dK, hd_, pos, theta);
+  const TensorView dQKV = rows_view(dqkv, N, QKV_, QKV_);
+  be_.bias_bwd(dQKV, G(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
+  be_.gemm(dQKV, false, P(w.w_qkv, QKV_, H_), false, dA);                                  // da1 = dqkv Wqkv
+  be_.gemm(dQKV, true, rows_view(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f, 1.0f);  // dWqkv += ..
+  be_.rmsnorm_bwd(dA, rows_view(x0, N, H_, H_), P(w.ln_in, 1, H_).slice_flat(0, H_), a.rstd1, dR,
+                  G(w.ln_in, 1, H_).slice_flat(0, H_));  // dres = dL/dx0
+}
+
+void DreamModel::backward(const float* dlogp) {
+  CGRPO_CHECK(grad_, "DreamModel::backward needs forward(in, grad = true) first");
+  CGRPO_CHECK(R_ > 0, "DreamModel::backward needs logprobs() after the forward");
+  const int64_t N = N_, R = R_, nl = cfg_.num_hidden_layers;
+  ensure(bwd_, static_cast<size_t>(N * H_ * 3 + N * QKV_ + N * QW_ + N * 3 * I_) * 4, MemCategory::Workspace);
+  const int32_t* r_rows = sel_.as<int32_t>();
+  const int32_t* r_tgt = r_rows + R;
+  const float* lse = reinterpret_cast<const float*>(r_tgt + R);
+  const float* hsel = lse + R;
+  float* dhsel = const_cast<float*>(hsel) + R * H_;
+  float* dres = bwd_.as<float>();
+  float* dhf = dres + N * (H_ * 2 + QKV_ + QW_ + 3 * I_);  // [N, H]
+  const TensorView dR = rows_view(dres, N, H_, H_), dHF = rows_view(dhf, N, H_, H_);
+
+  // head + final norm
+  be_.zero(rows_view(dhsel, R, H_, H_));
+  be_.logsoftmax_gather_bwd(rows_view(hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), r_tgt, chunk_, lse,
+                            dlogp, rows_view(dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
+  be_.zero(dHF);
+  be_.embedding_bwd(rows_view(dhsel, R, H_, H_), r_rows, dHF);  // scatter-add dhsel into rows of dhf
+  be_.zero(dR);
+  const float* hf = final_.as<float>();
+  be_.rmsnorm_bwd(dHF, rows_view(x_at(nl), N, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
+                  hf + N * H_, dR, G(layout_.final_norm(), 1, H_).slice_flat(0, H_));
+
+  for (int64_t l = nl - 1; l >= 0; --l) {
+    const Acts a = layer_acts(l);
+    if (recompute_) layer_forward(l, x_at(l), a, dres + N * H_);  // output goes to the da scratch, unused
+    layer_backward(l, x_at(l), a);
+  }
+  be_.embedding_bwd(dR, ids_, G(layout_.embed(), cfg_.vocab_size, H_));  // dE[ids] += dh0
+}
+
+}  // namespace cgrpo

@@ -1,0 +1,272 @@
+// DreamModel: whole-model finite-difference gradient check on a tiny config, bidirectionality, the fully
+// masked pass, activation recompute, += accumulation; ModelConfig parsing; ParamLayout (names, units, 7B count).
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "../common/ref_check.h"
+#include "cgrpo/backend/cpu_backend.h"
+#include <nlohmann/json.hpp>
+
+#include "cgrpo/model/dream_model.h"
+
+using namespace cgrpo;
+using namespace cgrpo::test;
+
+namespace {
+
+// V = 37, H = 12, 3 heads on 1 kv head (head_dim 4), I = 20, 2 layers.
+ModelConfig test_config(bool tied = false) {
+  ModelConfig c;
+  c.vocab_size = 37;
+  c.hidden_size = 12;
+  c.intermediate_size = 20;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 3;
+  c.num_key_value_heads = 1;
+  c.max_position_embeddings = 64;
+  c.rope_theta = 10000.0;
+  c.rms_norm_eps = 1e-6;
+  c.tie_word_embeddings = tied;
+  c.mask_token_id = 36;
+  c.pad_token_id = c.bos_token_id = c.eos_token_id = 35;
+  return c;
+}
+
+std::vector<int32_t> rand_ids(int64_t n, int64_t V, uint32_t sample) {
+  std::vector<int32_t> ids(n);
+  RngStream rng(3, RngPurpose::Test, 0, sample);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(rng.u32(i) % V);
+  return ids;
+}
+
+// A model with random parameters (std 0.3 so that every path carries O(1) signal) and norms perturbed from 1.
+struct Fixture {
+  CpuBackend be;
+  ModelConfig cfg;
+  DreamModel model;
+  std::vector<float> params, grads;
+  explicit Fixture(const ModelConfig& c) : cfg(c), model(c, be) {
+    params.resize(model.layout().total());
+    grads.assign(model.layout().total(), 0.0f);
+    init_params(model.layout(), params.data(), 7, 0.3f);
+    auto jitter = randn(params.size(), 77, 0.1f);
+    for (const ParamInfo& p : model.layout().params())
+      for (int64_t j = 0; j < p.numel; ++j) params[p.offset + j] += jitter[p.offset + j];  // biases, norms != 0/1
+    model.bind(params.data(), grads.data());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("model: whole-model gradient matches finite differences for every tensor kind", "[model]") {
+  for (bool tied : {false, true}) {
+    INFO("tie_word_embeddings " << tied);
+    Fixture f(test_config(tied));
+    const int64_t B = 2, L = 5, N = B * L;
+    const auto ids = rand_ids(N, 37, 1);
+    std::vector<uint8_t> mask(N, 1);
+    mask[L + 3] = 0;  // row 1 cannot attend to its key 3
+    std::vector<int32_t> rows, targets;
+    for (int64_t r = 0; r < N; ++r) rows.push_back(int32_t(N - 1 - r)), targets.push_back(int32_t((7 * r + 3) % 37));
+    const auto dlogp = randn(N, 5);
+    const ModelInput in{B, L, ids.data(), nullptr, mask.data()};
+    f.model.set_vocab_chunk(8);
+    auto loss = [&]() {
+      std::vector<float> lp(N);
+      f.model.forward(in, true);
+      f.model.logprobs(N, rows.data(), targets.data(), lp.data());
+      double s = 0;
+      for (int64_t r = 0; r < N; ++r) s += double(dlogp[r]) * lp[r];
+      return s;
+    };
+    loss();
+    f.model.backward(dlogp.data());
+    std::set<ParamKind> kinds;
+    int checked = 0;
+    for (size_t t = 0; t < f.model.layout().params().size(); ++t) {
+      const ParamInfo& p = f.model.layout().params()[t];
+      kinds.insert(p.kind);
+      RngStream pick(9, RngPurpose::Test, 1, uint32_t(t));
+      for (int k = 0; k < 3; ++k) {
+        const int64_t i = p.offset + int64_t(pick.u32(k) % uint32_t(p.numel));
+        const float x0 = f.params[i], eps = 1e-2f;
+        f.params[i] = x0 + eps;
+        const double lp = loss();
+        f.params[i] = x0 - eps;
+        const double lm = loss();
+        f.params[i] = x0;
+        const double fd = (lp - lm) / (2.0 * double(eps));
+        INFO(p.name << " [" << (i - p.offset) << "]: backward " << f.grads[i] << " vs finite difference " << fd);
+        REQUIRE(std::fabs(f.grads[i] - fd) <= 2e-3 + 1e-2 * std::fabs(fd));
+        ++checked;
+      }
+    }
+    REQUIRE(kinds.size() == (tied ? 7u : 8u));
+    REQUIRE(checked == 3 * int(f.model.layout().params().size()));
+  }
+}
+
+TEST_CASE("model: attention is bidirectional (a later token changes earlier log-probs)", "[model]") {
+  Fixture f(test_config());
+  const int64_t L = 6;
+  auto ids = rand_ids(L, 37, 2);
+  const std::vector<int32_t> rows = {0, 1}, targets = {4, 5};
+  std::vector<float> a(2), b(2);
+  f.model.forward({1, L, ids.data()}, false);
+  f.model.logprobs(2, rows.data(), targets.data(), a.data());
+  ids[L - 1] = (ids[L - 1] + 1) % 37;
+  f.model.forward({1, L, ids.data()}, false);
+  f.model.logprobs(2, rows.data(), targets.data(), b.data());
+  REQUIRE(a[0] != b[0]);
+  REQUIRE(a[1] != b[1]);
+}
+
+TEST_CASE("model: a fully masked completion's log-probs do not depend on the completion tokens", "[model]") {
+  Fixture f(test_config());
+  const int64_t P = 3, K = 4, L = P + K;
+  auto x = rand_ids(2 * L, 35, 3);  // two sequences: same prompt, different completions
+  for (int64_t i = 0; i < P; ++i) x[L + i] = x[i];
+  REQUIRE(std::memcmp(x.data() + P, x.data() + L + P, K * 4) != 0);
+  auto x0 = x;  // X0 = where(pos >= P, MASK, x)  (spec §3.6)
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t i = P; i < L; ++i) x0[b * L + i] = int32_t(f.cfg.mask_token_id);
+  // raw rows P-1 .. L-2 predict completion tokens P .. L-1 (shift, spec §1.5); score sequence 0's tokens
+  std::vector<int32_t> rows0, rows1, y;
+  for (int64_t k = 0; k < K; ++k) rows0.push_back(int32_t(P - 1 + k)), rows1.push_back(int32_t(L + P - 1 + k));
+  for (int64_t k = 0; k < K; ++k) y.push_back(x[P + k]);
+  std::vector<float> l0(K), l1(K);
+  f.model.forward({2, L, x0.data()}, false);
+  f.model.logprobs(K, rows0.data(), y.data(), l0.data());
+  f.model.logprobs(K, rows1.data(), y.data(), l1.data());
+  for (int64_t k = 0; k < K; ++k) REQUIRE(l0[k] == l1[k]);  // bit-identical
+  // control: with the completions visible the two rows do differ
+  f.model.forward({2, L, x.data()}, false);
+  f.model.logprobs(K, rows0.data(), y.data(), l0.data());
+  f.model.logprobs(K, rows1.data(), y.data(), l1.data());
+  REQUIRE(l0[0] != l1[0]);
+}
+
+TEST_CASE("model: activation recompute gives bit-identical gradients with less memory, grads accumulate (+=)",
+          "[model]") {
+  Fixture f(test_config());
+  const int64_t B = 2, L = 7, N = B * L;
+  const auto ids = rand_ids(N, 37, 4);
+  std::vector<int32_t> rows, targets;
+  for (int64_t r = 0; r < N; r += 2) rows.push_back(int32_t(r)), targets.push_back(int32_t(r % 37));
+  const int64_t R = int64_t(rows.size());
+  const auto dlogp = randn(R, 6);
+  std::vector<int32_t> pos(N);
+  for (int64_t r = 0; r < N; ++r) pos[r] = int32_t((r * 5) % 11);  // explicit, non-monotone positions
+  const ModelInput in{B, L, ids.data(), pos.data(), nullptr};
+  auto run = [&](bool recompute) {
+    std::fill(f.grads.begin(), f.grads.end(), 0.0f);
+    f.model.set_recompute(recompute);
+    std::vector<float> lp(R);
+    f.model.forward(in, true);
+    f.model.logprobs(R, rows.data(), targets.data(), lp.data());
+    f.model.backward(dlogp.data());
+    return std::make_pair(lp, f.grads);
+  };
+  const auto [lp_full, g_full] = run(false);
+  const auto [lp_rc, g_rc] = run(true);
+  REQUIRE(std::memcmp(lp_full.data(), lp_rc.data(), R * 4) == 0);
+  REQUIRE(std::memcmp(g_full.data(), g_rc.data(), g_full.size() * 4) == 0);
+  f.model.set_recompute(true);
+  const size_t m_rc = f.model.activation_bytes(B, L, true);
+  f.model.set_recompute(false);
+  REQUIRE(m_rc < f.model.activation_bytes(B, L, true));
+
+  // accumulation: start from random gradients c, expect c + g
+  const auto c = randn(f.grads.size(), 8);
+  f.grads = c;
+  f.model.bind(f.params.data(), f.grads.data());
+  std::vector<float> lp(R);
+  f.model.forward(in, true);
+  f.model.logprobs(R, rows.data(), targets.data(), lp.data());
+  f.model.backward(dlogp.data());
+  std::vector<double> want(c.size());
+  for (size_t i = 0; i < c.size(); ++i) want[i] = double(c[i]) + g_full[i];
+  require_close(f.grads, want, 1e-6, 1e-6, "accumulated gradients");
+}
+
+TEST_CASE("model: ParamLayout names, units and the DiffuCoder-7B parameter count", "[model]") {
+  const ModelConfig c7 = ModelConfig::preset("diffucoder-7b");
+  const ParamLayout lay(c7);
+  REQUIRE(lay.total() == 7615616512LL);  // spec §1.1
+  REQUIRE(c7.num_params() == 7615616512LL);
+  REQUIRE(lay.units().size() == 30u);
+  REQUIRE(lay.units()[0].numel == 544997376LL);
+  for (int l = 1; l <= 28; ++l) REQUIRE(lay.units()[l].numel == 233057792LL);
+  REQUIRE(lay.units()[29].numel == 544997376LL + 3584);
+  int64_t off = 0;
+  for (const ParamUnit& u : lay.units()) {
+    REQUIRE(u.offset == off);
+    off += u.numel;
+  }
+  REQUIRE(off == lay.total());
+  std::set<std::string> names;
+  for (const ParamInfo& p : lay.params()) names.insert(p.name);
+  REQUIRE(names.size() == lay.params().size());
+  REQUIRE(lay.find("model.layers.27.self_attn.k_proj.bias")->shape == std::vector<int64_t>{512});
+  REQUIRE(lay.find("model.layers.0.mlp.down_proj.weight")->shape == std::vector<int64_t>{3584, 18944});
+  REQUIRE(lay.find("lm_head.weight")->shape == std::vector<int64_t>{152064, 3584});
+  REQUIRE(lay.params().size() == 1 + 28 * 12 + 2u);
+
+  const ParamLayout tied(ModelConfig::preset("1b"));
+  REQUIRE(tied.find("lm_head.weight") == nullptr);
+  REQUIRE(tied.head() == tied.embed());
+  for (const auto& name : ModelConfig::preset_names()) REQUIRE(ModelConfig::preset(name).num_params() > 0);
+  REQUIRE_THROWS_WITH(ModelConfig::preset("13b"), Catch::Contains("unknown model preset '13b'"));
+}
+
+TEST_CASE("model: config.json round trip and clear errors for missing or invalid fields", "[model]") {
+  const ModelConfig c = ModelConfig::preset("diffucoder-7b");
+  const ModelConfig d = ModelConfig::from_json(c.to_json(), "x.json");
+  REQUIRE(d.to_json() == c.to_json());
+  REQUIRE(d.rope_theta == 1000000.0);
+  REQUIRE(d.mask_token_id == 151666);
+  auto j = nlohmann::json::parse(c.to_json());
+  j.erase("num_key_value_heads");
+  REQUIRE_THROWS_WITH(ModelConfig::from_json(j.dump(), "m/config.json"),
+                      Catch::Contains("m/config.json: missing field \"num_key_value_heads\""));
+  j = nlohmann::json::parse(c.to_json());
+  j["num_key_value_heads"] = 5;
+  REQUIRE_THROWS_WITH(ModelConfig::from_json(j.dump(), "m/config.json"),
+                      Catch::Contains("num_attention_heads 28 is not a multiple of num_key_value_heads 5"));
+  j = nlohmann::json::parse(c.to_json());
+  j["hidden_size"] = "3584";
+  REQUIRE_THROWS_WITH(ModelConfig::from_json(j.dump(), "m/config.json"),
+                      Catch::Contains("field \"hidden_size\" must be an integer"));
+  j = nlohmann::json::parse(c.to_json());
+  j["mask_token_id"] = 152064;
+  REQUIRE_THROWS_WITH(ModelConfig::from_json(j.dump(), "m/config.json"),
+                      Catch::Contains("mask_token_id 152064 is outside the vocabulary"));
+  REQUIRE_THROWS_WITH(ModelConfig::from_json("{", "bad.json"), Catch::Contains("bad.json: not valid JSON"));
+}
+
+TEST_CASE("model: right padding with a key mask reproduces the unpadded log-probs, a fully masked row stays finite",
+          "[model]") {
+  Fixture f(test_config());
+  const int64_t L = 6, Lr = 4;
+  const auto real = rand_ids(Lr, 35, 5);
+  std::vector<int32_t> padded(3 * L, int32_t(f.cfg.pad_token_id));
+  for (int64_t i = 0; i < Lr; ++i) padded[i] = padded[L + i] = real[i];
+  // row 0: pads attended (no effect on rows 1, 2); row 1: pad keys masked; row 2: every key masked
+  std::vector<uint8_t> mask(3 * L, 0);
+  for (int64_t i = 0; i < L; ++i) mask[i] = 1;
+  for (int64_t i = 0; i < Lr; ++i) mask[L + i] = 1;
+  const std::vector<int32_t> rows_alone = {0, 1, 2}, rows_padded = {int32_t(L), int32_t(L + 1), int32_t(L + 2)},
+                             rows_dead = {int32_t(2 * L), int32_t(2 * L + 5)}, t = {real[1], real[2], real[3]};
+  std::vector<float> alone(3), pad(3), dead(2);
+  f.model.forward({1, Lr, real.data()}, false);
+  f.model.logprobs(3, rows_alone.data(), t.data(), alone.data());
+  f.model.forward({3, L, padded.data(), nullptr, mask.data()}, false);
+  f.model.logprobs(3, rows_padded.data(), t.data(), pad.data());
+  f.model.logprobs(2, rows_dead.data(), t.data(), dead.data());
+  for (int k = 0; k < 3; ++k) REQUIRE(pad[k] == Approx(alone[k]).epsilon(1e-5));
+  REQUIRE(std::isfinite(dead[0]));
+  REQUIRE(std::isfinite(dead[1]));
+}
