@@ -23,19 +23,22 @@ inline std::vector<UnitSpec> toy_units() {
 
 inline float toy_init(int u, int64_t i) { return RngStream(3, RngPurpose::Init, 0, uint32_t(u)).normal(uint64_t(i)) * 0.5f; }
 
-// Runs `steps` optimizer steps of `micro` micro-batches each; `batch` samples per step (divisible by W * micro).
-// Returns the full logical parameters after training (identical on every rank).
-inline std::vector<std::vector<float>> toy_train(ZeroEngine& e, int steps, int micro, int batch, double lr,
-                                                 double max_norm, std::vector<double>* norms = nullptr) {
-  const int W = e.comm().world_size(), r = e.comm().rank();
+inline void toy_init_engine(ZeroEngine& e) {
   for (int u = 0; u < e.num_units(); ++u) {
     std::vector<float> full(size_t(e.unit_numel(u)));
     for (int64_t i = 0; i < e.unit_numel(u); ++i) full[size_t(i)] = toy_init(u, i);
     e.load_unit(u, full.data());
   }
+}
+
+// Optimizer steps [first, first + steps) of `micro` micro-batches each; `batch` samples per step (divisible by
+// W * micro). Step s always uses samples [s * batch, (s + 1) * batch), so a resumed run continues identically.
+inline void toy_steps(ZeroEngine& e, int first, int steps, int micro, int batch, double lr, double max_norm,
+                      std::vector<double>* norms = nullptr) {
+  const int W = e.comm().world_size(), r = e.comm().rank();
   if (batch % (W * micro) != 0) throw std::runtime_error("toy_train: batch must divide by W * micro");
   const int per_rank_micro = batch / W / micro;
-  for (int s = 0; s < steps; ++s) {
+  for (int s = first; s < first + steps; ++s) {
     for (int mb = 0; mb < micro; ++mb) {
       // forward: touch every unit in order (the values are what the loss reads)
       std::vector<std::vector<float>> p(size_t(e.num_units()));
@@ -63,12 +66,24 @@ inline std::vector<std::vector<float>> toy_train(ZeroEngine& e, int steps, int m
     const double n = e.step(lr, max_norm);
     if (norms) norms->push_back(n);
   }
+}
+
+// Full logical parameters of every unit (identical on every rank; collective at stage 3).
+inline std::vector<std::vector<float>> toy_read(ZeroEngine& e) {
   std::vector<std::vector<float>> out(size_t(e.num_units()));
   for (int u = 0; u < e.num_units(); ++u) {
     out[size_t(u)].resize(size_t(e.unit_numel(u)));
     e.read_unit(u, out[size_t(u)].data());
   }
   return out;
+}
+
+// Initialise, train `steps` steps from step 0, return the parameters.
+inline std::vector<std::vector<float>> toy_train(ZeroEngine& e, int steps, int micro, int batch, double lr,
+                                                 double max_norm, std::vector<double>* norms = nullptr) {
+  toy_init_engine(e);
+  toy_steps(e, 0, steps, micro, batch, lr, max_norm, norms);
+  return toy_read(e);
 }
 
 inline double max_rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
