@@ -57,11 +57,13 @@ RewardOutput CodeExecReward::score(const std::vector<RewardSample>& batch) {
   std::vector<char> zeroed(batch.size(), 0);
   for (size_t k = 0; k < res.size(); ++k) {
     const size_t i = owner[k];
-    o.runs.add(res[k].status);
-    o.status[i] = o.status[i] == RunStatus::Skipped ? res[k].status : worst(o.status[i], res[k].status);
-    if (res[k].status == RunStatus::Timeout && opt_.timeout_policy == TimeoutPolicy::ZeroAll) zeroed[i] = 1;
-    if (res[k].status == RunStatus::Ok && res[k].out.find("\n" + sentinels[k] + "\n") != std::string::npos)
-      ++passed[i];
+    RunStatus st = res[k].status;
+    // exit 0 without the sentinel: the program left before its test ran (sys.exit(0), os._exit(0), ...)
+    if (st == RunStatus::Ok && res[k].out.find("\n" + sentinels[k] + "\n") == std::string::npos) st = RunStatus::Failed;
+    o.runs.add(st);
+    o.status[i] = o.status[i] == RunStatus::Skipped ? st : worst(o.status[i], st);
+    if (st == RunStatus::Timeout && opt_.timeout_policy == TimeoutPolicy::ZeroAll) zeroed[i] = 1;
+    if (st == RunStatus::Ok) ++passed[i];
   }
   for (size_t i = 0; i < batch.size(); ++i)
     if (!zeroed[i] && !batch[i].tests.empty())
