@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "cgrpo/core/error.h"
@@ -186,6 +187,13 @@ bool drain(int fd, std::string& s, uint64_t cap, bool* over) {
     if (n < 0 && errno == EINTR) continue;
     return n < 0 && errno == EAGAIN;  // still open
   }
+}
+
+// True when the process behind pidfd has exited (or pidfd is invalid).
+bool pf_exited(int pidfd) {
+  if (pidfd < 0) return true;
+  struct pollfd p = {pidfd, POLLIN, 0};
+  return poll(&p, 1, 0) != 0;
 }
 
 struct Fd {
@@ -411,7 +419,14 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
     exe = kBwrap;
     inner_prog = "/sandbox/prog.py";
     home = "/sandbox/work";
+    // --as-pid-1: python is the pid namespace's init, so the outer bwrap reaps it after the kernel has
+    // killed and reaped everything else in the namespace. Without it the outer bwrap exits as soon as
+    // its inner init reports the exit code, and that init lingers as a zombie of the host's pid 1, where
+    // it keeps counting against the worker uid's RLIMIT_NPROC (seen here: ~1 per run, fork failures
+    // after a few dozen quick runs). Side effect: signals python sends itself with a default disposition
+    // are ignored (kernel faults such as a real SIGSEGV still kill it).
     args = {"bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--as-pid-1",
             "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib",
             "/lib", "--symlink", "usr/lib64", "/lib64", "--dev", "/dev", "--proc", "/proc", "--size",
             std::to_string(cfg_.tmpfs_bytes), "--tmpfs", "/tmp", "--bind", work, home, "--ro-bind", prog, inner_prog,
@@ -480,6 +495,14 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
 
   // Teardown: the session, then everything the uid still runs (double-forked grandchildren that called
   // setsid, processes in the sandbox's namespaces), then reap, then wait until /proc shows nothing live.
+  if (mode == SandboxMode::Bwrap && !pf_exited(pidfd.fd)) {
+    // Kill the namespace's init (python, --as-pid-1) first: the kernel kills the rest of the namespace,
+    // and the outer bwrap reaps them and exits, so nothing is left as a zombie of the host's pid 1.
+    std::ifstream ch("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    for (long c; ch >> c;) kill(static_cast<pid_t>(c), SIGKILL);
+    struct pollfd p = {pidfd.fd, POLLIN, 0};
+    poll(&p, 1, 500);
+  }
   killpg(pid, SIGKILL);
   if (w.uid >= 0) kill_uid(w.uid);
   int st = 0;
@@ -500,9 +523,9 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
   if (err_open && !over) drain(err_r.fd, r.err, cfg_.output_limit, &over);
   r.wall_ms = ms_since(t0);
 
-  if (a.err != 0) {
+  if (a.err != 0 || pidfd.fd < 0) {
     r.status = RunStatus::SandboxError;
-    r.err = std::string("spawn: ") + (a.stage ? a.stage : "?") + ": " + std::strerror(a.err);
+    r.err = a.err ? std::string("spawn: ") + (a.stage ? a.stage : "?") + ": " + std::strerror(a.err) : "pidfd_open failed";
     return r;
   }
   if (stray) {
