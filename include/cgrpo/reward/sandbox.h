@@ -2,11 +2,15 @@
 //
 // One run = one fresh temp dir (mkdtemp under cfg.root, removed afterwards) holding the program read-only
 // and a writable work dir, then clone(CLONE_VM|CLONE_VFORK) -> the child (raw syscalls only) does setsid,
-// rlimits (CPU, AS, NPROC, FSIZE, NOFILE, CORE=0), drops to the worker's own unprivileged uid, and execs
-//   Bwrap:   bwrap --unshare-all (net, pid, ipc, uts, user, cgroup) --die-with-parent --new-session, read-only
-//            /usr, private size-capped /tmp, program bound read-only at /sandbox/prog.py, cwd /sandbox/work
-//   Unshare: unshare -Un python3 (fallback: no network, but the host filesystem is visible with the uid's rights)
-//   Rlimits: python3 directly (last resort: rlimits + setsid + uid only, no network isolation)
+// rlimits (CPU, AS, NPROC, FSIZE, NOFILE, CORE=0), drops to the worker's own unprivileged uid (setgroups +
+// setresgid + setresuid: what `setpriv --reuid U --regid U --clear-groups` does, without its exec), and execs
+//   Bwrap:   bwrap --unshare-all (net, pid, ipc, uts, user, cgroup) --disable-userns --die-with-parent
+//            --new-session --as-pid-1 --cap-drop ALL, read-only /usr, private size-capped /tmp, the program bound
+//            read-only at /sandbox/prog.py, cwd /sandbox/work (spec/stack.md §1 bubblewrap); /work, /root and
+//            the trainer's files do not exist inside
+//   Unshare: unshare --user --net python3 (fallback: no network, but the host filesystem is visible with the
+//            uid's rights; killed escapees are left as zombies for the host's pid 1 to reap)
+//   Rlimits: python3 directly (last resort: rlimits + setsid + uid only, network NOT isolated)
 // The mode is detected once, at construction, by running a probe in each mode in that order; mode() says
 // which one is used. The parent reads stdout/stderr with poll() (each capped at cfg.output_limit; past the
 // cap the group is killed), enforces the wall deadline, then kills everything: killpg(SIGKILL) on the
