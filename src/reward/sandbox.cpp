@@ -388,7 +388,9 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
   const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
 
   // Fresh temp dir: <root>/cgrpo-sb-XXXXXX (0711) holding prog.py (0644, root), stdin (0600, root: only
-  // reachable through fd 0) and work/ (0700, the worker's uid), the only writable place.
+  // reachable through fd 0) and work/ (0700, the worker's uid). The fallbacks run in work/, the only place on
+  // the host they can write (each file capped by RLIMIT_FSIZE). bwrap runs in its private /tmp instead, a
+  // tmpfs capped at cfg.tmpfs_bytes in all, so a program cannot fill the host's disk.
   TempDir dir;
   {
     std::string tmpl = cfg_.root + "/cgrpo-sb-XXXXXX";
@@ -418,7 +420,7 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
   if (mode == SandboxMode::Bwrap) {
     exe = kBwrap;
     inner_prog = "/sandbox/prog.py";
-    home = "/sandbox/work";
+    home = "/tmp";
     // --as-pid-1: python is the pid namespace's init, so the outer bwrap reaps it after the kernel has
     // killed and reaped everything else in the namespace. Without it the outer bwrap exits as soon as
     // its inner init reports the exit code, and that init lingers as a zombie of the host's pid 1, where
@@ -429,7 +431,7 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
             "--as-pid-1",
             "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib",
             "/lib", "--symlink", "usr/lib64", "/lib64", "--dev", "/dev", "--proc", "/proc", "--size",
-            std::to_string(cfg_.tmpfs_bytes), "--tmpfs", "/tmp", "--bind", work, home, "--ro-bind", prog, inner_prog,
+            std::to_string(cfg_.tmpfs_bytes), "--tmpfs", "/tmp", "--ro-bind", prog, inner_prog,
             "--chdir", home, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", home,
             "--setenv", "LC_ALL", "C.UTF-8", "--"};
   } else if (mode == SandboxMode::Unshare) {

@@ -232,6 +232,9 @@ TEST_CASE("sandbox: writes outside the temp dir do not reach the host", "[unit][
   prog += "]:\n    try:\n        open(p, 'w').write('pwned')\n        print('wrote', p)\n"
           "    except OSError as e:\n        print('denied', p, type(e).__name__)\n"
           "open('inside.txt', 'w').write('ok')\nprint('cwd write ok')\n";
+  if (sb.mode() == SandboxMode::Bwrap)  // the writable place is a capped tmpfs: filling it stops at 64 MiB
+    prog += "try:\n    for i in range(1000):\n        open('fill%d' % i, 'wb').write(bytes(1 << 20))\n"
+            "    print('filled 1 GB')\nexcept OSError as e:\n    print('fill stopped', type(e).__name__)\n";
   const RunResult r = run_py(sb, m, prog);
   CHECK(r.status == RunStatus::Ok);
   CHECK(r.out.find("cwd write ok") != std::string::npos);
@@ -242,6 +245,7 @@ TEST_CASE("sandbox: writes outside the temp dir do not reach the host", "[unit][
     if (exists) unlink(t.c_str());
   }
   CHECK(r.out.find("denied /usr/") != std::string::npos);
+  if (sb.mode() == SandboxMode::Bwrap) CHECK(r.out.find("fill stopped OSError") != std::string::npos);
   require_clean(sb, m, root);
 }
 

@@ -5,9 +5,9 @@
 // rlimits (CPU, AS, NPROC, FSIZE, NOFILE, CORE=0), drops to the worker's own unprivileged uid (setgroups +
 // setresgid + setresuid: what `setpriv --reuid U --regid U --clear-groups` does, without its exec), and execs
 //   Bwrap:   bwrap --unshare-all (net, pid, ipc, uts, user, cgroup) --disable-userns --die-with-parent
-//            --new-session --as-pid-1 --cap-drop ALL, read-only /usr, private size-capped /tmp, the program bound
-//            read-only at /sandbox/prog.py, cwd /sandbox/work (spec/stack.md §1 bubblewrap); /work, /root and
-//            the trainer's files do not exist inside
+//            --new-session --as-pid-1 --cap-drop ALL, read-only /usr, the program bound read-only at
+//            /sandbox/prog.py, cwd = a private /tmp (tmpfs, cfg.tmpfs_bytes) (spec/stack.md §1 bubblewrap);
+//            /work, /root and the trainer's files do not exist inside
 //   Unshare: unshare --user --net python3 (fallback: no network, but the host filesystem is visible with the
 //            uid's rights; killed escapees are left as zombies for the host's pid 1 to reap)
 //   Rlimits: python3 directly (last resort: rlimits + setsid + uid only, network NOT isolated)
@@ -54,7 +54,7 @@ struct SandboxConfig {
   int nproc = 64;                          // RLIMIT_NPROC (per worker uid; bwrap itself uses 2)
   uint64_t fsize_bytes = 16ull << 20;      // RLIMIT_FSIZE
   int nofile = 64;                         // RLIMIT_NOFILE
-  uint64_t tmpfs_bytes = 64ull << 20;      // size of the private /tmp (bwrap mode)
+  uint64_t tmpfs_bytes = 64ull << 20;      // size of the private /tmp, the only writable place (bwrap mode)
   uint64_t output_limit = 1ull << 20;      // bytes kept per stream; more kills the run (OutputLimit)
   int uid_base = 60000;
   int uid_span = 1000;
