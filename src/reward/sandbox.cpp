@@ -473,7 +473,7 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
   in.reset();
   if (pid < 0) return sandbox_error(std::string("spawn: clone: ") + std::strerror(a.err), t0);
 
-  bool timed_out = false, over = false, out_open = true, err_open = true;
+  bool timed_out = false, over = false, poll_failed = false, out_open = true, err_open = true;
   RunResult r;
   Fd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   fcntl(out_r.fd, F_SETFL, O_NONBLOCK);
@@ -487,7 +487,10 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
         break;
       }
       const int n = poll(pf, 3, static_cast<int>(std::ceil(std::min(left_ms, 1e6))));
-      if (n < 0 && errno != EINTR) break;
+      if (n < 0 && errno != EINTR) {
+        poll_failed = true;
+        break;
+      }
       if (n <= 0) continue;
       if (pf[0].revents && !(out_open = drain(out_r.fd, r.out, cfg_.output_limit, &over))) pf[0].fd = -1;
       if (pf[1].revents && !(err_open = drain(err_r.fd, r.err, cfg_.output_limit, &over))) pf[1].fd = -1;
@@ -525,9 +528,10 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
   if (err_open && !over) drain(err_r.fd, r.err, cfg_.output_limit, &over);
   r.wall_ms = ms_since(t0);
 
-  if (a.err != 0 || pidfd.fd < 0) {
+  if (a.err != 0 || pidfd.fd < 0 || poll_failed) {
     r.status = RunStatus::SandboxError;
-    r.err = a.err ? std::string("spawn: ") + (a.stage ? a.stage : "?") + ": " + std::strerror(a.err) : "pidfd_open failed";
+    r.err = a.err ? std::string("spawn: ") + (a.stage ? a.stage : "?") + ": " + std::strerror(a.err)
+                  : std::string(pidfd.fd < 0 ? "pidfd_open" : "poll") + " failed";
     return r;
   }
   if (stray) {
