@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -484,4 +485,26 @@ TEST_CASE("reward set: 2.0 * code + 0.5 * code_format (spec §4.4)", "[unit][san
   set.set_weight("code_format", 0.0f);
   CHECK(set.score(batch).total[2] == 0.0f);
   CHECK_THROWS_WITH(RewardSet::make({"nope"}, {1.0f}, sb), Catch::Contains("unknown reward function 'nope'"));
+}
+
+TEST_CASE("sandbox: two pools on one host never share a worker uid", "[unit][sandbox]") {
+  if (geteuid() != 0) {
+    WARN("not root: runs keep the trainer's uid");
+    return;
+  }
+  HostDir root(0711);
+  Sandbox a(test_config(root.path)), b(test_config(root.path));
+  const std::vector<int> ua = a.uids(), ub = b.uids();
+  REQUIRE(ua.size() == 2);
+  REQUIRE(ub.size() == 2);
+  for (int u : ua) {
+    CHECK(u >= 60000);
+    CHECK(std::find(ub.begin(), ub.end(), u) == ub.end());
+  }
+  CHECK(ua[0] != ua[1]);
+  const std::string m = new_marker("uids");
+  const RunResult r = run_py(a, m, "import os\nprint(os.getuid(), os.geteuid(), os.getgroups())\n");
+  CHECK(r.status == RunStatus::Ok);
+  CHECK((r.out == std::to_string(ua[0]) + " " + std::to_string(ua[0]) + " []\n" ||
+         r.out == std::to_string(ua[1]) + " " + std::to_string(ua[1]) + " []\n"));
 }
