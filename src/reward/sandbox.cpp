@@ -549,13 +549,13 @@ RunResult Sandbox::run_on(const Worker& w, const RunRequest& req, double timeout
   } else if (WIFSIGNALED(st)) {
     r.signal = WTERMSIG(st);
   }
-  const double cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                       1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  r.cpu_ms = 1e3 * static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+             1e-3 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
   if (over) r.status = RunStatus::OutputLimit;
   else if (timed_out) r.status = RunStatus::Timeout;
   else if (r.signal == SIGXCPU) r.status = RunStatus::Timeout;
   // a SIGKILL we did not send: RLIMIT_CPU's hard limit, else the kernel's OOM killer
-  else if (r.signal == SIGKILL) r.status = cpu_s >= cfg_.cpu_s ? RunStatus::Timeout : RunStatus::Oom;
+  else if (r.signal == SIGKILL) r.status = r.cpu_ms >= 1e3 * cfg_.cpu_s ? RunStatus::Timeout : RunStatus::Oom;
   else if (r.signal != 0) r.status = RunStatus::Crash;
   else if (r.exit_code == 0) r.status = RunStatus::Ok;
   else if (mode == SandboxMode::Bwrap && r.exit_code == 1 && r.err.rfind("bwrap: ", 0) == 0) r.status = RunStatus::SandboxError;

@@ -73,6 +73,7 @@ struct RunResult {
   int signal = 0;      // when it was killed by a signal
   std::string out, err;
   double wall_ms = 0;
+  double cpu_ms = 0;  // user + system CPU of the run's process tree (what the reaped processes used)
 };
 
 class Sandbox {
