@@ -19,6 +19,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
+#include <sstream>
 
 #include "cgrpo/core/error.h"
 #include "cgrpo/reward/code_exec.h"
@@ -508,4 +510,56 @@ TEST_CASE("sandbox: two pools on one host never share a worker uid", "[unit][san
   CHECK(r.status == RunStatus::Ok);
   CHECK((r.out == std::to_string(ua[0]) + " " + std::to_string(ua[0]) + " []\n" ||
          r.out == std::to_string(ua[1]) + " " + std::to_string(ua[1]) + " []\n"));
+}
+
+TEST_CASE("code_format: PCRE2 agrees with Python's re on random fence soup (spec §4.1, §4.2)", "[unit][sandbox]") {
+  // Strings built from the pieces that matter; Python's re (the reference's engine) runs in the sandbox.
+  HostDir root(0711);
+  Sandbox sb(test_config(root.path));
+  const char* pieces[] = {"```", "```python\n", "python", "\n", "\n\n", "x = 1", " ", "`", "``", "py\n", "\r\n", "é"};
+  std::mt19937 rng(1234);
+  std::vector<std::string> texts;
+  auto soup = [&](int max_pieces) {
+    std::string s;
+    const int n = static_cast<int>(rng() % static_cast<unsigned>(max_pieces + 1));
+    for (int k = 0; k < n; ++k) s += pieces[rng() % (sizeof(pieces) / sizeof(pieces[0]))];
+    return s;
+  };
+  const char* tails[] = {"\n", "\n", "\n\n", "", "x\n", "\r\n", "\n```\n"};
+  for (int i = 0; i < 3000; ++i)  // half free soup, half shaped like an answer with a perturbed fence
+    texts.push_back(i % 2 ? soup(8) : soup(3) + "```python\n" + soup(3) + "```" + tails[rng() % 7]);
+  texts.push_back("Text\n```python\ndef f():\n    return 1\n```\n");
+  std::string in;
+  for (auto& t : texts) in += std::to_string(t.size()) + "\n" + t;
+  RunRequest q;
+  q.stdin_data = in;
+  q.program = R"PY(import re, sys
+FMT = r"^(?:(?!```)[\s\S])*?```python\n(?:(?!```)[\s\S])*?```\n$"
+data, i, out = sys.stdin.buffer.read(), 0, []
+while i < len(data):
+    j = data.index(b"\n", i)
+    n = int(data[i:j])
+    s = data[j + 1:j + 1 + n].decode("utf-8")
+    i = j + 1 + n
+    m = re.search(r"```python\n(.*?)```", s, re.DOTALL)
+    code = m.group(1) if m else ""
+    out.append(("1" if re.fullmatch(FMT, s, re.DOTALL | re.MULTILINE) else "0") + code.encode("utf-8").hex())
+print("\n".join(out))
+)PY";
+  const RunResult r = sb.run(q);
+  REQUIRE(r.status == RunStatus::Ok);
+  std::istringstream lines(r.out);
+  std::string line;
+  size_t n = 0, matches = 0;
+  for (; std::getline(lines, line) && n < texts.size(); ++n) {
+    const bool want = line[0] == '1';
+    matches += want;
+    std::string code;
+    for (size_t k = 1; k + 1 < line.size(); k += 2) code += static_cast<char>(std::stoi(line.substr(k, 2), nullptr, 16));
+    INFO("text: " << texts[n]);
+    REQUIRE(code_format_matches(texts[n]) == want);
+    REQUIRE(extract_code(texts[n]) == code);
+  }
+  CHECK(n == texts.size());
+  CHECK(matches >= 100);  // the soup must contain matching strings, or this proves little
 }
