@@ -49,8 +49,45 @@ DreamModel::DreamModel(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), la
 
 void DreamModel::bind(const float* params, float* grads) {
   CGRPO_CHECK(params != nullptr, "DreamModel::bind: params must not be null");
-  params_ = params;
-  grads_ = grads;
+  flat_.params = params;
+  flat_.grads_ptr = grads;
+  flat_.layout = &layout_;
+  bind(&flat_, grads != nullptr);
+}
+
+void DreamModel::bind(ParamSource* source, bool with_grads) {
+  CGRPO_CHECK(source != nullptr, "DreamModel::bind: null parameter source");
+  release_held();
+  src_ = source;
+  with_grads_ = with_grads;
+  unit_params_.assign(layout_.units().size(), nullptr);
+  unit_grads_.assign(layout_.units().size(), nullptr);
+}
+
+int DreamModel::unit_of(int64_t offset) const {
+  const auto& us = layout_.units();
+  for (size_t u = 0; u < us.size(); ++u)
+    if (offset >= us[u].offset && offset < us[u].offset + us[u].numel) return static_cast<int>(u);
+  CGRPO_FAIL("offset ", offset, " is outside every parameter unit");
+}
+
+void DreamModel::hold(int u) {
+  if (!unit_params_[size_t(u)]) unit_params_[size_t(u)] = src_->acquire(u);
+}
+
+void DreamModel::drop(int u) {
+  if (unit_params_[size_t(u)]) {
+    unit_params_[size_t(u)] = nullptr;
+    src_->release(u);
+  }
+}
+
+void DreamModel::release_held() {
+  for (size_t u = 0; u < unit_params_.size(); ++u) drop(static_cast<int>(u));
+}
+
+void DreamModel::open_grads(int u) {
+  if (!unit_grads_[size_t(u)]) unit_grads_[size_t(u)] = src_->grads(u);
 }
 
 void DreamModel::set_vocab_chunk(int64_t chunk) {
@@ -59,10 +96,16 @@ void DreamModel::set_vocab_chunk(int64_t chunk) {
 }
 
 TensorView DreamModel::P(int64_t offset, int64_t rows, int64_t cols) const {
-  return rows_view(params_ + offset, rows, cols, cols);
+  const int u = unit_of(offset);
+  const float* base = unit_params_[size_t(u)];
+  CGRPO_CHECK(base != nullptr, "parameters of unit ", layout_.units()[size_t(u)].name, " used while not acquired");
+  return rows_view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
 }
 TensorView DreamModel::G(int64_t offset, int64_t rows, int64_t cols) const {
-  return rows_view(grads_ + offset, rows, cols, cols);
+  const int u = unit_of(offset);
+  float* base = unit_grads_[size_t(u)];
+  CGRPO_CHECK(base != nullptr, "gradients of unit ", layout_.units()[size_t(u)].name, " used while not open");
+  return rows_view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
 }
 
 int64_t DreamModel::acts_floats(int64_t N, int64_t B) const {
@@ -134,8 +177,9 @@ void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float*
 }
 
 void DreamModel::forward(const ModelInput& in, bool grad) {
-  CGRPO_CHECK(params_ != nullptr, "DreamModel::forward before bind()");
-  CGRPO_CHECK(!grad || grads_ != nullptr, "DreamModel::forward(grad = true) needs a gradient buffer in bind()");
+  CGRPO_CHECK(src_ != nullptr, "DreamModel::forward before bind()");
+  CGRPO_CHECK(!grad || with_grads_, "DreamModel::forward(grad = true) needs gradients in bind()");
+  release_held();
   CGRPO_CHECK(in.B > 0 && in.L > 0 && in.ids != nullptr, "DreamModel::forward: empty batch B=", in.B, " L=", in.L);
   B_ = in.B, L_ = in.L, N_ = in.B * in.L, grad_ = grad, R_ = 0;
   ids_ = in.ids;
@@ -152,8 +196,15 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
     CGRPO_CHECK(pos[r] >= 0 && pos[r] < cfg_.max_position_embeddings, "position id ", pos[r], " at row ", r / L_,
                 ", column ", r % L_, " is outside [0, max_position_embeddings = ", cfg_.max_position_embeddings, ")");
   }
+  hold(0);
   be_.embedding_fwd(P(layout_.embed(), cfg_.vocab_size, H_), in.ids, rows_view(x_at(0), N_, H_, H_));  // h0 = E[ids]
-  for (int64_t l = 0; l < nl; ++l) layer_forward(l, x_at(l), layer_acts(l), x_at(l + 1));
+  drop(0);
+  for (int64_t l = 0; l < nl; ++l) {
+    hold(int(1 + l));
+    layer_forward(l, x_at(l), layer_acts(l), x_at(l + 1));
+    drop(int(1 + l));
+  }
+  hold(int(nl + 1));  // final norm + head: held through logprobs() and backward's head part
   float* hf = final_.as<float>();
   be_.rmsnorm_fwd(rows_view(x_at(nl), N_, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
                   static_cast<float>(cfg_.rms_norm_eps), rows_view(hf, N_, H_, H_), hf + N_ * H_);
@@ -179,6 +230,7 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
   std::memcpy(r_rows, rows, static_cast<size_t>(R) * 4);
   std::memcpy(r_tgt, targets, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), r_rows, rows_view(hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
+  hold(unit_of(layout_.head()));
   be_.logsoftmax_gather_fwd(rows_view(hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), r_tgt, chunk_, logp,
                             lse);
 }
@@ -189,6 +241,7 @@ void DreamModel::logits(int64_t R, const int32_t* rows, float* out) {
     CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logits: row ", rows[r], " is outside [0, B*L = ", N_, ")");
   Buffer hsel(static_cast<size_t>(std::max<int64_t>(R, 1) * H_) * 4, Device::CPU, MemCategory::Workspace);
   be_.embedding_fwd(hidden(), rows, rows_view(hsel.as<float>(), R, H_, H_));
+  hold(unit_of(layout_.head()));
   be_.gemm(rows_view(hsel.as<float>(), R, H_, H_), false, P(layout_.head(), cfg_.vocab_size, H_), true,
            rows_view(out, R, cfg_.vocab_size, cfg_.vocab_size));
 }
@@ -251,6 +304,11 @@ void DreamModel::backward(const float* dlogp) {
   const TensorView dR = rows_view(dres, N, H_, H_), dHF = rows_view(dhf, N, H_, H_);
 
   // head + final norm
+  const int head_unit = int(nl + 1), tied_unit = unit_of(layout_.head());
+  hold(head_unit);
+  hold(tied_unit);
+  open_grads(head_unit);
+  open_grads(tied_unit);
   be_.zero(rows_view(dhsel, R, H_, H_));
   be_.logsoftmax_gather_bwd(rows_view(hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), r_tgt, chunk_, lse,
                             dlogp, rows_view(dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
@@ -260,13 +318,32 @@ void DreamModel::backward(const float* dlogp) {
   const float* hf = final_.as<float>();
   be_.rmsnorm_bwd(dHF, rows_view(x_at(nl), N, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
                   hf + N * H_, dR, G(layout_.final_norm(), 1, H_).slice_flat(0, H_));
+  drop(head_unit);
+  if (tied_unit != 0) {
+    unit_grads_[size_t(head_unit)] = nullptr;
+    src_->grads_done(head_unit);
+  }
 
   for (int64_t l = nl - 1; l >= 0; --l) {
+    const int u = int(1 + l);
+    hold(u);
+    open_grads(u);
     const Acts a = layer_acts(l);
     if (recompute_) layer_forward(l, x_at(l), a, dres + N * H_);  // output goes to the da scratch, unused
     layer_backward(l, x_at(l), a);
+    drop(u);
+    unit_grads_[size_t(u)] = nullptr;
+    src_->grads_done(u);
   }
+  open_grads(0);
   be_.embedding_bwd(dR, ids_, G(layout_.embed(), cfg_.vocab_size, H_));  // dE[ids] += dh0
+  drop(0);  // a tied head held it
+  unit_grads_[0] = nullptr;
+  src_->grads_done(0);
+  if (tied_unit == 0) {
+    unit_grads_[size_t(head_unit)] = nullptr;
+    src_->grads_done(head_unit);
+  }
 }
 
 }  // namespace cgrpo

@@ -37,6 +37,7 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
                                : shard * gb + p.max_unit_padded * gb;
   p.master_bytes = pb == 4 ? 0 : (stage == 0 ? psi : shard) * 4;
   p.moments_bytes = (stage == 0 ? psi : shard) * 8;
+  p.scratch_bytes = stage >= 2 ? p.max_unit_padded / W * 4 : 0;
   // per rank: (W-1) blocks of S elements per collective leg (direct exchange; Communicator accounting)
   const int64_t leg = (W - 1) * shard;
   p.sent_bytes_per_step = stage == 0 ? 2 * leg * gb : stage == 3 ? 2 * leg * pb + leg * gb : leg * gb + leg * pb;

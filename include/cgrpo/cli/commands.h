@@ -19,6 +19,7 @@ int dispatch(int argc, char** argv);
 // Subcommands (declared here, defined in src/cli/cmd_*.cpp).
 int cmd_selfcheck(int argc, char** argv);
 int cmd_config(int argc, char** argv);
+int cmd_plan(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_init(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);

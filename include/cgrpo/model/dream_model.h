@@ -15,6 +15,8 @@
 #include "cgrpo/core/buffer.h"
 #include "cgrpo/model/model_config.h"
 #include "cgrpo/model/param_layout.h"
+#include "cgrpo/model/param_source.h"
+#include <vector>
 
 namespace cgrpo {
 
@@ -41,6 +43,10 @@ class DreamModel {
 
   // params [layout().total()]; grads likewise or nullptr for inference only.
   void bind(const float* params, float* grads);
+  // Parameters and gradients unit by unit from a sharding layer (see param_source.h for the call order).
+  // `with_grads` = false: inference only.
+  void bind(ParamSource* source, bool with_grads);
+  void release_held();  // give back units still held after a forward without backward (inference)
   void set_recompute(bool on) { recompute_ = on; }
   void set_vocab_chunk(int64_t chunk);  // columns of logits live at once in logprobs/backward (default 4096)
 
@@ -60,6 +66,12 @@ class DreamModel {
 
   // Bytes of activation memory forward(grad) holds for a [B, L] batch under the current recompute setting.
   size_t activation_bytes(int64_t B, int64_t L, bool grad) const;
+  // Bytes of the model's own scratch for R requested rows: selected rows (Activations) and the backward
+  // scratch (Workspace). The backend's scratch (attention scores, log-softmax chunks) is extra.
+  size_t selection_bytes(int64_t R) const { return size_t(3 * R + 2 * R * H_) * 4; }
+  size_t backward_workspace_bytes(int64_t B, int64_t L) const {
+    return size_t(B * L * (H_ * 3 + QKV_ + QW_ + 3 * I_)) * 4;
+  }
 
  private:
   struct Acts {  // one layer's saved activations (views into a Buffer)
@@ -73,12 +85,31 @@ class DreamModel {
   void layer_backward(int64_t l, const float* x0, const Acts& a);
   TensorView P(int64_t offset, int64_t rows, int64_t cols) const;
   TensorView G(int64_t offset, int64_t rows, int64_t cols) const;
+  int unit_of(int64_t offset) const;
+  void hold(int u);           // acquire once; stays until drop(u)
+  void drop(int u);           // release if held
+  void open_grads(int u);     // fetch the unit's gradient accumulator
+
+  // bind(params, grads): every unit is a slice of the caller's flat buffers
+  class FlatSource final : public ParamSource {
+   public:
+    const float* params = nullptr;
+    float* grads_ptr = nullptr;
+    const ParamLayout* layout = nullptr;
+    const float* acquire(int u) override { return params + layout->units()[size_t(u)].offset; }
+    void release(int) override {}
+    float* grads(int u) override { return grads_ptr + layout->units()[size_t(u)].offset; }
+    void grads_done(int) override {}
+  };
+  FlatSource flat_;
+  ParamSource* src_ = nullptr;
+  bool with_grads_ = false;
+  std::vector<const float*> unit_params_;  // [units] valid while held
+  std::vector<float*> unit_grads_;         // [units] valid between open_grads and grads_done
 
   ModelConfig cfg_;
   ParamLayout layout_;
   Backend& be_;
-  const float* params_ = nullptr;
-  float* grads_ = nullptr;
   bool recompute_ = false;
   int64_t chunk_ = 4096;
 

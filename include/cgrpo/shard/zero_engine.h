@@ -51,8 +51,11 @@ struct ZeroPlan {
   int64_t gathered_bytes = 0;  // stage 3: one gathered unit, transient
   int64_t grads_bytes = 0;     // persistent + one transient full unit at stages 2-3
   int64_t master_bytes = 0, moments_bytes = 0;
+  int64_t scratch_bytes = 0;        // stages 2-3: the reduce-scatter landing zone (one shard of the largest unit)
   int64_t sent_bytes_per_step = 0;  // per rank, one micro-batch, excluding the grad-norm scalar
-  int64_t total_bytes() const { return params_bytes + gathered_bytes + grads_bytes + master_bytes + moments_bytes; }
+  int64_t total_bytes() const {
+    return params_bytes + gathered_bytes + grads_bytes + master_bytes + moments_bytes + scratch_bytes;
+  }
 };
 ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int param_bytes = 4, int grad_bytes = 4);
 

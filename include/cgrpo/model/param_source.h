@@ -1,0 +1,28 @@
+// ParamSource: where the model gets each unit's parameters and gradient accumulators (torchtitan's rule:
+// the model never communicates; the sharding layer decides when a unit is materialised and freed).
+// Units are ParamLayout::units(): 0 = embedding, 1..n_layers = layers, n_layers + 1 = final norm + head.
+//
+// Call order inside DreamModel:
+//   forward:  acquire(0) release(0), acquire(1+l) release(1+l) for each layer, acquire(head) ... kept
+//             through logprobs()/logits() and backward's head part (like FSDP's root unit, which is not
+//             resharded after forward), released there or by the next forward / release_held().
+//   backward: grads(head) ... release(head) grads_done(head); for l = last..0: acquire(1+l), grads(1+l),
+//             release(1+l), grads_done(1+l); then grads(0), grads_done(0) (the embedding backward needs no
+//             parameters). A tied head also holds unit 0 from logprobs() to the end of backward.
+#pragma once
+
+namespace cgrpo {
+
+class ParamSource {
+ public:
+  virtual ~ParamSource() = default;
+  // Parameters of unit u laid out as in the flat ParamLayout buffer, starting at the unit's first element.
+  virtual const float* acquire(int unit) = 0;
+  virtual void release(int unit) = 0;
+  // Gradient accumulator of unit u, same layout; the model adds (+=) into it.
+  virtual float* grads(int unit) = 0;
+  // Backward has finished adding into unit u's gradients for this micro-batch.
+  virtual void grads_done(int unit) = 0;
+};
+
+}  // namespace cgrpo

@@ -1,0 +1,36 @@
+// Memory and traffic plan of a run (cgrpo plan; ARCHITECTURE.md §3.8): per-rank bytes by category for a
+// ZeRO stage and world size, from the same formulas the engine and the model allocate with, plus the largest
+// micro-batch that fits a device.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "cgrpo/config/config.h"
+#include "cgrpo/model/model_config.h"
+#include "cgrpo/shard/zero_engine.h"
+
+namespace cgrpo {
+
+struct MemoryPlan {
+  ZeroPlan zero;                 // params, gathered, grads, master, moments, traffic
+  int64_t seq_len = 0;           // tokens per sequence of the training forward
+  int64_t micro_rows = 0;        // sequences per training forward (3 coupled passes x per_device_batch for GRPO)
+  int64_t activations_bytes = 0; // model activations for micro_rows x seq_len
+  int64_t workspace_bytes = 0;   // backward scratch + backend scratch
+  int64_t total_bytes() const { return zero.total_bytes() + activations_bytes + workspace_bytes; }
+};
+
+// mode: "grpo" (rows = 3 * grpo.per_device_batch, L = max_prompt_length + max_new_tokens) or
+// "sft" (rows = sft.batch_size, L = sft.max_length). `rows` > 0 overrides the row count.
+MemoryPlan plan_run(const Config& cfg, const ModelConfig& model, int world, int stage, const std::string& mode,
+                    int64_t rows = 0);
+
+// Largest per_device_batch (GRPO) or batch_size (SFT) whose plan fits device_bytes; 0 if none.
+int64_t largest_micro_batch(const Config& cfg, const ModelConfig& model, int world, int stage, const std::string& mode,
+                            int64_t device_bytes);
+
+// The model a config describes: config.json under model.path, else the preset.
+ModelConfig model_config_of(const Config& cfg);
+
+}  // namespace cgrpo

@@ -1,0 +1,61 @@
+#include "cgrpo/train/memory_plan.h"
+
+#include <filesystem>
+
+#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/config/config.h"
+#include "cgrpo/model/dream_model.h"
+#include "cgrpo/shard/model_units.h"
+
+namespace cgrpo {
+
+ModelConfig model_config_of(const Config& cfg) {
+  if (!cfg.model.path.empty()) return ModelConfig::load((std::filesystem::path(cfg.model.path) / "config.json").string());
+  return ModelConfig::preset(cfg.model.preset);
+}
+
+MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int stage, const std::string& mode,
+                    int64_t rows) {
+  CGRPO_CHECK(mode == "grpo" || mode == "sft", "plan mode must be grpo or sft, got '", mode, "'");
+  MemoryPlan p;
+  const int pb = int(dtype_size(parse_dtype(cfg.parallel.param_dtype)));
+  const int gb = int(dtype_size(parse_dtype(cfg.parallel.reduce_dtype)));
+  const ParamLayout layout(mc);
+  p.zero = plan_zero(units_from_layout(layout, {}), world, stage, pb, gb);
+  if (mode == "grpo") {
+    p.seq_len = cfg.grpo.max_prompt_length + cfg.rollout.max_new_tokens;
+    p.micro_rows = rows > 0 ? rows : 3 * cfg.grpo.per_device_batch;
+  } else {
+    p.seq_len = cfg.sft.max_length;
+    p.micro_rows = rows > 0 ? rows : cfg.sft.batch_size;
+  }
+  CpuBackend be(1);  // only for the size formulas; nothing is allocated
+  DreamModel model(mc, be);
+  model.set_recompute(cfg.model.gradient_checkpointing);
+  const int64_t act_elem = int64_t(dtype_size(parse_dtype(cfg.parallel.compute_dtype)));
+  const int64_t L = p.seq_len, B = p.micro_rows, R = B * L;  // log-probs at (at most) every position
+  p.activations_bytes = int64_t(model.activation_bytes(B, L, true) + model.selection_bytes(R)) * act_elem / 4;
+  // CpuBackend keeps one scratch buffer grown to the largest need: attention backward's 2 [L, L] or the
+  // log-softmax gather's [R, chunk] (+ 2R); the model's default vocabulary chunk is 4096
+  const int64_t backend_scratch =
+      std::max<int64_t>(2 * L * L, R * std::min<int64_t>(4096, mc.vocab_size) + 2 * R) * 4;
+  p.workspace_bytes = int64_t(model.backward_workspace_bytes(B, L)) * act_elem / 4 + backend_scratch;
+  return p;
+}
+
+int64_t largest_micro_batch(const Config& cfg, const ModelConfig& mc, int world, int stage, const std::string& mode,
+                            int64_t device_bytes) {
+  const int64_t per = mode == "grpo" ? 3 : 1;
+  int64_t lo = 0, hi = 1;
+  while (hi < (1 << 20) && plan_run(cfg, mc, world, stage, mode, hi * per).total_bytes() <= device_bytes) lo = hi, hi *= 2;
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) / 2;
+    if (plan_run(cfg, mc, world, stage, mode, mid * per).total_bytes() <= device_bytes)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+}  // namespace cgrpo

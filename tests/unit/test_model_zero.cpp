@@ -1,0 +1,166 @@
+// The Dream model trained through the ZeRO engine: stages 0-3 at 1-4 ranks (threads) agree with a plain
+// flat-buffer run; units carry HF names, shapes and decay flags.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/comm/local_communicator.h"
+#include "cgrpo/model/dream_model.h"
+#include "cgrpo/shard/model_units.h"
+#include "cgrpo/train/memory_plan.h"
+
+using namespace cgrpo;
+
+namespace {
+// One step of a simple masked log-likelihood on a fixed global batch of 4 sequences: rank r of W takes
+// sequences [r * 4/W, (r + 1) * 4/W); loss = -mean over all labelled tokens of the global batch.
+constexpr int64_t kB = 4, kL = 9;
+// Adam's first step is g / (|g| + eps): with eps 1e-8 an element whose gradient is ~1e-8 flips with the
+// reduction order. eps 1e-3 makes the step a smooth function of the gradient, so the comparison measures the
+// gradient reduction, not Adam's sign sensitivity.
+const AdamWParams kHp{0.9, 0.99, 1e-3, 0.1};
+void batch_tokens(int64_t seq, std::vector<int32_t>& ids, std::vector<int32_t>& tgt, const ModelConfig& c) {
+  ids.resize(kL);
+  tgt.resize(kL);
+  for (int64_t i = 0; i < kL; ++i) {
+    tgt[size_t(i)] = int32_t((seq * 31 + i * 7) % (c.vocab_size - 2));
+    ids[size_t(i)] = (i % 3 == 1) ? int32_t(c.mask_token_id) : tgt[size_t(i)];
+  }
+}
+
+void local_step(DreamModel& m, int rank, int W, const ModelConfig& c) {
+  const int64_t per = kB / W;
+  std::vector<int32_t> ids, tgt, all_ids, rows, targets;
+  for (int64_t b = 0; b < per; ++b) {
+    batch_tokens(rank * per + b, ids, tgt, c);
+    all_ids.insert(all_ids.end(), ids.begin(), ids.end());
+    for (int64_t i = 1; i < kL; ++i)
+      if (ids[size_t(i)] == c.mask_token_id) {
+        rows.push_back(int32_t(b * kL + i - 1));  // shift: raw logits at i-1 predict token i
+        targets.push_back(tgt[size_t(i)]);
+      }
+  }
+  const int64_t total_labelled = kB * 3;  // positions 1, 4, 7 of each sequence
+  ModelInput in{per, kL, all_ids.data(), nullptr, nullptr};
+  m.forward(in, true);
+  std::vector<float> logp(rows.size()), dlogp(rows.size(), -1.0f / float(total_labelled));
+  m.logprobs(int64_t(rows.size()), rows.data(), targets.data(), logp.data());
+  m.backward(dlogp.data());
+}
+}  // namespace
+
+TEST_CASE("model units: HF names, shapes and weight-decay flags", "[unit][shard][model]") {
+  const ModelConfig c = ModelConfig::preset("tiny");
+  const ParamLayout layout(c);
+  const auto units = units_from_layout(layout, {"bias", "norm"});
+  REQUIRE(units.size() == size_t(c.num_hidden_layers + 2));
+  CHECK(units[0].tensors[0].name == "model.embed_tokens.weight");
+  CHECK(units[0].tensors[0].shape == std::vector<int64_t>{c.vocab_size, c.hidden_size});
+  CHECK(units[0].tensors[0].decay);
+  int no_decay = 0;
+  for (const auto& u : units)
+    for (const auto& t : u.tensors) {
+      const bool excluded = t.name.find("bias") != std::string::npos || t.name.find("norm") != std::string::npos;
+      CHECK(t.decay == !excluded);
+      no_decay += !t.decay;
+    }
+  CHECK(no_decay == 3 * 2 + 2 * 2 + 1);  // q/k/v biases and 2 norms per layer, final norm
+}
+
+TEST_CASE("model through the ZeRO engine: stages 0-3 at 1-4 ranks match the flat single-rank run", "[unit][shard][model]") {
+  const ModelConfig c = ModelConfig::preset("tiny");
+  const ParamLayout layout(c);
+  std::vector<float> init(size_t(layout.total()));
+  init_params(layout, init.data(), 7);
+
+  // reference: flat buffers, one rank, one AdamW step through a 1-rank stage-0 engine
+  std::vector<float> ref(init.size());
+  LocalCommunicator::run(1, [&](Communicator& comm) {
+    CpuBackend be(1);
+    DreamModel m(c, be);
+    std::vector<float> params = init, grads(init.size(), 0.0f);
+    m.bind(params.data(), grads.data());
+    local_step(m, 0, 1, c);
+    ZeroEngine e(units_from_layout(layout, {"bias", "norm"}), comm, 0, kHp);
+    load_flat(e, layout, init.data());
+    for (int u = 0; u < e.num_units(); ++u) {
+      const auto& pu = layout.units()[size_t(u)];
+      std::copy(grads.begin() + pu.offset, grads.begin() + pu.offset + pu.numel, e.grads(u));
+    }
+    e.step(1e-2, 1.0);
+    read_flat(e, layout, ref.data());
+  });
+  double moved = 0;
+  for (size_t i = 0; i < ref.size(); ++i) moved = std::max(moved, double(std::fabs(ref[i] - init[i])));
+  CHECK(moved > 1e-3);
+
+  for (int W : {1, 2, 4})
+    for (int stage : {0, 1, 2, 3}) {
+      std::vector<std::vector<float>> out(size_t(W), std::vector<float>(init.size()));
+      LocalCommunicator::run(W, [&](Communicator& comm) {
+        CpuBackend be(1);
+        DreamModel m(c, be);
+        ZeroEngine e(units_from_layout(layout, {"bias", "norm"}), comm, stage, kHp);
+        load_flat(e, layout, init.data());
+        EngineParamSource src(e);
+        m.bind(&src, true);
+        local_step(m, comm.rank(), W, c);
+        e.step(1e-2, 1.0);
+        read_flat(e, layout, out[size_t(comm.rank())].data());
+      });
+      double diff = 0;
+      for (size_t i = 0; i < ref.size(); ++i)
+        diff = std::max(diff, std::fabs(double(out[0][i]) - ref[i]) / std::max(1e-2, std::fabs(double(ref[i]))));
+      INFO("W = " << W << ", stage " << stage << ", max rel diff " << diff);
+      CHECK(diff < 1e-4);
+      for (int r = 1; r < W; ++r) CHECK(out[size_t(r)] == out[0]);
+    }
+}
+
+TEST_CASE("plan: the tiny model's predicted bytes match what a training step allocates (within 10%)", "[unit][shard][model]") {
+  Config cfg = Config::load("", {"--sft.batch_size", "3", "--sft.max_length", "24", "--model.gradient_checkpointing",
+                                 "false"});
+  const ModelConfig c = ModelConfig::preset("tiny");
+  const ParamLayout layout(c);
+  std::vector<float> init(size_t(layout.total()));
+  init_params(layout, init.data(), 7);
+  for (int stage : {0, 2, 3}) {
+    const MemoryPlan plan = plan_run(cfg, c, 1, stage, "sft");
+    MemoryStats before{}, peak{};
+    LocalCommunicator::run(1, [&](Communicator& comm) {
+      before = memory_stats();
+      reset_peak_memory();
+      {
+        CpuBackend be(1);
+        DreamModel m(c, be);
+        ZeroEngine e(units_from_layout(layout, {"bias", "norm"}), comm, stage, kHp);
+        load_flat(e, layout, init.data());
+        EngineParamSource src(e);
+        m.bind(&src, true);
+        const int64_t B = 3, L = 24, N = B * L;
+        std::vector<int32_t> ids(static_cast<size_t>(N)), rows(static_cast<size_t>(N)), tgt(static_cast<size_t>(N));
+        for (int64_t i = 0; i < N; ++i) ids[size_t(i)] = rows[size_t(i)] = tgt[size_t(i)] = int32_t(i % 300);
+        for (int64_t i = 0; i < N; ++i) rows[size_t(i)] = int32_t(i);
+        ModelInput in{B, L, ids.data(), nullptr, nullptr};
+        m.forward(in, true);
+        std::vector<float> logp(static_cast<size_t>(N)), dlogp(static_cast<size_t>(N), -1.0f / float(N));
+        m.logprobs(N, rows.data(), tgt.data(), logp.data());
+        m.backward(dlogp.data());
+        e.step(1e-3, 1.0);
+        peak = memory_stats();
+      }
+    });
+    auto grew = [&](MemCategory k) { return peak.peak_bytes[0][int(k)] - before.live_bytes[0][int(k)]; };
+    auto within = [](int64_t measured, int64_t predicted) {
+      return double(measured) >= 0.9 * double(predicted) && double(measured) <= 1.1 * double(predicted);
+    };
+    INFO("stage " << stage << ": workspace measured " << grew(MemCategory::Workspace) << " predicted "
+                  << plan.workspace_bytes << "; activations " << grew(MemCategory::Activations) << " vs "
+                  << plan.activations_bytes);
+    CHECK(within(grew(MemCategory::Params), plan.zero.params_bytes + plan.zero.gathered_bytes));
+    CHECK(within(grew(MemCategory::Grads), plan.zero.grads_bytes));
+    CHECK(within(grew(MemCategory::Moments), plan.zero.moments_bytes));
+    CHECK(within(grew(MemCategory::Activations), plan.activations_bytes));
+    CHECK(within(grew(MemCategory::Workspace), plan.workspace_bytes + plan.zero.scratch_bytes));
+  }
+}
