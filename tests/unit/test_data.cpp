@@ -114,7 +114,7 @@ TEST_CASE("data: sanitized MBPP loads 427 problems with test imports prefixed", 
   CHECK(count_splits(ps) == std::map<std::string, int>{{"prompt", 7}, {"test", 257}, {"validation", 43}, {"train", 120}});
 }
 
-TEST_CASE("data: AceCode-style records follow make_conversation; format detection", "[unit][data]") {
+TEST_CASE("data: AceCode-style records follow make_conversation, and format detection", "[unit][data]") {
   const auto ps = load_acecode(kSamples + "acecode_sample.jsonl");
   REQUIRE(ps.size() == 3);
   CHECK(ps[0].id == "cgrpo_sample_0");
