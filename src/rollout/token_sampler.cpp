@@ -6,7 +6,104 @@
 
 #include "cgrpo/core/error.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 namespace cgrpo {
+
+namespace {
+
+#if defined(__AVX2__) && defined(__FMA__)
+// exp(x) for x <= 0, Cephes expf polynomial (about 1 ulp); x < -87.3 gives 0 (std::exp: a denormal or 0).
+inline __m256 exp_neg8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.33654f);
+  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+inline double hsum(__m256d v) {
+  alignas(32) double t[4];
+  _mm256_store_pd(t, v);
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+#endif
+
+// max over z; NaN anywhere may or may not propagate (the caller checks the result)
+float max_of(const float* z, int64_t n) {
+  float m = z[0];
+  int64_t v = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  if (n >= 32) {
+    __m256 a = _mm256_loadu_ps(z), b = a, c = a, d = a;
+    for (; v + 32 <= n; v += 32) {
+      a = _mm256_max_ps(a, _mm256_loadu_ps(z + v));
+      b = _mm256_max_ps(b, _mm256_loadu_ps(z + v + 8));
+      c = _mm256_max_ps(c, _mm256_loadu_ps(z + v + 16));
+      d = _mm256_max_ps(d, _mm256_loadu_ps(z + v + 24));
+    }
+    alignas(32) float t[8];
+    _mm256_store_ps(t, _mm256_max_ps(_mm256_max_ps(a, b), _mm256_max_ps(c, d)));
+    for (float x : t) m = std::max(m, x);
+  }
+#endif
+  for (; v < n; ++v) m = std::max(m, z[v]);
+  return m;
+}
+
+// e[v] = exp(z[v] - m); returns sum e (in double) and *ez = sum e (z - m) (for the entropy).
+double exp_shifted(const float* z, float m, float* e, int64_t n, double* ez) {
+  int64_t v = 0;
+  double sum = 0.0, sum_ez = 0.0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 vm = _mm256_set1_ps(m);
+  __m256d s0 = _mm256_setzero_pd(), s1 = s0, h0 = s0, h1 = s0;
+  const auto block = [&](const float* zi, float* ei, __m256 keep) {
+    const __m256 d = _mm256_and_ps(keep, _mm256_sub_ps(_mm256_loadu_ps(zi), vm));
+    const __m256 x = _mm256_and_ps(keep, exp_neg8(d));
+    _mm256_storeu_ps(ei, x);
+    const __m256 xd = _mm256_mul_ps(x, d);
+    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+    h0 = _mm256_add_pd(h0, _mm256_cvtps_pd(_mm256_castps256_ps128(xd)));
+    h1 = _mm256_add_pd(h1, _mm256_cvtps_pd(_mm256_extractf128_ps(xd, 1)));
+  };
+  const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (; v + 8 <= n; v += 8) block(z + v, e + v, all);
+  if (v < n) {  // the tail through the same polynomial, padded lanes masked to 0
+    alignas(32) float zt[8] = {0}, et[8];
+    alignas(32) int32_t kt[8] = {0};
+    for (int64_t j = 0; j < n - v; ++j) zt[j] = z[v + j], kt[j] = -1;
+    block(zt, et, _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(kt))));
+    for (int64_t j = 0; j < n - v; ++j) e[v + j] = et[j];
+    v = n;
+  }
+  sum = hsum(_mm256_add_pd(s0, s1));
+  sum_ez = hsum(_mm256_add_pd(h0, h1));
+#endif
+  for (; v < n; ++v) {
+    e[v] = std::exp(z[v] - m);
+    sum += e[v];
+    sum_ez += static_cast<double>(e[v]) * (z[v] - m);
+  }
+  *ez = sum_ez;
+  return sum;
+}
+
+}  // namespace
 
 TokenSampler::TokenSampler(int64_t vocab, float temperature, float top_p, int64_t top_k)
     : vocab_(vocab), temperature_(temperature), top_p_(top_p), top_k_(top_k),
@@ -17,31 +114,47 @@ TokenSampler::TokenSampler(int64_t vocab, float temperature, float top_p, int64_
 // top_p_logits (§2.3): sort descending, remove ranks whose cumulative probability BEFORE them exceeds top_p
 // (the first token crossing the threshold and the top-1 stay). Instead of a full sort this runs a quickselect
 // that carries the mass of the part ranked above: O(V) expected. Rank order is (logit desc, id asc).
-void TokenSampler::top_p_filter(const float* z) {
+void TokenSampler::top_p_filter(const float* z, float m) {
   const int64_t V = vocab_;
   int32_t* idx = idx_.data();
   const float* e = e_.data();
-  for (int64_t v = 0; v < V; ++v) idx[v] = static_cast<int32_t>(v);
-  const auto above = [z](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
   const double target = static_cast<double>(top_p_) * sum_kept_;  // cum p > top_p  <=>  cum e > top_p * sum e
+  // Candidates: z >= m - 16. If they alone carry more than the target mass, the crossing rank is among them
+  // (every other token ranks below all of them), so the quickselect need not look at the rest.
+  const float cut = m - 16.0f;
+  int64_t n = 0;
+  double cand_mass = 0.0;
+  for (int64_t v = 0; v < V; ++v) {
+    idx[n] = static_cast<int32_t>(v);
+    n += z[v] >= cut;
+  }
+  for (int64_t r = 0; r < n; ++r) cand_mass += e[idx[r]];
+  if (!(cand_mass > target)) {
+    for (int64_t v = 0; v < V; ++v) idx[v] = static_cast<int32_t>(v);
+    n = V;
+  }
   double acc = 0.0;  // mass of idx[0, lo): the top `lo` tokens, not yet crossing
-  int64_t lo = 0, hi = V;
-  nkeep_ = V;
+  int64_t lo = 0, hi = n;
+  nkeep_ = n;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
     std::swap(idx[mid], idx[hi - 1]);
     const int32_t piv = idx[hi - 1];
+    const float zp = z[piv];
     int64_t g = lo;
     double mass = 0.0;
-    for (int64_t i = lo; i < hi - 1; ++i)
-      if (above(idx[i], piv)) {
-        mass += e[idx[i]];
-        std::swap(idx[i], idx[g++]);
-      }
-    std::swap(idx[g], idx[hi - 1]);  // pivot at rank g; idx[lo, g) rank above it
+    for (int64_t i = lo; i < hi - 1; ++i) {  // branchless Lomuto: idx[lo, g) ranks above the pivot
+      const int32_t a = idx[i];
+      const bool above = (z[a] > zp) | ((z[a] == zp) & (a < piv));  // rank order: logit desc, id asc
+      idx[i] = idx[g];
+      idx[g] = a;
+      g += above;
+      mass += above ? e[a] : 0.0f;
+    }
+    std::swap(idx[g], idx[hi - 1]);  // pivot at rank g
     if (acc + mass > target) {  // the crossing rank is above the pivot
       hi = g;
-      nkeep_ = g;  // fallback if rounding empties the range: keep what ranks above
+      nkeep_ = g;  // if rounding empties the range: keep what ranks above
       continue;
     }
     acc += mass;
@@ -91,21 +204,18 @@ SampledToken TokenSampler::sample(float* z, double u, Confidence kind) {
   float* e = e_.data();
   if (temperature_ > 0.0f)
     for (int64_t v = 0; v < V; ++v) z[v] /= temperature_;
-  int32_t amax = 0;
-  for (int32_t v = 1; v < V; ++v)
-    if (z[v] > z[amax]) amax = v;
-  CGRPO_CHECK(std::isfinite(z[amax]), "token sampler: the largest logit is ", z[amax],
+  const float m = max_of(z, V);
+  int32_t amax = 0;  // argmax: lowest id
+  while (amax < V && !(z[amax] == m)) ++amax;
+  CGRPO_CHECK(amax < V && std::isfinite(m), "token sampler: the largest logit is ", m,
               hint("the model produced non-finite logits"));
-  const float m = z[amax];
-  double sum = 0.0;
-  for (int64_t v = 0; v < V; ++v) {
-    e[v] = std::exp(z[v] - m);
-    sum += e[v];
-  }
+  double ez = 0.0;
+  const double sum = exp_shifted(z, m, e, V, &ez);
+  CGRPO_CHECK(std::isfinite(sum), "token sampler: softmax sum is ", sum, hint("the model produced NaN logits"));
   all_ = true;
   nkeep_ = V;
   sum_kept_ = sum;
-  if (top_p_ < 1.0f) top_p_filter(z);
+  if (top_p_ < 1.0f) top_p_filter(z, m);
   if (top_k_ > 0) top_k_filter(z);
   const double inv = 1.0 / sum_kept_;
 
@@ -151,14 +261,18 @@ SampledToken TokenSampler::sample(float* z, double u, Confidence kind) {
       conf = static_cast<float>((1.0 - second) * inv);
       break;
     }
-    case Confidence::NegEntropy: {  // sum p log(p + 1e-10); removed tokens have p = 0 and add 0
-      double h = 0.0;
-      const int64_t n = all_ ? V : nkeep_;
-      for (int64_t r = 0; r < n; ++r) {
-        const double p = e[all_ ? r : idx_[static_cast<size_t>(r)]] * inv;
-        h += p * std::log(p + 1e-10);
+    case Confidence::NegEntropy: {
+      // sum_v p log(p + 1e-10) over the kept tokens (removed ones have p = 0 and add 0). With log p = (z - m) -
+      // log S: sum p (z - m) - log S + sum p log(1 + 1e-10 / p), the last term taken to first order as
+      // 1e-10 per kept token (exact to < 1e-10 per token). No log per token.
+      if (!all_) {
+        ez = 0.0;
+        for (int64_t r = 0; r < nkeep_; ++r) {
+          const int32_t v = idx_[static_cast<size_t>(r)];
+          ez += static_cast<double>(e[v]) * (z[v] - m);
+        }
       }
-      conf = static_cast<float>(h);
+      conf = static_cast<float>(ez * inv - std::log(sum_kept_) + 1e-10 * static_cast<double>(kept()));
       break;
     }
   }

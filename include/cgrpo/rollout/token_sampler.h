@@ -34,7 +34,7 @@ class TokenSampler {
   int64_t kept() const { return all_ ? vocab_ : nkeep_; }  // tokens surviving top-p / top-k
 
  private:
-  void top_p_filter(const float* z);
+  void top_p_filter(const float* z, float m);
   void top_k_filter(const float* z);
 
   int64_t vocab_;
