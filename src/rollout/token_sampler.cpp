@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 
 #include "cgrpo/core/error.h"
@@ -107,7 +108,8 @@ double exp_shifted(const float* z, float m, float* e, int64_t n, double* ez) {
 
 TokenSampler::TokenSampler(int64_t vocab, float temperature, float top_p, int64_t top_k)
     : vocab_(vocab), temperature_(temperature), top_p_(top_p), top_k_(top_k),
-      e_(static_cast<size_t>(vocab)), idx_(static_cast<size_t>(vocab)), vals_(static_cast<size_t>(vocab)) {
+      e_(static_cast<size_t>(vocab)), idx_(static_cast<size_t>(vocab)), vals_(static_cast<size_t>(vocab)),
+      ranked_(static_cast<size_t>(vocab)) {
   CGRPO_CHECK(vocab >= 1, "token sampler: vocab = ", vocab);
 }
 
@@ -116,62 +118,76 @@ TokenSampler::TokenSampler(int64_t vocab, float temperature, float top_p, int64_
 // that carries the mass of the part ranked above: O(V) expected. Rank order is (logit desc, id asc).
 void TokenSampler::top_p_filter(const float* z, float m) {
   const int64_t V = vocab_;
-  int32_t* idx = idx_.data();
   const float* e = e_.data();
   const double target = static_cast<double>(top_p_) * sum_kept_;  // cum p > top_p  <=>  cum e > top_p * sum e
   // Candidates: z >= m - 16. If they alone carry more than the target mass, the crossing rank is among them
   // (every other token ranks below all of them), so the quickselect need not look at the rest.
+  int32_t* idx = idx_.data();
   const float cut = m - 16.0f;
   int64_t n = 0;
-  double cand_mass = 0.0;
   for (int64_t v = 0; v < V; ++v) {
     idx[n] = static_cast<int32_t>(v);
     n += z[v] >= cut;
   }
+  double cand_mass = 0.0;
   for (int64_t r = 0; r < n; ++r) cand_mass += e[idx[r]];
   if (!(cand_mass > target)) {
     for (int64_t v = 0; v < V; ++v) idx[v] = static_cast<int32_t>(v);
     n = V;
   }
-  double acc = 0.0;  // mass of idx[0, lo): the top `lo` tokens, not yet crossing
+  // Rank order (logit desc, id asc) as one integer: order-preserving float bits, then ~id. Contiguous
+  // (key, e) records keep the partition passes sequential in memory.
+  Ranked* c = ranked_.data();
+  for (int64_t r = 0; r < n; ++r) {
+    const int32_t v = idx[r];
+    uint32_t u;
+    std::memcpy(&u, z + v, 4);
+    u ^= (u >> 31) ? 0xffffffffu : 0x80000000u;
+    c[r] = {(static_cast<uint64_t>(u) << 32) | (0xffffffffu - static_cast<uint32_t>(v)), e[v]};
+  }
+  double acc = 0.0;  // mass of c[0, lo): the top `lo` tokens, not yet crossing
   int64_t lo = 0, hi = n;
   nkeep_ = n;
   while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    std::swap(idx[mid], idx[hi - 1]);
-    const int32_t piv = idx[hi - 1];
-    const float zp = z[piv];
+    std::swap(c[lo + (hi - lo) / 2], c[hi - 1]);
+    const Ranked piv = c[hi - 1];
     int64_t g = lo;
-    double mass = 0.0;
-    for (int64_t i = lo; i < hi - 1; ++i) {  // branchless Lomuto: idx[lo, g) ranks above the pivot
-      const int32_t a = idx[i];
-      const bool above = (z[a] > zp) | ((z[a] == zp) & (a < piv));  // rank order: logit desc, id asc
-      idx[i] = idx[g];
-      idx[g] = a;
+    double mass0 = 0.0, mass1 = 0.0;
+    int64_t i = lo;
+    const auto part = [&](double& mass) {  // branchless Lomuto: c[lo, g) ranks above the pivot
+      const Ranked a = c[i];
+      const bool above = a.key > piv.key;
+      c[i] = c[g];
+      c[g] = a;
       g += above;
-      mass += above ? e[a] : 0.0f;
-    }
-    std::swap(idx[g], idx[hi - 1]);  // pivot at rank g
+      mass += above ? a.e : 0.0f;
+      ++i;
+    };
+    while (i + 1 < hi - 1) part(mass0), part(mass1);
+    if (i < hi - 1) part(mass0);
+    const double mass = mass0 + mass1;
+    std::swap(c[g], c[hi - 1]);  // pivot at rank g
     if (acc + mass > target) {  // the crossing rank is above the pivot
       hi = g;
       nkeep_ = g;  // if rounding empties the range: keep what ranks above
       continue;
     }
     acc += mass;
-    if (acc + e[piv] > target) {  // the pivot is the first rank crossing top_p: keep it, drop the rest
+    if (acc + piv.e > target) {  // the pivot is the first rank crossing top_p: keep it, drop the rest
       nkeep_ = g + 1;
       break;
     }
-    acc += e[piv];
+    acc += piv.e;
     lo = g + 1;
   }
   nkeep_ = std::max<int64_t>(nkeep_, 1);
   all_ = nkeep_ == V;
-  if (!all_) {
-    double s = 0.0;
-    for (int64_t r = 0; r < nkeep_; ++r) s += e[idx[r]];
-    sum_kept_ = s;
+  double s = 0.0;
+  for (int64_t r = 0; r < nkeep_; ++r) {
+    idx[r] = static_cast<int32_t>(0xffffffffu - static_cast<uint32_t>(c[r].key));
+    s += c[r].e;
   }
+  if (!all_) sum_kept_ = s;
 }
 
 // top_k_logits (§2.3): keep logits >= the k-th largest (removed tokens count as finfo.min, so with fewer than

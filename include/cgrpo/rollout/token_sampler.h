@@ -43,6 +43,11 @@ class TokenSampler {
   std::vector<float> e_;      // exp(z - max)
   std::vector<int32_t> idx_;  // kept token ids [0, nkeep_) when !all_
   std::vector<float> vals_;   // scratch for the k-th largest
+  struct Ranked {
+    uint64_t key;  // rank order as an integer
+    float e;
+  };
+  std::vector<Ranked> ranked_;  // top-p quickselect records
   bool all_ = true;
   int64_t nkeep_ = 0;
   double sum_kept_ = 0.0;
