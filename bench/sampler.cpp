@@ -5,6 +5,10 @@
 // Logits: "flat" = N(0, 1) (the nucleus holds most of the vocabulary: worst case for top-p),
 //         "peaked" = N(0, 1) * 6 (a few hundred tokens carry the mass, closer to a trained LM).
 // Usage: bench_sampler [max_batch=16]
+// Measured (shared 2-core dev box, one thread, per position = per masked row of logits; ~linear in batch):
+//   T=1 top_p=0.95 entropy      flat 2.44 ms   peaked 0.37 ms   (B=16: 10.0 s / 1.58 s per step)
+//   + top_k=50                  flat 2.99 ms   peaked 0.37 ms
+//   T=0 maskgit_plus            flat 0.19 ms   peaked 0.19 ms   (B=16: 0.86 s / 0.79 s per step)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
