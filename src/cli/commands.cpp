@@ -13,6 +13,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"selfcheck", "MPI + collectives + GEMM self-check on every rank (the quickstart's first step)", cmd_selfcheck},
       {"config", "print the resolved config (defaults < file < --section.key overrides) or the key reference", cmd_config},
+      {"train", "masked-diffusion SFT warm-up, then Coupled-GRPO (rollouts, rewards, policy updates) on every rank", cmd_train},
+      {"sft", "masked-diffusion supervised fine-tuning on chat-formatted data", cmd_sft},
       {"plan", "per-rank memory by category and traffic per ZeRO stage for a config and world size", cmd_plan},
       {"tokenize", "JSONL text <-> token ids with the project tokenizer (--decode, --text STR for a quick look)", cmd_tokenize},
       {"init", "write a randomly initialised model (config.json + safetensors) for a preset", cmd_init},

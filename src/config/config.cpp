@@ -91,6 +91,7 @@ static void visit(C& c, V&& v) {
   v("run", "epochs", c.run.epochs, "");
   v("run", "log_level", c.run.log_level, "trace | debug | info | warning | error");
   v("run", "logging_steps", c.run.logging_steps, "progress line every N steps");
+  v("run", "eval_prompts", c.run.eval_prompts, "held-out prompts scored (greedy) before and after GRPO; 0 = none");
 }
 
 namespace {
@@ -390,6 +391,7 @@ void Config::validate() const {
   require(run.epochs >= 1, "run.epochs", "must be >= 1", "e.g. 1");
   one_of(run.log_level, {"trace", "debug", "info", "warning", "error"}, "run.log_level");
   require(run.logging_steps >= 1, "run.logging_steps", "must be >= 1", "e.g. 1");
+  require(run.eval_prompts >= 0, "run.eval_prompts", "must be >= 0", "0 disables the evaluation");
 }
 
 std::string Config::to_ini() const {

@@ -180,7 +180,8 @@ void fsync_path(const std::string& p) {
 // Iterates the datasets an engine maps to: (category, unit, tensor, offset of the tensor in the unit).
 template <class F>
 void for_each_dataset(ZeroEngine& e, F&& f) {
-  for (const Category& c : kCategories)
+  for (const Category& c : kCategories) {
+    if (!c.params && !e.trainable()) continue;
     for (int u = 0; u < e.num_units(); ++u) {
       int64_t off = 0;
       for (const TensorSpec& t : e.unit(u).tensors) {
@@ -188,6 +189,7 @@ void for_each_dataset(ZeroEngine& e, F&& f) {
         off += t.numel;
       }
     }
+  }
 }
 
 std::string dataset_path(const char* prefix, const Category& c, const TensorSpec& t) {
@@ -197,6 +199,7 @@ std::string dataset_path(const char* prefix, const Category& c, const TensorSpec
 void write_engine(hid_t file, ZeroEngine& e, const char* prefix, std::vector<std::string>& names,
                   std::vector<uint64_t>& partial, std::vector<hid_t>& open_sets) {
   for (const Category& c : kCategories) {
+    if (!c.params && !e.trainable()) continue;
     H5Id g(H5Gcreate2(file, (std::string("/") + prefix + c.group).c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
            H5Gclose);
     CGRPO_CHECK(g.ok(), "HDF5: cannot create group ", prefix, c.group);
@@ -304,6 +307,9 @@ std::string try_load(const std::string& path, ZeroEngine& policy, ZeroEngine* re
     meta.lr_step = read_attr_i64(file, "lr_step");
     meta.data_epoch = read_attr_i64(file, "data_epoch");
     meta.data_index = read_attr_i64(file, "data_index");
+    meta.data_batch = read_attr_i64(file, "data_batch");
+    meta.data_position = read_attr_i64(file, "data_position");
+    meta.phase = read_attr_str(file, "phase");
     meta.seed = read_attr_i64(file, "seed");
     meta.world_size = read_attr_i64(file, "world_size");
     meta.zero_stage = read_attr_i64(file, "zero_stage");
@@ -366,6 +372,9 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
     write_attr_i64(file, "lr_step", meta.lr_step);
     write_attr_i64(file, "data_epoch", meta.data_epoch);
     write_attr_i64(file, "data_index", meta.data_index);
+    write_attr_i64(file, "data_batch", meta.data_batch);
+    write_attr_i64(file, "data_position", meta.data_position);
+    write_attr_str(file, "phase", meta.phase);
     write_attr_i64(file, "seed", meta.seed);
     write_attr_i64(file, "world_size", policy.comm().world_size());
     write_attr_i64(file, "zero_stage", policy.stage());

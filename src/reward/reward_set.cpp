@@ -10,13 +10,20 @@ namespace cgrpo {
 
 RewardSet RewardSet::make(const std::vector<std::string>& names, const std::vector<float>& weights, Sandbox& sb,
                           const CodeExecOptions& code_opt) {
+  return make(names, weights, &sb, code_opt);
+}
+
+RewardSet RewardSet::make(const std::vector<std::string>& names, const std::vector<float>& weights, Sandbox* sb,
+                          const CodeExecOptions& code_opt) {
   CGRPO_CHECK(names.size() == weights.size(), "reward: ", names.size(), " functions but ", weights.size(), " weights",
               hint("give one [reward] weight per reward function"));
   RewardSet set;
   for (size_t k = 0; k < names.size(); ++k) {
     std::unique_ptr<RewardFn> fn;
-    if (names[k] == "code") fn = std::make_unique<CodeExecReward>(sb, code_opt);
-    else if (names[k] == "code_format") fn = std::make_unique<CodeFormatReward>(sb);
+    if ((names[k] == "code" || names[k] == "code_format") && sb == nullptr)
+      CGRPO_FAIL("reward '", names[k], "' needs the code sandbox, which was not created");
+    if (names[k] == "code") fn = std::make_unique<CodeExecReward>(*sb, code_opt);
+    else if (names[k] == "code_format") fn = std::make_unique<CodeFormatReward>(*sb);
     else if (names[k] == "toy") fn = std::make_unique<ToyReward>();
     else CGRPO_FAIL("unknown reward function '", names[k], "'", hint("use code, code_format or toy"));
     set.add(std::move(fn), weights[k]);

@@ -1,6 +1,7 @@
 #include "cgrpo/reward/toy_reward.h"
 
 #include "cgrpo/core/error.h"
+#include "cgrpo/data/toy_task.h"
 
 namespace cgrpo {
 
@@ -19,6 +20,16 @@ RewardOutput ToyReward::score(const std::vector<RewardSample>& batch) {
   o.scores.reserve(batch.size());
   o.status.assign(batch.size(), RunStatus::Ok);
   for (const RewardSample& s : batch) {
+    if (s.task.rfind("toy:", 0) == 0) {  // the synthetic datasets score with their own task (data/toy_task.h)
+      auto& task = tasks_[s.task];
+      if (!task) task = make_toy_task(s.task);
+      Prompt p;
+      p.id = s.task;
+      p.kind = task->name();
+      p.meta["answer"] = s.answer;
+      o.scores.push_back(task->score(p, s.completion));
+      continue;
+    }
     auto it = checkers_.find(s.task);
     CGRPO_CHECK(it != checkers_.end(), "toy reward: no checker for task '", s.task, "'",
                 hint("toy tasks name a checker: int or prefix"));

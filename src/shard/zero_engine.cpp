@@ -44,8 +44,8 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
   return p;
 }
 
-ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp)
-    : comm_(comm), stage_(stage), hp_(hp) {
+ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable)
+    : comm_(comm), stage_(stage), hp_(hp), trainable_(trainable) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage must be 0..3, got ", stage,
               hint("set parallel.zero_stage to 0, 1, 2, 3 or an FSDP name"));
   const int W = comm.world_size(), r = comm.rank();
@@ -60,6 +60,7 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
     const int64_t S = x.padded / W;
     x.params = Buffer(size_t((stage == 3 ? S : x.padded) * 4), Device::CPU, MemCategory::Params);
     x.params.zero();
+    if (!trainable) continue;
     if (stage <= 1) {
       x.grads = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Grads);
       x.grads.zero();
@@ -76,7 +77,7 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
     x.decay = decay_segments(x.spec, stage == 0 ? 0 : r * S, owned);
     max_shard = std::max(max_shard, S);
   }
-  if (stage >= 2) scratch_ = Buffer(size_t(max_shard * 4), Device::CPU, MemCategory::Workspace);
+  if (stage >= 2 && trainable) scratch_ = Buffer(size_t(max_shard * 4), Device::CPU, MemCategory::Workspace);
 }
 
 std::vector<DecaySegment> ZeroEngine::decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const {
@@ -161,6 +162,7 @@ void ZeroEngine::release(int u) {
 
 float* ZeroEngine::grads(int u) {
   Unit& x = units_[u];
+  CGRPO_CHECK(trainable_, "gradients requested from a frozen engine (unit ", x.spec.name, ")");
   if (x.grads.empty()) {
     x.grads = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Grads);
     x.grads.zero();
@@ -189,6 +191,7 @@ float* ZeroEngine::owned_params(Unit& x) {
 }
 
 double ZeroEngine::step(double lr, double max_norm) {
+  CGRPO_CHECK(trainable_, "step() on a frozen engine");
   const int W = comm_.world_size();
   // 1. finish the reduction
   for (Unit& x : units_) {
@@ -231,6 +234,18 @@ double ZeroEngine::step(double lr, double max_norm) {
     if (!x.grad_shard.empty()) x.grad_shard.zero();
   }
   return norm;
+}
+
+void ZeroEngine::mix_from(const ZeroEngine& src, double alpha) {
+  CGRPO_CHECK(src.stage_ == stage_ && src.units_.size() == units_.size(), "mix_from: engines differ in layout");
+  const float a = static_cast<float>(alpha), b = static_cast<float>(1.0 - alpha);
+  for (size_t u = 0; u < units_.size(); ++u) {
+    CGRPO_CHECK(units_[u].padded == src.units_[u].padded, "mix_from: unit ", units_[u].spec.name, " differs");
+    float* p = units_[u].params.as<float>();
+    const float* q = src.units_[u].params.as<float>();
+    const int64_t n = int64_t(units_[u].params.bytes() / 4);
+    for (int64_t i = 0; i < n; ++i) p[i] = b * p[i] + a * q[i];
+  }
 }
 
 }  // namespace cgrpo

@@ -20,6 +20,8 @@ int dispatch(int argc, char** argv);
 int cmd_selfcheck(int argc, char** argv);
 int cmd_config(int argc, char** argv);
 int cmd_plan(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_sft(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_init(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);

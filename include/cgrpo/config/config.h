@@ -115,6 +115,7 @@ struct RunSection {
   int64_t epochs = 1;
   std::string log_level = "info";   // trace | debug | info | warning | error
   int64_t logging_steps = 1;
+  int64_t eval_prompts = 32;        // held-out prompts scored before and after GRPO (0: no evaluation)
 };
 
 struct Config {

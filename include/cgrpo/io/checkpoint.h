@@ -26,8 +26,11 @@ struct CheckpointMeta {
   int64_t step = 0;           // optimizer steps completed
   int64_t tokens_seen = 0;
   int64_t lr_step = 0;        // LR-schedule position
-  int64_t data_epoch = 0;     // data cursor, global units
-  int64_t data_index = 0;
+  int64_t data_epoch = 0;     // data cursor, global units (GroupSampler cursor)
+  int64_t data_index = 0;     //   prompt index within the epoch's order
+  int64_t data_batch = 0;     //   batches handed out
+  int64_t data_position = 0;  //   prompts handed out
+  std::string phase = "grpo"; // sft | grpo: which loop the step counts belong to
   int64_t seed = 0;
   std::string config_ini;     // the resolved config
   std::string ref_model = "none";  // none | datasets (/ref/...) | rebuild:<how>

@@ -24,6 +24,9 @@ class RewardSet {
   // Builds "code", "code_format" and "toy" by name, with their weights.
   static RewardSet make(const std::vector<std::string>& names, const std::vector<float>& weights, Sandbox& sb,
                         const CodeExecOptions& code_opt = {});
+  // sb may be nullptr when no function needs the sandbox (toy rewards); fatal otherwise.
+  static RewardSet make(const std::vector<std::string>& names, const std::vector<float>& weights, Sandbox* sb,
+                        const CodeExecOptions& code_opt = {});
 
   void add(std::unique_ptr<RewardFn> fn, float weight);  // names must be unique
   void set_weight(const std::string& name, float w);

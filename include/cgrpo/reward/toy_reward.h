@@ -1,5 +1,8 @@
-// `toy` reward: RewardSample::task names the ToyChecker, RewardSample::answer is the expected answer.
+// `toy` reward: RewardSample::task names the ToyChecker ("int", "prefix"), or a synthetic task ("toy:arith",
+// ...) scored by data/toy_task.h; RewardSample::answer is the expected answer.
 #pragma once
+
+#include "cgrpo/data/toy_task.h"
 
 #include <map>
 #include <memory>
@@ -19,6 +22,7 @@ class ToyReward : public RewardFn {
 
  private:
   std::map<std::string, std::unique_ptr<ToyChecker>, std::less<>> checkers_;
+  std::map<std::string, std::unique_ptr<ToyTask>> tasks_;  // "toy:<task>" samples: the data module's scorer
   std::string name_ = "toy";
 };
 

@@ -61,7 +61,9 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int
 
 class ZeroEngine {
  public:
-  ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp);
+  // trainable = false: a frozen copy (the GRPO reference model): no gradients, no moments, no step().
+  ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable = true);
+  bool trainable() const { return trainable_; }
 
   int stage() const { return stage_; }
   int num_units() const { return static_cast<int>(units_.size()); }
@@ -99,6 +101,10 @@ class ZeroEngine {
   int64_t steps_taken() const { return t_; }
   void set_steps_taken(int64_t t) { t_ = t; }
 
+  // θ <- (1 - alpha) θ + alpha θ_src on the storage this rank holds (spec §3.9 reference sync; TRL
+  // SyncRefModelCallback). src must have the same units, stage and world size. No communication.
+  void mix_from(const ZeroEngine& src, double alpha);
+
   Communicator& comm() { return comm_; }
 
  private:
@@ -122,6 +128,7 @@ class ZeroEngine {
   Communicator& comm_;
   int stage_;
   AdamWParams hp_;
+  bool trainable_ = true;
   int64_t t_ = 0;
 };
 
