@@ -457,4 +457,82 @@ std::string resolve_resume(const std::string& dir, const std::string& resume, Ze
   return "";
 }
 
+namespace {
+// Serial (sec2) open; works without MPI_Init.
+H5Id open_serial(const std::string& path) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  H5Id f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  CGRPO_CHECK(f.ok(), "cannot open checkpoint '", path, "' (missing, truncated or not HDF5)");
+  return f;
+}
+
+herr_t collect_names(hid_t, const char* name, const H5L_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->push_back(name);
+  return 0;
+}
+}  // namespace
+
+std::vector<float> read_checkpoint_dataset(const std::string& path, const std::string& name) {
+  H5Id f = open_serial(path);
+  CGRPO_CHECK(H5Lexists(f, name.c_str(), H5P_DEFAULT) > 0, "checkpoint ", path, " has no dataset ", name);
+  H5Id ds(H5Dopen2(f, name.c_str(), H5P_DEFAULT), H5Dclose);
+  H5Id space(H5Dget_space(ds), H5Sclose);
+  std::vector<float> v(size_t(H5Sget_simple_extent_npoints(space)));
+  CGRPO_CHECK(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) >= 0, "checkpoint ", path,
+              ": cannot read ", name, " (truncated or damaged)");
+  return v;
+}
+
+CheckpointInfo inspect_checkpoint(const std::string& path, bool verify) {
+  H5Id f = open_serial(path);
+  CheckpointInfo info;
+  CheckpointMeta& m = info.meta;
+  try {
+    m.format_version = read_attr_i64(f, "format_version");
+    m.writer = read_attr_str(f, "writer");
+    m.step = read_attr_i64(f, "step");
+    m.tokens_seen = read_attr_i64(f, "tokens_seen");
+    m.lr_step = read_attr_i64(f, "lr_step");
+    m.data_epoch = read_attr_i64(f, "data_epoch");
+    m.data_index = read_attr_i64(f, "data_index");
+    m.seed = read_attr_i64(f, "seed");
+    m.world_size = read_attr_i64(f, "world_size");
+    m.zero_stage = read_attr_i64(f, "zero_stage");
+    m.adam_step = read_attr_i64(f, "adam_step");
+    m.config_ini = read_attr_str(f, "config");
+    m.ref_model = read_attr_str(f, "ref_model");
+    m.phase = H5Aexists(f, "phase") > 0 ? read_attr_str(f, "phase") : "grpo";
+  } catch (const LoadError& e) {
+    CGRPO_FAIL("checkpoint ", path, ": ", e.what);
+  }
+  for (const char* group : {"/params", "/exp_avg", "/exp_avg_sq", "/ref/params"}) {
+    if (H5Lexists(f, "/ref", H5P_DEFAULT) <= 0 && std::string(group).rfind("/ref", 0) == 0) continue;
+    if (H5Lexists(f, group, H5P_DEFAULT) <= 0) continue;
+    std::vector<std::string> names;
+    H5Id g(H5Gopen2(f, group, H5P_DEFAULT), H5Gclose);
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, nullptr, collect_names, &names);
+    for (const std::string& n : names) {
+      const std::string full = std::string(group) + "/" + n;
+      H5Id ds(H5Dopen2(f, full.c_str(), H5P_DEFAULT), H5Dclose);
+      H5Id space(H5Dget_space(ds), H5Sclose);
+      std::vector<hsize_t> dims(size_t(std::max(0, H5Sget_simple_extent_ndims(space))));
+      H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+      CheckpointInfo::Dataset d{full, std::vector<int64_t>(dims.begin(), dims.end()), true};
+      if (verify) {
+        std::vector<float> v(size_t(H5Sget_simple_extent_npoints(space)));
+        const bool read = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) >= 0;
+        uint64_t stored = 0;
+        try {
+          stored = read_attr_u64(ds, "xsum64");
+        } catch (const LoadError&) {
+          d.checksum_ok = false;
+        }
+        d.checksum_ok = d.checksum_ok && read && tensor_checksum(v.data(), 0, int64_t(v.size())) == stored;
+      }
+      info.datasets.push_back(std::move(d));
+    }
+  }
+  return info;
+}
+
 }  // namespace cgrpo

@@ -204,19 +204,30 @@ double ZeroEngine::step(double lr, double max_norm) {
                   hint("call reduce_grads(u) after each unit's backward"));
     }
   }
-  // 2. global gradient norm: replicated at stage 0, a sum over shards otherwise
-  double sumsq = 0;
-  for (Unit& x : units_) {
-    const float* g = stage_ == 0 ? x.grads.as<float>() : x.grad_shard.as<float>();
-    const int64_t n = owned_numel(x);
-    for (int64_t i = 0; i < n; ++i) sumsq += double(g[i]) * g[i];
+  // 2. global gradient norm, computed identically at every stage: per shard q a partial sum of squares
+  //    (double, then float), summed over q in rank order in float. Stage 0 holds every shard's gradient and
+  //    sums the partials locally; stages 1-3 all-reduce them (the communicator also sums in rank order).
+  //    Same inputs, same bits, whatever the stage.
+  auto sumsq = [](const float* g, int64_t n) {
+    double acc = 0;
+    for (int64_t i = 0; i < n; ++i) acc += double(g[i]) * g[i];
+    return acc;
+  };
+  std::vector<float> partial(size_t(stage_ == 0 ? W : 1), 0.0f);
+  for (size_t q = 0; q < partial.size(); ++q) {
+    double acc = 0;
+    for (Unit& x : units_) {
+      const int64_t S = x.padded / W;
+      acc += stage_ == 0 ? sumsq(x.grads.as<float>() + int64_t(q) * S, S) : sumsq(x.grad_shard.as<float>(), S);
+    }
+    partial[q] = static_cast<float>(acc);
   }
-  if (stage_ > 0) {
-    float s = static_cast<float>(sumsq);
-    comm_.all_reduce(flat(&s, 1));
-    sumsq = s;
-  }
-  const double norm = std::sqrt(sumsq);
+  float total = partial[0];
+  if (stage_ == 0)
+    for (int q = 1; q < W; ++q) total += partial[size_t(q)];
+  else
+    comm_.all_reduce(flat(&total, 1));
+  const double norm = std::sqrt(double(total));
   // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied only when < 1
   float scale = 1.0f;
   if (max_norm > 0 && norm > 0) scale = static_cast<float>(std::min(1.0, max_norm / (norm + 1e-6)));
@@ -234,6 +245,14 @@ double ZeroEngine::step(double lr, double max_norm) {
     if (!x.grad_shard.empty()) x.grad_shard.zero();
   }
   return norm;
+}
+
+void ZeroEngine::reset_optimizer() {
+  for (Unit& x : units_) {
+    if (!x.m.empty()) x.m.zero();
+    if (!x.v.empty()) x.v.zero();
+  }
+  t_ = 0;
 }
 
 void ZeroEngine::mix_from(const ZeroEngine& src, double alpha) {

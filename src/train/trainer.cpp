@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "cgrpo/core/logging.h"
 #include "cgrpo/core/philox.h"
@@ -89,6 +90,8 @@ Trainer::Trainer(Config cfg, MpiCommunicator& comm)
   CGRPO_CHECK(cfg_.parallel.param_dtype == "f32" && cfg_.parallel.compute_dtype == "f32",
               "the CPU backend trains in fp32", hint("set parallel.param_dtype = f32 and parallel.compute_dtype = f32"));
   init_logging(cfg_.run.dir, rank_, cfg_.run.log_level);
+  CGRPO_LOG(info) << "rank " << rank_ << "/" << world_ << " on " << process_host() << " (local rank "
+                  << comm_.local_rank() << ", pid " << ::getpid() << ")";
   if (rank_ == 0) cfg_.write_resolved(cfg_.run.dir);
   ckpt_dir_ = cfg_.checkpoint.dir.empty() ? cfg_.run.dir + "/checkpoints" : cfg_.checkpoint.dir;
   init_model();
@@ -626,6 +629,7 @@ int Trainer::train() {
       sft_loop();
       // GRPO's reference is the model it starts from: the SFT result (TRL: a frozen copy of the initial policy)
       if (ref_ && sft_step_ > 0) ref_->mix_from(*policy_, 1.0);
+      policy_->reset_optimizer();  // GRPO starts a fresh AdamW, as a separate fine-tuning run would
       sft_done_ = true;
     }
     reward_before_ = evaluate("before GRPO");

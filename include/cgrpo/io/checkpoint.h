@@ -66,7 +66,10 @@ struct CheckpointInfo {
   };
   std::vector<Dataset> datasets;
 };
-CheckpointInfo inspect_checkpoint(const std::string& path);
+// verify = false skips reading the data (checksum_ok is then true for every dataset).
+CheckpointInfo inspect_checkpoint(const std::string& path, bool verify = true);
+// Not collective: one dataset's values, flattened (serial HDF5). Fatal when missing.
+std::vector<float> read_checkpoint_dataset(const std::string& path, const std::string& name);
 
 // Order-independent checksum of a tensor's elements [begin, begin + n) (partial sums add up mod 2^64).
 uint64_t tensor_checksum(const float* x, int64_t begin, int64_t n);

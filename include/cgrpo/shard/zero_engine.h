@@ -99,6 +99,7 @@ class ZeroEngine {
   // Returns the global gradient norm before clipping.
   double step(double lr, double max_norm);
   int64_t steps_taken() const { return t_; }
+  void reset_optimizer();  // zero moments and the step count (a new training phase)
   void set_steps_taken(int64_t t) { t_ = t; }
 
   // θ <- (1 - alpha) θ + alpha θ_src on the storage this rank holds (spec §3.9 reference sync; TRL
