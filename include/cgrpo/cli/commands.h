@@ -22,6 +22,7 @@ int cmd_config(int argc, char** argv);
 int cmd_plan(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_sft(int argc, char** argv);
+int cmd_convert(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_init(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
