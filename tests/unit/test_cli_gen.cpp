@@ -2,8 +2,7 @@
 // Generator on a tiny random model (batch-invariant completions, truncation at the end token).
 #include <unistd.h>
 
-#include <catch2/catch_approx.hpp>
-#include <catch2/catch_test_macros.hpp>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -14,7 +13,6 @@
 
 using namespace cgrpo;
 using namespace cgrpo::cli;
-using Catch::Approx;
 namespace fs = std::filesystem;
 
 namespace {
