@@ -68,7 +68,7 @@ int cmd_reward(int argc, char** argv) {
   po::options_description desc("cgrpo reward options");
   desc.add_options()("input", po::value(&input), "JSONL of completions (see above)")
                     ("output", po::value(&output), "JSONL of {\"rewards\", \"total\", \"status\"}, one per input line")
-                    ("config,c", po::value<std::string>(), "run config (INI): [reward] funcs, weights, timeouts, workers");
+                    ("config,c", po::value<std::string>(), "run config (INI): [reward] funcs, weights, limits");
   po::variables_map vm;
   std::vector<std::string> overrides;
   if (!parse_args(argc, argv,

@@ -8,6 +8,7 @@ CGRPO=${1:?usage: gen_eval_cli.sh path/to/cgrpo mpiexec}
 MPIEXEC=${2:-mpirun}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 MPI="$MPIEXEC -n 2 --oversubscribe --bind-to none"
+ulimit -c 0  # the error cases below end in abort()
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 GEN=(--rollout.max_new_tokens 16 --rollout.steps 8 --rollout.batch_size 3)
@@ -25,6 +26,16 @@ fails() {  # fails PATTERN CMD...: CMD must exit non-zero and print PATTERN on s
 "$CGRPO" generate --model "$T/m" --prompt "Compute 2+3." "${GEN[@]}" > "$T/one_again.txt"
 cmp "$T/one.txt" "$T/one_again.txt"
 "$CGRPO" generate --model "$T/m" --prompt "Compute 2+3." --chat "${GEN[@]}" --run.seed 7 > "$T/one_chat.txt"
+
+# sampler knobs are --rollout.* flags: every unmasking rule runs; greedy (temperature 0) ignores the seed
+for alg in origin maskgit_plus topk_margin entropy confidence_threshold; do
+  "$CGRPO" generate --model "$T/m" --prompt "hi" "${GEN[@]}" --rollout.alg $alg --rollout.top_k 20 > /dev/null
+done
+"$CGRPO" generate --model "$T/m" --prompt "hi" "${GEN[@]}" --rollout.temperature 0 --run.seed 1 > "$T/greedy1.txt"
+"$CGRPO" generate --model "$T/m" --prompt "hi" "${GEN[@]}" --rollout.temperature 0 --run.seed 2 > "$T/greedy2.txt"
+cmp "$T/greedy1.txt" "$T/greedy2.txt"
+"$CGRPO" generate --model "$T/m" --prompt "hi" "${GEN[@]}" --rollout.tokens_per_step 4 --stream 2> "$T/tps.txt" >/dev/null
+[ "$(grep -c "step " "$T/tps.txt")" = 4 ] || { echo "FAIL: tokens_per_step 4 of 16 should give 4 steps"; exit 1; }
 
 # --- JSONL at 1 and 2 ranks: identical files; ids are the completion up to the end token (510 in tiny)
 cat > "$T/in.jsonl" <<'JSONL'
