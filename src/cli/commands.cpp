@@ -21,6 +21,9 @@ const std::vector<Command>& commands() {
       {"init", "write a randomly initialised model (config.json + safetensors) for a preset", cmd_init},
       {"inspect", "parameters per module and bytes per dtype of a model directory", cmd_inspect},
       {"score", "log-probs of labelled tokens (JSONL in, JSONL out) under a model", cmd_score},
+      {"generate", "diffusion sampling: one prompt (--stream) or a JSONL file split over MPI ranks", cmd_generate},
+      {"reward", "score completions (JSONL) with the configured reward functions in the sandbox", cmd_reward},
+      {"eval", "pass@k of a model on humaneval, mbpp, toy or a file (--canonical: references)", cmd_eval},
   };
   return table;
 }

@@ -27,5 +27,8 @@ int cmd_tokenize(int argc, char** argv);
 int cmd_init(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
 int cmd_score(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
+int cmd_reward(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 
 }  // namespace cgrpo::cli
