@@ -12,6 +12,7 @@
 #include "cgrpo/cli/commands.h"
 #include "cgrpo/cli/options.h"
 #include "cgrpo/comm/mpi_communicator.h"
+#include "cgrpo/core/logging.h"
 #include "cgrpo/io/checkpoint.h"
 #include "cgrpo/io/safetensors.h"
 #include "cgrpo/shard/model_units.h"
@@ -53,6 +54,7 @@ int export_hf(const std::string& from, const std::string& to, const std::string&
 int import_hf(int argc, char** argv, const std::string& from, const std::string& to) {
   MpiSession mpi(&argc, &argv);
   MpiCommunicator comm(MPI_COMM_WORLD);
+  init_logging("", comm.rank(), "info");
   const ModelConfig mc = ModelConfig::load((std::filesystem::path(from) / "config.json").string());
   const ParamLayout layout(mc);
   std::vector<float> flat(size_t(layout.total()));
