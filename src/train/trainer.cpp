@@ -327,6 +327,7 @@ void Trainer::sft_loop() {
     ++sft_step_;
     tokens_seen_ += B_global * cv.len;
     phases.add("comm", comm_.stats().time_ms());
+    const int64_t sent = comm_.stats().bytes_sent();
     const double loss = sum_over_ranks(comm_, loss_local);
     const double ms = step_timer.elapsed_ms();
     char extra[96];
@@ -334,7 +335,8 @@ void Trainer::sft_loop() {
     log_step("sft", sft_step_, total, loss, extra, phases, ms, double(B_global * cv.len) / (ms * 1e-3));
     if (metrics_) {
       nlohmann::json j = {{"phase", "sft"}, {"step", sft_step_}, {"loss", loss}, {"grad_norm", gnorm},
-                          {"lr", lr.lr(sft_step_ - 1)}, {"step_ms", ms}, {"tokens_per_s", double(B_global * cv.len) / (ms * 1e-3)}};
+                          {"lr", lr.lr(sft_step_ - 1)}, {"step_ms", ms}, {"tokens_per_s", double(B_global * cv.len) / (ms * 1e-3)},
+                          {"comm_bytes_sent", sent}};
       for (const auto& [k, v] : phases.all()) j["ms_" + k] = v;
       std::fprintf(metrics_, "%s\n", j.dump().c_str());
       std::fflush(metrics_);
@@ -540,6 +542,7 @@ void Trainer::grpo_loop() {
       tokens_seen_ += int64_t(n) * L;
       const double tok_s = (n * double(K)) / (round_timer.elapsed_ms() * 1e-3) / double(u + 1);
       phases.add("comm", comm_.stats().time_ms());
+      const int64_t sent = comm_.stats().bytes_sent();
       comm_.reset_stats();
       char extra[256];
       std::snprintf(extra, sizeof(extra), " | reward %.3f ± %.3f | kl %.4f | clip %.3f | len %.1f | gnorm %.3f | lr %.2e",
@@ -551,7 +554,7 @@ void Trainer::grpo_loop() {
                             {"clip_ratio_low", g[2] / world_}, {"clip_ratio_high", g[3] / world_},
                             {"clip_ratio_region", g[4] / world_}, {"zero_std_ratio", g[9] / world_},
                             {"completion_length", g[8] / n}, {"grad_norm", gnorm}, {"lr", lr_now},
-                            {"tokens_per_s", tok_s}, {"step_ms", step_ms}};
+                            {"tokens_per_s", tok_s}, {"step_ms", step_ms}, {"comm_bytes_sent", sent}};
         const auto names = rewards_->names();
         for (size_t k = 0; k < names.size(); ++k) j["reward_" + names[k]] = g[10 + k] / n;
         for (const auto& [k, v] : phases.all()) j["ms_" + k] = v;
