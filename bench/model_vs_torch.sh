@@ -4,7 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 preset=${1:-small} B=${2:-4} L=${3:-256} threads=${4:-2}
-command -v python3 >/dev/null && python3 -c "import torch" 2>/dev/null ||
+/usr/bin/python3 -c "import torch" 2>/dev/null ||
   { echo "python3-torch is the benchmark peer: apt-get install python3-torch"; exit 1; }
 OPENBLAS_NUM_THREADS=$threads "$root/build/bench/bench_model" "$preset" "$B" "$L" 3
-OMP_NUM_THREADS=$threads python3 "$root/bench/torch_peer.py" "$preset" "$B" "$L" 3 "$threads"
+OMP_NUM_THREADS=$threads /usr/bin/python3 "$root/bench/torch_peer.py" "$preset" "$B" "$L" 3 "$threads"

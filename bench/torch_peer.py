@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """PyTorch peer for bench_model: the same Dream/Qwen2-shaped bidirectional transformer (spec §1.3: RMSNorm,
 RoPE half-split, GQA attention without a causal mask, SwiGLU, untied head), fp32 on the CPU, one
 forward + backward of the log-probs of every position. Usage: torch_peer.py PRESET B L ITERS THREADS"""
@@ -42,7 +42,8 @@ def main():
             v = v.view(B, L, nkv, hd).transpose(1, 2)
             q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
             k, v = k.repeat_interleave(nh // nkv, 1), v.repeat_interleave(nh // nkv, 1)
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+            # torch 1.13 has no F.scaled_dot_product_attention: the plain bidirectional softmax(QK^T/sqrt d) V
+            o = torch.softmax(q @ k.transpose(-1, -2) * hd ** -0.5, -1) @ v
             h = h + F.linear(o.transpose(1, 2).reshape(B, L, nh * hd), l["wo"])
             gu = F.linear(rms(h, l["ln2"]), l["wgu"])
             gt, up = gu.split([I, I], -1)

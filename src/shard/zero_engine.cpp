@@ -18,7 +18,8 @@ int64_t round_up(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
 TensorView flat(const float* p, int64_t n) { return TensorView::of(p, {n}); }
 }  // namespace
 
-ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb, int gb) {
+ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb, int gb,
+                   const std::vector<int>& gathered_once) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage ", stage);
   ZeroPlan p;
   p.stage = stage;
@@ -41,6 +42,8 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
   // per rank: (W-1) blocks of S elements per collective leg (direct exchange; Communicator accounting)
   const int64_t leg = (W - 1) * shard;
   p.sent_bytes_per_step = stage == 0 ? 2 * leg * gb : stage == 3 ? 2 * leg * pb + leg * gb : leg * gb + leg * pb;
+  if (stage == 3)
+    for (int u : gathered_once) p.sent_bytes_per_step -= (W - 1) * (round_up(unit_numel_of(units[size_t(u)]), W) / W) * pb;
   return p;
 }
 

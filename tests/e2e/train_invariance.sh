@@ -61,4 +61,20 @@ for np in 1 4; do
   test -f "$work/reshard$np/checkpoints/step_00000006.h5" || fail "reshard $np did not finish"
 done
 echo "B: the 2-rank ZeRO-2 checkpoint resumes at 1 and 4 ranks under ZeRO-3 and trains to the end"
+
+# ---- C: per-rank bytes sent in an SFT step (one micro-batch) = cgrpo plan's traffic for the stage
+for np in 2 4; do
+  for st in 0 1 2 3; do
+    d="$work/traffic$np$st"
+    mkdir -p "$d"
+    "$root/launch/cgrpo-run" -n "$np" -- "$cgrpo" sft --config "$root/configs/tiny_cpu.ini" --run.dir "$d" \
+      --sft.steps 2 --sft.batch_size 2 --parallel.zero_stage "$st" --run.eval_prompts 0 >"$d.log" 2>&1 || { cat "$d.log"; fail "sft $np/$st"; }
+    sent=$(grep '"phase":"sft"' "$d/metrics.jsonl" | tail -1 | sed 's/.*"comm_bytes_sent":\([0-9]*\).*/\1/')
+    plan=$("$cgrpo" plan --config "$root/configs/tiny_cpu.ini" --mode sft --world-size "$np" --stage "$st" --json |
+      grep sent_bytes_per_step | tr -dc 0-9)
+    # the only extra traffic is the gradient-norm scalar all-reduce (stages 1-3): a few bytes
+    ((sent >= plan && sent <= plan + 16)) || fail "W=$np stage $st sent $sent bytes per step, plan says $plan"
+  done
+done
+echo "C: bytes sent per step match cgrpo plan at 2 and 4 ranks, stages 0-3"
 echo PASS

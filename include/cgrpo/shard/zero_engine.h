@@ -57,7 +57,10 @@ struct ZeroPlan {
     return params_bytes + gathered_bytes + grads_bytes + master_bytes + moments_bytes + scratch_bytes;
   }
 };
-ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int param_bytes = 4, int grad_bytes = 4);
+// gathered_once: units all-gathered once per step at stage 3 instead of twice (the Dream model keeps its
+// head unit from forward through backward, and its embedding backward needs no parameters); empty = none.
+ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int param_bytes = 4, int grad_bytes = 4,
+                   const std::vector<int>& gathered_once = {});
 
 class ZeroEngine {
  public:
