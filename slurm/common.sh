@@ -1,0 +1,61 @@
+# Sourced by slurm/train.sbatch and slurm/train_multinode.sbatch (not a job script itself).
+# cgrpo_slurm_main CONFIG [--section.key VALUE ...]
+#   finds the binary, resolves run.dir, appends this job's output to <run.dir>/logs/slurm-<jobid>.out,
+#   launches `cgrpo train --resume auto` with mpirun (default) or `srun --mpi=pmix` (CGRPO_LAUNCHER=srun),
+#   forwards SIGUSR1 and SIGTERM to the launcher and returns the trainer's exit status.
+# Environment: CGRPO_BIN (binary), CGRPO_ROOT (repo; default $SLURM_SUBMIT_DIR), CGRPO_LAUNCHER (mpirun|srun),
+#   CGRPO_MPIRUN_ARGS (extra mpirun arguments, word-split), plus everything launch/cgrpo-run reads.
+
+cgrpo_find_bin() {
+  local root=$1 c
+  if [[ -n "${CGRPO_BIN:-}" ]]; then
+    [[ -x "$CGRPO_BIN" ]] || { echo "cgrpo-slurm: CGRPO_BIN=$CGRPO_BIN is not an executable" >&2; return 1; }
+    echo "$CGRPO_BIN"; return 0
+  fi
+  for c in "$root/build/cgrpo" "$root/build-cpu/cgrpo"; do [[ -x "$c" ]] && { echo "$c"; return 0; }; done
+  echo "cgrpo-slurm: no cgrpo binary under $root/build or $root/build-cpu; set CGRPO_BIN" >&2
+  return 1
+}
+
+cgrpo_slurm_main() {
+  local cfg=${1:?"usage: sbatch [options] slurm/train.sbatch CONFIG [--section.key VALUE ...]"}; shift
+  local root=${CGRPO_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
+  cd "${SLURM_SUBMIT_DIR:-$PWD}"   # relative config and run.dir paths are relative to the submit dir
+  local bin; bin=$(cgrpo_find_bin "$root")
+  [[ -f "$cfg" ]] || { echo "cgrpo-slurm: config $cfg not found (cwd $PWD)" >&2; return 2; }
+  # run.dir as the trainer will see it (config file + overrides), via the singleton `cgrpo config`
+  local run_dir
+  run_dir=$("$bin" config -c "$cfg" "$@" | awk '/^\[/{s=$0} s=="[run]" && $1=="dir"{sub(/^[^=]*=[ \t]*/,""); print; exit}')
+  [[ -n "$run_dir" ]] || { echo "cgrpo-slurm: could not resolve run.dir from $cfg" >&2; return 2; }
+  mkdir -p "$run_dir/logs"
+  exec >>"$run_dir/logs/slurm-${SLURM_JOB_ID:-nojob}.out" 2>&1
+  echo "cgrpo-slurm: job ${SLURM_JOB_ID:-?} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-$(hostname)}:" \
+       "${SLURM_NTASKS:-?} tasks, launcher ${CGRPO_LAUNCHER:-mpirun}, bin $bin, config $cfg $*, run dir $run_dir"
+
+  local -a cmd
+  if [[ "${CGRPO_LAUNCHER:-mpirun}" == srun ]]; then
+    # srun signals the ranks itself (use --signal=USR1@<s> without B: if you rely on it) and gives them the
+    # full KillWait after SIGTERM. One rank per task; --kill-on-bad-exit ends the step when a rank fails.
+    export HDF5_USE_FILE_LOCKING=${HDF5_USE_FILE_LOCKING:-FALSE}
+    export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+    cmd=(srun --mpi=pmix --kill-on-bad-exit=1 "$bin" train --config "$cfg" --resume auto "$@")
+  else
+    local -a extra=()
+    [[ -n "${CGRPO_MPIRUN_ARGS:-}" ]] && read -r -a extra <<<"$CGRPO_MPIRUN_ARGS"
+    cmd=("$root/launch/cgrpo-run" -n "${SLURM_NTASKS:?not inside a Slurm allocation}" "${extra[@]}" --
+         "$bin" train --config "$cfg" --resume auto "$@")
+  fi
+  echo "cgrpo-slurm: ${cmd[*]}"
+  "${cmd[@]}" &
+  local pid=$!
+  # Slurm sends USR1 (from --signal=B:USR1@<s>) to this shell only: pass it on, and mpirun passes it to the
+  # ranks, which checkpoint at the next round boundary and exit 0. TERM (time limit, scancel, requeue) reaches
+  # every process of the job anyway; forwarding it too covers proctrack plugins that signal only the shell.
+  trap "echo 'cgrpo-slurm: SIGUSR1, forwarding to $pid'; kill -USR1 $pid 2>/dev/null || true" USR1
+  trap "echo 'cgrpo-slurm: SIGTERM, forwarding to $pid'; kill -TERM $pid 2>/dev/null || true" TERM
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done  # wait returns early for each trapped signal
+  local rc=0
+  wait "$pid" || rc=$?                                            # the launcher's saved exit status
+  echo "cgrpo-slurm: trainer exited with status $rc"
+  return "$rc"
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# stop_signal_resume: a stop signal makes a running 2-rank `cgrpo train` checkpoint and exit 0, and
+# `--resume auto` continues from that step.
+#   tests/e2e/stop_signal_resume.sh path/to/cgrpo
+# 1. start the run; during GRPO send SIGTERM to mpirun (what Ctrl-C/kill/Slurm do); expect exit 0 and
+#    "stop signal: checkpoint written at step N" with step_N.h5 present
+# 2. `--resume auto`; expect "resumed from ... step N"; during GRPO send SIGUSR1 to mpirun (it forwards it to
+#    the ranks; what slurm/*.sbatch do on --signal=B:USR1@..); expect exit 0 and a checkpoint at step M > N
+# 3. `--resume auto` again to the end; expect "resumed from ... step M" and "done:".
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+source "$root/tests/lib/common.sh"
+bin=$(realpath "${1:?usage: stop_signal_resume.sh path/to/cgrpo}")
+t_start=$(now_ms)
+D=$(mktemp -d /tmp/cgrpo-stop-signal.XXXXXX)
+job=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  [[ -n "$job" ]] && stop_pid "$job" 3
+  if ((rc != 0)); then
+    for f in "$D"/out*.txt "$D/run/logs/rank_0.log"; do
+      [[ -f "$f" ]] && { echo "----- $f (last 30 lines)"; tail -n 30 "$f"; }
+    done
+  fi
+  [[ "${CGRPO_KEEP_TMP:-0}" == 1 ]] && echo "kept $D" || rm -rf "$D"
+  echo "stop_signal_resume: total $(( ($(now_ms) - t_start) / 1000 )) s, rc=$rc"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() { echo "FAIL: $*" >&2; exit 1; }
+MAX=200
+ARGS=(train --config "$root/configs/tiny_cpu.ini" --sft.steps 20 --run.max_steps $MAX --run.eval_prompts 0
+      --checkpoint.every_steps 1000 --run.logging_steps 1 --run.dir "$D/run")
+log0=$D/run/logs/rank_0.log
+grpo_steps() { grep -c '"phase":"grpo"' "$D/run/metrics.jsonl" 2>/dev/null || true; }
+
+# run_and_signal NAME SIGNAL AFTER_GRPO_LINES [extra args]: start, wait for GRPO progress, signal mpirun, expect
+# exit 0 and a stop checkpoint; sets STOP_STEP to the step it stopped at
+run_and_signal() {
+  local name=$1 sig=$2 after=$3; shift 3
+  local base; base=$(grpo_steps)
+  # cgrpo-run execs mpirun, so $! is mpirun's pid
+  "$root/launch/cgrpo-run" -n 2 -- "$bin" "${ARGS[@]}" "$@" >"$D/out_$name.txt" 2>&1 &
+  job=$!
+  progressed() { (($(grpo_steps) >= base + after)); }
+  wait_for 90 "$name: $after GRPO steps" progressed
+  local t0; t0=$(now_ms)
+  kill -s "$sig" "$job"
+  # guard: the run must end within 30 s of the signal
+  local end=$((t0 + 30000))
+  while kill -0 "$job" 2>/dev/null && (($(now_ms) < end)); do sleep 0.1; done
+  kill -0 "$job" 2>/dev/null && fail "$name: still running 30 s after SIG$sig"
+  local rc=0
+  wait "$job" || rc=$?
+  job=""
+  echo "$name: SIG$sig to mpirun -> exit $rc after $(($(now_ms) - t0)) ms"
+  ((rc == 0)) || fail "$name: exit status $rc after SIG$sig (expected 0)"
+  local n
+  n=$(grep -o 'stop signal: checkpoint written at step [0-9]*' "$log0" | tail -1 | grep -o '[0-9]*$' || true)
+  [[ -n "$n" ]] || fail "$name: no 'stop signal: checkpoint written' line after SIG$sig"
+  [[ -f "$D/run/checkpoints/$(printf "step_%08d.h5" "$n")" ]] || fail "$name: checkpoint of step $n missing"
+  STOP_STEP=$n
+}
+
+run_and_signal first TERM 3
+n1=$STOP_STEP
+((n1 > 0 && n1 < MAX)) || fail "stopped at step $n1"
+run_and_signal second USR1 3 --resume auto
+n2=$STOP_STEP
+r=$(resumed_step "$log0")
+[[ "$r" == "$n1" ]] || fail "second run resumed from step '$r', expected $n1"
+((n2 > n1)) || fail "second stop at step $n2 is not after the first ($n1)"
+echo "SIGTERM: checkpoint at step $n1; resumed from $r; SIGUSR1: checkpoint at step $n2"
+
+rc=0
+timeout -s KILL 120 "$root/launch/cgrpo-run" -n 2 -- "$bin" "${ARGS[@]}" --run.max_steps $((n2 + 4)) --resume auto \
+  >"$D/out_third.txt" 2>&1 || rc=$?
+((rc == 0)) || fail "third run (resume to the end) failed with rc=$rc"
+r=$(resumed_step "$log0")
+[[ "$r" == "$n2" ]] || fail "third run resumed from step '$r', expected $n2"
+grep -q "] done: .* $((n2 + 4)) GRPO steps" "$log0" || fail "third run did not finish at GRPO step $((n2 + 4))"
+echo "PASS: SIGTERM -> checkpoint at $n1 + exit 0; resume; SIGUSR1 -> checkpoint at $n2 + exit 0; resume to $((n2 + 4))"
