@@ -87,13 +87,13 @@ rx0=$(ip netns exec "$CGNS_B" cat "/sys/class/net/$vB/statistics/rx_bytes")
 t0=$(now_ms)
 rc=0
 # rank 0 in host A (mpirun's host), rank 1 in host B (daemon started through the agent); TCP on the /24 only
-timeout -s KILL 180 ip netns exec "$CGNS_A" unshare --uts sh -c "hostname $CGNS_HOST_A; exec env \
+timeout -k 5 180 ip netns exec "$CGNS_A" unshare --uts sh -c "hostname $CGNS_HOST_A; exec env \
     CGRPO_MPI_TCP_IF=$NET.0/24 CGRPO_RANKS_PER_NODE=1 OPENBLAS_NUM_THREADS=1 \
     '$root/launch/cgrpo-run' -n 2 --host $CGNS_IP_A:1,$CGNS_IP_B:1 --mca plm_rsh_agent '$SELF agent' -- \
     '$bin' train --config '$root/configs/tiny_cpu.ini' --sft.steps 10 --run.max_steps 4 --run.eval_prompts 0 \
     --checkpoint.every_steps 2 --run.dir '$D/run'" >"$D/out.txt" 2>&1 || rc=$?
 echo "2-host train: $(( ($(now_ms) - t0) / 1000 )) s, rc=$rc"
-((rc != 137)) || fail "the 2-host run hung (killed by the 180 s guard)"
+((rc != 124)) || fail "the 2-host run hung (ended by the 180 s guard)"
 ((rc == 0)) || fail "the 2-host run failed with rc=$rc"
 rx=$(( $(ip netns exec "$CGNS_B" cat "/sys/class/net/$vB/statistics/rx_bytes") - rx0 ))
 

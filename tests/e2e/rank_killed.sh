@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # rank_killed: SIGKILL to one rank of a running 2-rank `cgrpo train` ends the whole job promptly (< 15 s),
-# with a non-zero status and a message naming the failed rank; it must never hang (a 90 s guard kills it).
+# with a non-zero status and a message naming the failed rank; it must never hang (a 90 s guard ends it; exit 124).
 #   tests/e2e/rank_killed.sh path/to/cgrpo
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,7 +29,7 @@ trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # long enough that it is certainly still running when we kill rank 1 (the full quickstart takes ~1 min)
-timeout -s KILL 90 "$root/launch/cgrpo-run" -n 2 -- "$bin" train --config "$root/configs/tiny_cpu.ini" \
+timeout -k 5 90 "$root/launch/cgrpo-run" -n 2 -- "$bin" train --config "$root/configs/tiny_cpu.ini" \
   --run.eval_prompts 0 --run.logging_steps 1 --run.dir "$D/run" >"$D/out.txt" 2>&1 &
 job=$!
 rank1_pid() { grep -o 'rank 1/2 .*pid [0-9]*' "$D/run/logs/rank_1.log" 2>/dev/null | grep -o '[0-9]*$'; }
@@ -44,10 +44,10 @@ wait "$job" || rc=$?
 job=""
 ms=$(($(now_ms) - t0))
 echo "job ended with rc=$rc ${ms} ms after SIGKILL to rank 1 (pid $pid1)"
-((rc != 137)) || fail "the job hung and was killed by the 90 s guard"
+((rc != 124)) || fail "the job hung and was ended by the 90 s guard"
 ((rc != 0)) || fail "the job exited 0 although rank 1 was killed"
 ((ms < 15000)) || fail "the job took ${ms} ms to end (must be < 15 s)"
-grep -Eq "rank 1 with PID $pid1 .*(signal 9|Killed)" "$D/out.txt" || fail "no message naming rank 1 (pid $pid1) as killed"
-grep -E "rank 1 with PID $pid1" "$D/out.txt" | head -1
+grep -Eq "process rank 1 with PID [0-9]+ on node .* exited on signal 9" "$D/out.txt" || fail "no message naming rank 1 as killed by signal 9"
+grep -E "process rank 1 with PID" "$D/out.txt" | head -1
 ! grep -q '] done: ' "$D/run/logs/rank_0.log" || fail "rank 0 claims the run finished"
 echo "PASS: rc=$rc after ${ms} ms, failed rank named"

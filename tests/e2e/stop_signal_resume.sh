@@ -2,10 +2,11 @@
 # stop_signal_resume: a stop signal makes a running 2-rank `cgrpo train` checkpoint and exit 0, and
 # `--resume auto` continues from that step.
 #   tests/e2e/stop_signal_resume.sh path/to/cgrpo
-# 1. start the run; during GRPO send SIGTERM to mpirun (what Ctrl-C/kill/Slurm do); expect exit 0 and
-#    "stop signal: checkpoint written at step N" with step_N.h5 present
-# 2. `--resume auto`; expect "resumed from ... step N"; during GRPO send SIGUSR1 to mpirun (it forwards it to
-#    the ranks; what slurm/*.sbatch do on --signal=B:USR1@..); expect exit 0 and a checkpoint at step M > N
+# 1. start the run with launch/cgrpo-run; during GRPO send SIGTERM to cgrpo-run (it turns it into SIGUSR1 for
+#    mpirun, which forwards it to the ranks); expect exit 0 and "stop signal: checkpoint written at step N"
+#    with that checkpoint present
+# 2. `--resume auto`; expect "resumed from ... step N"; during GRPO send SIGUSR1 straight to both ranks (what
+#    srun --signal=USR1@.. does); expect exit 0 and a checkpoint at step M > N
 # 3. `--resume auto` again to the end; expect "resumed from ... step M" and "done:".
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,23 +34,28 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 MAX=200
-ARGS=(train --config "$root/configs/tiny_cpu.ini" --sft.steps 20 --run.max_steps $MAX --run.eval_prompts 0
+ARGS=(train --config "$root/configs/tiny_cpu.ini" --sft.steps 20 --run.eval_prompts 0
       --checkpoint.every_steps 1000 --run.logging_steps 1 --run.dir "$D/run")
 log0=$D/run/logs/rank_0.log
 grpo_steps() { grep -c '"phase":"grpo"' "$D/run/metrics.jsonl" 2>/dev/null || true; }
 
-# run_and_signal NAME SIGNAL AFTER_GRPO_LINES [extra args]: start, wait for GRPO progress, signal mpirun, expect
+# run_and_signal NAME SIGNAL launcher|ranks AFTER_GRPO_LINES [extra args]: start, wait for GRPO progress, signal
+# cgrpo-run or both ranks, expect
 # exit 0 and a stop checkpoint; sets STOP_STEP to the step it stopped at
 run_and_signal() {
-  local name=$1 sig=$2 after=$3; shift 3
+  local name=$1 sig=$2 target=$3 after=$4; shift 4
   local base; base=$(grpo_steps)
-  # cgrpo-run execs mpirun, so $! is mpirun's pid
   "$root/launch/cgrpo-run" -n 2 -- "$bin" "${ARGS[@]}" "$@" >"$D/out_$name.txt" 2>&1 &
   job=$!
   progressed() { (($(grpo_steps) >= base + after)); }
   wait_for 90 "$name: $after GRPO steps" progressed
-  local t0; t0=$(now_ms)
-  kill -s "$sig" "$job"
+  local t0 targets; t0=$(now_ms)
+  if [[ $target == ranks ]]; then   # the pids this start logged (the logs append across starts)
+    targets=$(for r in 0 1; do grep -o "rank $r/2 .*pid [0-9]*" "$D/run/logs/rank_$r.log" | tail -1 | grep -o '[0-9]*$'; done)
+  else
+    targets=$job
+  fi
+  kill -s "$sig" $targets
   # guard: the run must end within 30 s of the signal
   local end=$((t0 + 30000))
   while kill -0 "$job" 2>/dev/null && (($(now_ms) < end)); do sleep 0.1; done
@@ -57,7 +63,7 @@ run_and_signal() {
   local rc=0
   wait "$job" || rc=$?
   job=""
-  echo "$name: SIG$sig to mpirun -> exit $rc after $(($(now_ms) - t0)) ms"
+  echo "$name: SIG$sig to $target -> exit $rc after $(($(now_ms) - t0)) ms"
   ((rc == 0)) || fail "$name: exit status $rc after SIG$sig (expected 0)"
   local n
   n=$(grep -o 'stop signal: checkpoint written at step [0-9]*' "$log0" | tail -1 | grep -o '[0-9]*$' || true)
@@ -66,10 +72,10 @@ run_and_signal() {
   STOP_STEP=$n
 }
 
-run_and_signal first TERM 3
+run_and_signal first TERM launcher 3 --run.max_steps $MAX
 n1=$STOP_STEP
 ((n1 > 0 && n1 < MAX)) || fail "stopped at step $n1"
-run_and_signal second USR1 3 --resume auto
+run_and_signal second USR1 ranks 3 --run.max_steps $MAX --resume auto
 n2=$STOP_STEP
 r=$(resumed_step "$log0")
 [[ "$r" == "$n1" ]] || fail "second run resumed from step '$r', expected $n1"
@@ -83,4 +89,4 @@ timeout -s KILL 120 "$root/launch/cgrpo-run" -n 2 -- "$bin" "${ARGS[@]}" --run.m
 r=$(resumed_step "$log0")
 [[ "$r" == "$n2" ]] || fail "third run resumed from step '$r', expected $n2"
 grep -q "] done: .* $((n2 + 4)) GRPO steps" "$log0" || fail "third run did not finish at GRPO step $((n2 + 4))"
-echo "PASS: SIGTERM -> checkpoint at $n1 + exit 0; resume; SIGUSR1 -> checkpoint at $n2 + exit 0; resume to $((n2 + 4))"
+echo "PASS: SIGTERM to cgrpo-run -> checkpoint at $n1 + exit 0; resume; SIGUSR1 to the ranks -> checkpoint at $n2 + exit 0; resume to $((n2 + 4))"
