@@ -48,11 +48,13 @@ cgrpo_slurm_main() {
   echo "cgrpo-slurm: ${cmd[*]}"
   "${cmd[@]}" &
   local pid=$!
-  # Slurm sends USR1 (from --signal=B:USR1@<s>) to this shell only: pass it on, and mpirun passes it to the
-  # ranks, which checkpoint at the next round boundary and exit 0. TERM (time limit, scancel, requeue) reaches
-  # every process of the job anyway; forwarding it too covers proctrack plugins that signal only the shell.
+  # Slurm sends USR1 (from --signal=B:USR1@<s>) to this shell only: pass it on; cgrpo-run/mpirun (or srun)
+  # pass it to the ranks, which checkpoint at the next round boundary and exit 0. TERM (time limit, scancel,
+  # requeue, preemption) usually reaches every process of the job anyway; we pass it on as USR1 ("checkpoint
+  # and stop"), never as a second TERM: cgrpo-run escalates a repeated TERM to an abort, and mpirun exits at
+  # once on a second TERM, orphaning ranks that proctrack/linuxproc then no longer tracks.
   trap "echo 'cgrpo-slurm: SIGUSR1, forwarding to $pid'; kill -USR1 $pid 2>/dev/null || true" USR1
-  trap "echo 'cgrpo-slurm: SIGTERM, forwarding to $pid'; kill -TERM $pid 2>/dev/null || true" TERM
+  trap "echo 'cgrpo-slurm: SIGTERM, forwarding as SIGUSR1 to $pid'; kill -USR1 $pid 2>/dev/null || true" TERM
   while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done  # wait returns early for each trapped signal
   local rc=0
   wait "$pid" || rc=$?                                            # the launcher's saved exit status

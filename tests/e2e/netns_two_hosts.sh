@@ -78,9 +78,10 @@ for ns in "$CGNS_A" "$CGNS_B"; do ip -n "$ns" link set lo up; done
 ip -n "$CGNS_A" link set "$vA" up
 ip -n "$CGNS_B" link set "$vB" up
 # the /24 must be reachable between the namespaces and nowhere else
-ip -n "$CGNS_A" route | grep -q "^$NET.0/24" || fail "no /24 route in $CGNS_A"
-ip -n "$CGNS_A" route | grep -q '^default' && fail "namespace $CGNS_A has a default route"
-ip route | grep -q "^$NET.0/24" && fail "$NET.0/24 leaked into the host namespace"
+routes_a=$(ip -n "$CGNS_A" route) routes_host=$(ip route)
+grep -q "^$NET.0/24" <<<"$routes_a" || fail "no /24 route in $CGNS_A"
+grep -q '^default' <<<"$routes_a" && fail "namespace $CGNS_A has a default route"
+grep -q "^$NET.0/24" <<<"$routes_host" && fail "$NET.0/24 leaked into the host namespace"
 echo "namespaces $CGNS_A ($CGNS_IP_A) <-> $CGNS_B ($CGNS_IP_B) over $vA/$vB"
 
 rx0=$(ip netns exec "$CGNS_B" cat "/sys/class/net/$vB/statistics/rx_bytes")
@@ -98,7 +99,7 @@ echo "2-host train: $(( ($(now_ms) - t0) / 1000 )) s, rc=$rc"
 rx=$(( $(ip netns exec "$CGNS_B" cat "/sys/class/net/$vB/statistics/rx_bytes") - rx0 ))
 
 grep -q "rank 0/2 .* on host $CGNS_HOST_A," "$D/run/logs/rank_0.log" || fail "rank 0 did not log host $CGNS_HOST_A"
-grep -q "rank 1/2 .* on host $CGNS_HOST_B," "$D/run/logs/rank_1.log" || fail "rank 1 did not log host $CGNS_HOST_B"
+grep -q "rank 1/2 (local rank 0) on host $CGNS_HOST_B," "$D/run/logs/rank_1.log" || fail "rank 1 did not log host $CGNS_HOST_B as local rank 0 (a node of its own)"
 grep -q '] done: ' "$D/run/logs/rank_0.log" || fail "no 'done:' line in rank_0.log"
 [[ -f "$D/run/checkpoints/step_00000004.h5" ]] || fail "no final checkpoint step_00000004.h5"
 ((rx > 1000000)) || fail "only $rx bytes reached $CGNS_B over the veth; the ranks did not talk across it"

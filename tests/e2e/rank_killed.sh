@@ -48,6 +48,6 @@ echo "job ended with rc=$rc ${ms} ms after SIGKILL to rank 1 (pid $pid1)"
 ((rc != 0)) || fail "the job exited 0 although rank 1 was killed"
 ((ms < 15000)) || fail "the job took ${ms} ms to end (must be < 15 s)"
 grep -Eq "process rank 1 with PID [0-9]+ on node .* exited on signal 9" "$D/out.txt" || fail "no message naming rank 1 as killed by signal 9"
-grep -E "process rank 1 with PID" "$D/out.txt" | head -1
+grep -m1 -E "process rank 1 with PID" "$D/out.txt"
 ! grep -q '] done: ' "$D/run/logs/rank_0.log" || fail "rank 0 claims the run finished"
 echo "PASS: rc=$rc after ${ms} ms, failed rank named"

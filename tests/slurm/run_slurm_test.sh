@@ -28,6 +28,7 @@ OVR=(--sft.steps 30 --run.max_steps "$MAX" --run.eval_prompts 0 --checkpoint.eve
      --run.logging_steps 1)
 CFG=$root/configs/tiny_cpu.ini
 D=$(mktemp -d /tmp/cgrpo-slurm-test.XXXXXX)
+chmod 755 "$D"                       # munged wants o+x on every directory above its socket
 S=$D/slurm                           # slurm state
 jid=""
 pids=()                              # daemons we started, stopped in reverse order
@@ -37,7 +38,7 @@ export SLURM_CONF=$S/slurm.conf
 
 dump_logs() {
   local f
-  for f in "$S"/log/slurmctld.log "$S"/log/slurmd.log "$D"/job-*.out "$D"/run/logs/slurm-*.out \
+  for f in "$S"/log/munged.out "$S"/log/slurmctld.log "$S"/log/slurmd.log "$D"/job-*.out "$D"/run/logs/slurm-*.out \
            "$D"/run/logs/rank_0.log "$D"/run/logs/rank_1.log "$D"/ref.out; do
     [[ -f "$f" ]] && { echo "----- $f (last 40 lines)"; tail -n 40 "$f"; }
   done
@@ -143,16 +144,23 @@ jid=$(sbatch --parsable -n 2 -o "$D/job-%j.out" --chdir "$root" \
         "$root/slurm/train.sbatch" "$CFG" "${OVR[@]}" --run.dir "$D/run")
 jid=${jid%%;*}
 echo "submitted job $jid"
-job_field() { scontrol show job "$jid" 2>/dev/null | grep -o "$1=[^ ]*" | head -1 | cut -d= -f2; }
+job_field() { scontrol show job "$jid" 2>/dev/null | awk -v k="$1" '{for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) {print substr($i, length(k) + 2); exit}}'; }
 first_ckpt() { compgen -G "$D/run/checkpoints/step_*.h5" >/dev/null; }
 ckpt_or_done() { first_ckpt || [[ "$(job_field JobState)" =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL)$ ]]; }
 wait_for 240 "the job's first checkpoint" ckpt_or_done
 state=$(job_field JobState)
 [[ "$state" == RUNNING ]] || fail "job is $state before the requeue (it must still be running; raise SLURM_TEST_MAX_STEPS)"
-echo "first checkpoint $(cd "$D/run/checkpoints" && ls step_*.h5 | head -1) after $(( ($(now_ms) - t0) / 1000 )) s; requeueing"
+echo "first checkpoint $(cd "$D/run/checkpoints" && ls step_*.h5) $(( ($(now_ms) - t0) / 1000 )) s after submit; requeueing"
+first_pids=$(for r in 0 1; do grep -o "rank $r/2 .*pid [0-9]*" "$D/run/logs/rank_$r.log" | tail -1 | grep -o '[0-9]*$'; done)
+t_rq=$(now_ms)
 scontrol requeue "$jid"
 pending() { [[ "$(job_field JobState)" == PENDING ]]; }
 wait_for 60 "job $jid back to PENDING after the requeue" pending
+gone() { ! kill -0 $first_pids 2>/dev/null; }
+wait_for 30 "the first start's ranks ($(echo $first_pids)) to exit" gone
+# slurmd revokes the old credential with a 1-second timestamp: a restart within the same second is refused
+# ("Job credential revoked"), so let the clock pass the requeue's second first
+while (( $(now_ms) / 1000 <= t_rq / 1000 + 1 )); do sleep 0.1; done
 scontrol update JobId="$jid" StartTime=now
 finished() { [[ "$(job_field JobState)" =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)$ ]]; }
 wait_for 300 "job $jid to finish after the requeue" finished
@@ -170,14 +178,14 @@ for r in 0 1; do
     fail "rank $r never saw SLURM_RESTART_COUNT=1"
 done
 # the first start must not have finished: "done:" appears once, after the restart line
-restart_line=$(grep -n 'SLURM_RESTART_COUNT=1' "$log0" | head -1 | cut -d: -f1)
+restart_line=$(grep -m1 -n 'SLURM_RESTART_COUNT=1' "$log0" | cut -d: -f1)
 done_lines=$(grep -n '] done: ' "$log0" | cut -d: -f1 || true)
 [[ $(echo "$done_lines" | grep -c .) == 1 && ${done_lines:-0} -gt $restart_line ]] ||
   fail "expected exactly one 'done:' line, after the restart (first start finished before the requeue?)"
 n=$(sed -n "${restart_line},\$p" "$log0" | grep -o 'resumed from .* step [0-9]*' | tail -1 | grep -o '[0-9]*$' || true)
 [[ -n "$n" ]] || fail "the second start did not resume from a checkpoint (no 'resumed from' after the restart)"
 ((n > 0 && n < MAX)) || fail "resumed from step $n, expected 0 < step < $MAX"
-sed -n "${restart_line},\$p" "$log0" | grep -m1 'resumed from'
+awk -v from="$restart_line" 'NR >= from && /resumed from/ {print; exit}' "$log0"
 grep -q 'stop signal: checkpoint written' "$log0" && echo "note: the requeue's SIGTERM produced a stop checkpoint" \
   || echo "note: no stop checkpoint on SIGTERM (mpirun tears ranks down ~1-2 s after it); resumed from a periodic one"
 OUT=$D/run/checkpoints/$(printf "step_%08d.h5" "$MAX")
