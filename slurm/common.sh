@@ -2,9 +2,11 @@
 # cgrpo_slurm_main CONFIG [--section.key VALUE ...]
 #   finds the binary, resolves run.dir, appends this job's output to <run.dir>/logs/slurm-<jobid>.out,
 #   launches `cgrpo train --resume auto` with mpirun (default) or `srun --mpi=pmix` (CGRPO_LAUNCHER=srun),
-#   forwards SIGUSR1 and SIGTERM to the launcher and returns the trainer's exit status.
+#   forwards SIGUSR1 and SIGTERM to the launcher, requeues the job after a clean stop on SIGUSR1, and returns
+#   the trainer's exit status.
 # Environment: CGRPO_BIN (binary), CGRPO_ROOT (repo; default $SLURM_SUBMIT_DIR), CGRPO_LAUNCHER (mpirun|srun),
-#   CGRPO_MPIRUN_ARGS (extra mpirun arguments, word-split), plus everything launch/cgrpo-run reads.
+#   CGRPO_MPIRUN_ARGS (extra mpirun arguments, word-split), CGRPO_REQUEUE_ON_USR1 (default 1), plus everything
+#   launch/cgrpo-run reads.
 
 cgrpo_find_bin() {
   local root=$1 c
@@ -16,6 +18,8 @@ cgrpo_find_bin() {
   echo "cgrpo-slurm: no cgrpo binary under $root/build or $root/build-cpu; set CGRPO_BIN" >&2
   return 1
 }
+
+cgrpo_count_done() { local n; n=$(grep -c '] done: ' "$1" 2>/dev/null) || true; echo "${n:-0}"; }
 
 cgrpo_slurm_main() {
   local cfg=${1:?"usage: sbatch [options] slurm/train.sbatch CONFIG [--section.key VALUE ...]"}; shift
@@ -45,19 +49,31 @@ cgrpo_slurm_main() {
     cmd=("$root/launch/cgrpo-run" -n "${SLURM_NTASKS:?not inside a Slurm allocation}" "${extra[@]}" --
          "$bin" train --config "$cfg" --resume auto "$@")
   fi
+  local log0="$run_dir/logs/rank_0.log" done_before
+  done_before=$(cgrpo_count_done "$log0")
   echo "cgrpo-slurm: ${cmd[*]}"
   "${cmd[@]}" &
   local pid=$!
+  CGRPO_GOT_USR1=0
   # Slurm sends USR1 (from --signal=B:USR1@<s>) to this shell only: pass it on; cgrpo-run/mpirun (or srun)
   # pass it to the ranks, which checkpoint at the next round boundary and exit 0. TERM (time limit, scancel,
   # requeue, preemption) usually reaches every process of the job anyway; we pass it on as USR1 ("checkpoint
   # and stop"), never as a second TERM: cgrpo-run escalates a repeated TERM to an abort, and mpirun exits at
   # once on a second TERM, orphaning ranks that proctrack/linuxproc then no longer tracks.
-  trap "echo 'cgrpo-slurm: SIGUSR1, forwarding to $pid'; kill -USR1 $pid 2>/dev/null || true" USR1
+  trap "CGRPO_GOT_USR1=1; echo 'cgrpo-slurm: SIGUSR1, forwarding to $pid'; kill -USR1 $pid 2>/dev/null || true" USR1
   trap "echo 'cgrpo-slurm: SIGTERM, forwarding as SIGUSR1 to $pid'; kill -USR1 $pid 2>/dev/null || true" TERM
   while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done  # wait returns early for each trapped signal
   local rc=0
   wait "$pid" || rc=$?                                            # the launcher's saved exit status
   echo "cgrpo-slurm: trainer exited with status $rc"
+  # Stopped early on SIGUSR1 (time limit near, or `scancel --batch --signal=USR1`): the checkpoint is written,
+  # so put the job back in the queue to continue (off with CGRPO_REQUEUE_ON_USR1=0). Not when the run
+  # finished meanwhile (a new "done:" line) or failed. Slurm holds a requeued job ~2 min before restarting it.
+  if ((rc == 0 && CGRPO_GOT_USR1)) && [[ "${CGRPO_REQUEUE_ON_USR1:-1}" == 1 && -n "${SLURM_JOB_ID:-}" ]] &&
+     (($(cgrpo_count_done "$log0") == done_before)); then
+    echo "cgrpo-slurm: stopped on SIGUSR1 before the end; requeueing job $SLURM_JOB_ID to continue"
+    trap '' TERM   # the requeue signals this job, this shell included
+    scontrol requeue "$SLURM_JOB_ID" || echo "cgrpo-slurm: scontrol requeue failed; resubmit the job to continue"
+  fi
   return "$rc"
 }
