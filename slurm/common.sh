@@ -36,6 +36,22 @@ cgrpo_slurm_main() {
   echo "cgrpo-slurm: job ${SLURM_JOB_ID:-?} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-$(hostname)}:" \
        "${SLURM_NTASKS:-?} tasks, launcher ${CGRPO_LAUNCHER:-mpirun}, bin $bin, config $cfg $*, run dir $run_dir"
 
+  # Slurm sends USR1 (from --signal=B:USR1@<s>) to this shell only: pass it on; cgrpo-run/mpirun (or srun)
+  # pass it to the ranks, which checkpoint at the next round boundary and exit 0. TERM (time limit, scancel,
+  # requeue, preemption) usually reaches every process of the job anyway; we pass it on as USR1 ("checkpoint
+  # and stop"), never as a second TERM: cgrpo-run escalates a repeated TERM to an abort, and mpirun exits at
+  # once on a second TERM, orphaning ranks that proctrack/linuxproc then no longer tracks.
+  # The traps go in before the launch, so a signal in between is not lost (nor kills this shell).
+  CGRPO_PID="" CGRPO_GOT_USR1=0 CGRPO_STOP=0
+  cgrpo_on_signal() {
+    [[ $1 == USR1 ]] && CGRPO_GOT_USR1=1
+    CGRPO_STOP=1
+    echo "cgrpo-slurm: SIG$1, forwarding as SIGUSR1 to ${CGRPO_PID:-(not started yet)}"
+    [[ -n "$CGRPO_PID" ]] && kill -USR1 "$CGRPO_PID" 2>/dev/null || true
+  }
+  trap 'cgrpo_on_signal USR1' USR1
+  trap 'cgrpo_on_signal TERM' TERM
+
   local -a cmd
   if [[ "${CGRPO_LAUNCHER:-mpirun}" == srun ]]; then
     # srun signals the ranks itself (use --signal=USR1@<s> without B: if you rely on it) and gives them the
@@ -51,21 +67,18 @@ cgrpo_slurm_main() {
   fi
   local log0="$run_dir/logs/rank_0.log" done_before
   done_before=$(cgrpo_count_done "$log0")
-  echo "cgrpo-slurm: ${cmd[*]}"
-  "${cmd[@]}" &
-  local pid=$!
-  CGRPO_GOT_USR1=0
-  # Slurm sends USR1 (from --signal=B:USR1@<s>) to this shell only: pass it on; cgrpo-run/mpirun (or srun)
-  # pass it to the ranks, which checkpoint at the next round boundary and exit 0. TERM (time limit, scancel,
-  # requeue, preemption) usually reaches every process of the job anyway; we pass it on as USR1 ("checkpoint
-  # and stop"), never as a second TERM: cgrpo-run escalates a repeated TERM to an abort, and mpirun exits at
-  # once on a second TERM, orphaning ranks that proctrack/linuxproc then no longer tracks.
-  trap "CGRPO_GOT_USR1=1; echo 'cgrpo-slurm: SIGUSR1, forwarding to $pid'; kill -USR1 $pid 2>/dev/null || true" USR1
-  trap "echo 'cgrpo-slurm: SIGTERM, forwarding as SIGUSR1 to $pid'; kill -USR1 $pid 2>/dev/null || true" TERM
-  while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done  # wait returns early for each trapped signal
   local rc=0
-  wait "$pid" || rc=$?                                            # the launcher's saved exit status
-  echo "cgrpo-slurm: trainer exited with status $rc"
+  if ((CGRPO_STOP)); then
+    echo "cgrpo-slurm: stop requested before the launch; not starting"
+  else
+    echo "cgrpo-slurm: ${cmd[*]}"
+    "${cmd[@]}" &
+    CGRPO_PID=$!
+    local pid=$CGRPO_PID
+    while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done  # wait returns early for each trapped signal
+    wait "$pid" || rc=$?                                            # the launcher's saved exit status
+    echo "cgrpo-slurm: trainer exited with status $rc"
+  fi
   # Stopped early on SIGUSR1 (time limit near, or `scancel --batch --signal=USR1`): the checkpoint is written,
   # so put the job back in the queue to continue (off with CGRPO_REQUEUE_ON_USR1=0). Not when the run
   # finished meanwhile (a new "done:" line) or failed. Slurm holds a requeued job ~2 min before restarting it.
