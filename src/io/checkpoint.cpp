@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <tuple>
 
 #include "cgrpo/core/build_info.h"
 #include "cgrpo/core/error.h"
@@ -335,13 +336,17 @@ std::vector<std::pair<int64_t, std::string>> list_complete(const std::string& di
   std::vector<std::pair<int64_t, std::string>> out;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return out;
-  static const std::regex re(R"(step_(\d+)\.h5)");
+  // SFT checkpoints are sft_step_N.h5, GRPO ones step_N.h5; the two step counters are unrelated, and any GRPO
+  // checkpoint is newer than every SFT one (SFT runs first). Newest first: GRPO by step, then SFT by step.
+  static const std::regex re(R"((sft_)?step_(\d+)\.h5)");
+  std::vector<std::tuple<bool, int64_t, std::string>> found;
   for (const auto& ent : fs::directory_iterator(dir, ec)) {
     std::smatch m;
     const std::string f = ent.path().filename().string();
-    if (std::regex_match(f, m, re)) out.emplace_back(std::stoll(m[1]), ent.path().string());
+    if (std::regex_match(f, m, re)) found.emplace_back(!m[1].matched, std::stoll(m[2]), ent.path().string());
   }
-  std::sort(out.rbegin(), out.rend());
+  std::sort(found.rbegin(), found.rend());
+  for (auto& [grpo, step, path] : found) out.emplace_back(step, std::move(path));
   return out;
 }
 
@@ -352,7 +357,8 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   char name[64];
-  std::snprintf(name, sizeof(name), "step_%08lld.h5", static_cast<long long>(meta.step));
+  std::snprintf(name, sizeof(name), "%sstep_%08lld.h5", meta.phase == "sft" ? "sft_" : "",
+                static_cast<long long>(meta.step));
   const std::string final_path = (fs::path(dir) / name).string(), tmp = final_path + ".tmp";
   if (rank == 0) {
     std::error_code ec;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -90,8 +91,13 @@ Trainer::Trainer(Config cfg, MpiCommunicator& comm)
   CGRPO_CHECK(cfg_.parallel.param_dtype == "f32" && cfg_.parallel.compute_dtype == "f32",
               "the CPU backend trains in fp32", hint("set parallel.param_dtype = f32 and parallel.compute_dtype = f32"));
   init_logging(cfg_.run.dir, rank_, cfg_.run.log_level);
-  CGRPO_LOG(info) << "rank " << rank_ << "/" << world_ << " on " << process_host() << " (local rank "
-                  << comm_.local_rank() << ", pid " << ::getpid() << ")";
+  {  // one line per rank in its own log: where it runs, and which (re)start of a batch job this is
+    const char* job = std::getenv("SLURM_JOB_ID");
+    const char* restart = std::getenv("SLURM_RESTART_COUNT");
+    CGRPO_LOG(info) << "rank " << rank_ << "/" << world_ << " (local rank " << comm.local_rank() << ") on host "
+                    << process_host() << ", pid " << ::getpid() << (job ? ", SLURM_JOB_ID=" : "") << (job ? job : "")
+                    << (job ? ", SLURM_RESTART_COUNT=" : "") << (job ? (restart ? restart : "0") : "");
+  }
   if (rank_ == 0) cfg_.write_resolved(cfg_.run.dir);
   ckpt_dir_ = cfg_.checkpoint.dir.empty() ? cfg_.run.dir + "/checkpoints" : cfg_.checkpoint.dir;
   init_model();

@@ -42,7 +42,8 @@ struct CheckpointMeta {
 
 constexpr int64_t kCheckpointFormatVersion = 1;
 
-// Collective. Writes <dir>/step_<N>.h5 (N = meta.step) and updates <dir>/latest. `ref` may be nullptr.
+// Collective. Writes <dir>/step_<N>.h5 (N = meta.step; sft_step_<N>.h5 for meta.phase "sft") and updates
+// <dir>/latest. `ref` may be nullptr. Listing order (resume auto, keep_last): GRPO by step, then SFT by step.
 // Returns the checkpoint path.
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ZeroEngine& policy, ZeroEngine* ref,
                             int keep_last);

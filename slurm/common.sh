@@ -1,0 +1,92 @@
+# Sourced by slurm/train.sbatch and slurm/train_multinode.sbatch (not a job script itself).
+# cgrpo_slurm_main CONFIG [--section.key VALUE ...]
+#   finds the binary, resolves run.dir, appends this job's output to <run.dir>/logs/slurm-<jobid>.out,
+#   launches `cgrpo train --resume auto` with mpirun (default) or `srun --mpi=pmix` (CGRPO_LAUNCHER=srun),
+#   forwards SIGUSR1 and SIGTERM to the launcher, requeues the job after a clean stop on SIGUSR1, and returns
+#   the trainer's exit status.
+# Environment: CGRPO_BIN (binary), CGRPO_ROOT (repo; default $SLURM_SUBMIT_DIR), CGRPO_LAUNCHER (mpirun|srun),
+#   CGRPO_MPIRUN_ARGS (extra mpirun arguments, word-split), CGRPO_REQUEUE_ON_USR1 (default 1), plus everything
+#   launch/cgrpo-run reads.
+
+cgrpo_find_bin() {
+  local root=$1 c
+  if [[ -n "${CGRPO_BIN:-}" ]]; then
+    [[ -x "$CGRPO_BIN" ]] || { echo "cgrpo-slurm: CGRPO_BIN=$CGRPO_BIN is not an executable" >&2; return 1; }
+    echo "$CGRPO_BIN"; return 0
+  fi
+  for c in "$root/build/cgrpo" "$root/build-cpu/cgrpo"; do [[ -x "$c" ]] && { echo "$c"; return 0; }; done
+  echo "cgrpo-slurm: no cgrpo binary under $root/build or $root/build-cpu; set CGRPO_BIN" >&2
+  return 1
+}
+
+cgrpo_count_done() { local n; n=$(grep -c '] done: ' "$1" 2>/dev/null) || true; echo "${n:-0}"; }
+
+cgrpo_slurm_main() {
+  local cfg=${1:?"usage: sbatch [options] slurm/train.sbatch CONFIG [--section.key VALUE ...]"}; shift
+  local root=${CGRPO_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
+  cd "${SLURM_SUBMIT_DIR:-$PWD}"   # relative config and run.dir paths are relative to the submit dir
+  local bin; bin=$(cgrpo_find_bin "$root")
+  [[ -f "$cfg" ]] || { echo "cgrpo-slurm: config $cfg not found (cwd $PWD)" >&2; return 2; }
+  # run.dir as the trainer will see it (config file + overrides), via the singleton `cgrpo config`
+  local run_dir
+  run_dir=$("$bin" config -c "$cfg" "$@" | awk '/^\[/{s=$0} s=="[run]" && $1=="dir"{sub(/^[^=]*=[ \t]*/,""); print; exit}')
+  [[ -n "$run_dir" ]] || { echo "cgrpo-slurm: could not resolve run.dir from $cfg" >&2; return 2; }
+  mkdir -p "$run_dir/logs"
+  exec >>"$run_dir/logs/slurm-${SLURM_JOB_ID:-nojob}.out" 2>&1
+  echo "cgrpo-slurm: job ${SLURM_JOB_ID:-?} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-$(hostname)}:" \
+       "${SLURM_NTASKS:-?} tasks, launcher ${CGRPO_LAUNCHER:-mpirun}, bin $bin, config $cfg $*, run dir $run_dir"
+
+  # Slurm sends USR1 (from --signal=B:USR1@<s>) to this shell only: pass it on; cgrpo-run/mpirun (or srun)
+  # pass it to the ranks, which checkpoint at the next round boundary and exit 0. TERM (time limit, scancel,
+  # requeue, preemption) usually reaches every process of the job anyway; we pass it on as USR1 ("checkpoint
+  # and stop"), never as a second TERM: cgrpo-run escalates a repeated TERM to an abort, and mpirun exits at
+  # once on a second TERM, orphaning ranks that proctrack/linuxproc then no longer tracks.
+  # The traps go in before the launch, so a signal in between is not lost (nor kills this shell).
+  CGRPO_PID="" CGRPO_GOT_USR1=0 CGRPO_STOP=0
+  cgrpo_on_signal() {
+    [[ $1 == USR1 ]] && CGRPO_GOT_USR1=1
+    CGRPO_STOP=1
+    echo "cgrpo-slurm: SIG$1, forwarding as SIGUSR1 to ${CGRPO_PID:-(not started yet)}"
+    [[ -n "$CGRPO_PID" ]] && kill -USR1 "$CGRPO_PID" 2>/dev/null || true
+  }
+  trap 'cgrpo_on_signal USR1' USR1
+  trap 'cgrpo_on_signal TERM' TERM
+
+  local -a cmd
+  if [[ "${CGRPO_LAUNCHER:-mpirun}" == srun ]]; then
+    # srun signals the ranks itself (use --signal=USR1@<s> without B: if you rely on it) and gives them the
+    # full KillWait after SIGTERM. One rank per task; --kill-on-bad-exit ends the step when a rank fails.
+    export HDF5_USE_FILE_LOCKING=${HDF5_USE_FILE_LOCKING:-FALSE}
+    export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+    cmd=(srun --mpi=pmix --kill-on-bad-exit=1 "$bin" train --config "$cfg" --resume auto "$@")
+  else
+    local -a extra=()
+    [[ -n "${CGRPO_MPIRUN_ARGS:-}" ]] && read -r -a extra <<<"$CGRPO_MPIRUN_ARGS"
+    cmd=("$root/launch/cgrpo-run" -n "${SLURM_NTASKS:?not inside a Slurm allocation}" "${extra[@]}" --
+         "$bin" train --config "$cfg" --resume auto "$@")
+  fi
+  local log0="$run_dir/logs/rank_0.log" done_before
+  done_before=$(cgrpo_count_done "$log0")
+  local rc=0
+  if ((CGRPO_STOP)); then
+    echo "cgrpo-slurm: stop requested before the launch; not starting"
+  else
+    echo "cgrpo-slurm: ${cmd[*]}"
+    "${cmd[@]}" &
+    CGRPO_PID=$!
+    local pid=$CGRPO_PID
+    while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done  # wait returns early for each trapped signal
+    wait "$pid" || rc=$?                                            # the launcher's saved exit status
+    echo "cgrpo-slurm: trainer exited with status $rc"
+  fi
+  # Stopped early on SIGUSR1 (time limit near, or `scancel --batch --signal=USR1`): the checkpoint is written,
+  # so put the job back in the queue to continue (off with CGRPO_REQUEUE_ON_USR1=0). Not when the run
+  # finished meanwhile (a new "done:" line) or failed. Slurm holds a requeued job ~2 min before restarting it.
+  if ((rc == 0 && CGRPO_GOT_USR1)) && [[ "${CGRPO_REQUEUE_ON_USR1:-1}" == 1 && -n "${SLURM_JOB_ID:-}" ]] &&
+     (($(cgrpo_count_done "$log0") == done_before)); then
+    echo "cgrpo-slurm: stopped on SIGUSR1 before the end; requeueing job $SLURM_JOB_ID to continue"
+    trap '' TERM   # the requeue signals this job, this shell included
+    scontrol requeue "$SLURM_JOB_ID" || echo "cgrpo-slurm: scontrol requeue failed; resubmit the job to continue"
+  fi
+  return "$rc"
+}
