@@ -541,6 +541,8 @@ void Trainer::grpo_loop() {
         for (float x : f) s += x;
         local.push_back(s);
       }
+      const size_t status_at = local.size();  // sandbox runs by kind, counted once per round (u == 0)
+      for (int k = 0; k < kNumRunStatus; ++k) local.push_back(u == 0 ? double(r.status.n[size_t(k)]) : 0.0);
       const std::vector<double> g = sum_over_ranks(comm_, local);
       const double n = g[7], reward_mean = g[5] / n;
       const double reward_std = std::sqrt(std::max(0.0, g[6] / n - reward_mean * reward_mean));
@@ -563,6 +565,8 @@ void Trainer::grpo_loop() {
                             {"tokens_per_s", tok_s}, {"step_ms", step_ms}, {"comm_bytes_sent", sent}};
         const auto names = rewards_->names();
         for (size_t k = 0; k < names.size(); ++k) j["reward_" + names[k]] = g[10 + k] / n;
+        for (int k = 0; k < kNumRunStatus; ++k)  // a crash or timeout scores 0 and is counted here
+          if (g[status_at + size_t(k)] > 0) j[std::string("runs_") + run_status_name(RunStatus(k))] = g[status_at + size_t(k)];
         for (const auto& [k, v] : phases.all()) j["ms_" + k] = v;
         std::fprintf(metrics_, "%s\n", j.dump().c_str());
         std::fflush(metrics_);
@@ -578,7 +582,15 @@ void Trainer::grpo_loop() {
       if (rank_ == 0) CGRPO_LOG(info) << "stop signal: checkpoint written at step " << grpo_step_ << ", exiting";
       throw StopRequested{};
     }
-    if (due && !last) checkpoint("grpo", nullptr);
+    if (due && !last) {
+      PhaseTimes ck;
+      checkpoint("grpo", &ck);
+      if (metrics_) {
+        nlohmann::json j = {{"phase", "checkpoint"}, {"step", grpo_step_}, {"ms_checkpoint", ck.get("checkpoint")}};
+        std::fprintf(metrics_, "%s\n", j.dump().c_str());
+        std::fflush(metrics_);
+      }
+    }
   }
 }
 

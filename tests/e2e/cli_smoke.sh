@@ -10,4 +10,13 @@ for cmd in $("$cgrpo" --help | awk '/^commands:/{on=1; next} on && NF && $1 !~ /
   echo "ok: $cmd --help"
 done
 if "$cgrpo" no-such-command 2>/dev/null; then echo "FAIL: unknown command accepted"; exit 1; fi
+# every shipped config resolves and plans (the 7B recipe on 8 x 80 GB among them)
+configs=$(cd "$(dirname "$0")/../../configs" && pwd)
+for f in "$configs"/*.ini; do
+  "$cgrpo" config -c "$f" >/dev/null
+  "$cgrpo" plan -c "$f" --world-size 8 --device-mem-gb 80 | grep -q "ZeRO-3 per rank" || { echo "FAIL: plan $f"; exit 1; }
+  echo "ok: plan $(basename "$f")"
+done
+"$cgrpo" plan -c "$configs/diffucoder_7b_grpo.ini" --world-size 8 --stage 2 --json | grep -q '"params_numel": 7615616512' ||
+  { echo "FAIL: the 7B recipe does not plan 7,615,616,512 parameters"; exit 1; }
 echo PASS
