@@ -140,20 +140,16 @@ void write_attr_str(hid_t obj, const char* name, const std::string& v) {
   std::string buf = v.empty() ? std::string(1, '\0') : v;
   CGRPO_CHECK(a.ok() && H5Awrite(a, type, buf.data()) >= 0, "HDF5: cannot write attribute ", name);
 }
-int64_t read_attr_i64(hid_t obj, const char* name) {
+template <class T>
+T read_attr(hid_t obj, const char* name, hid_t type) {
   if (H5Aexists(obj, name) <= 0) throw LoadError{std::string("missing attribute '") + name + "'"};
   H5Id a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
-  int64_t v = 0;
-  H5_TRY(H5Aread(a, H5T_NATIVE_INT64, &v), "cannot read attribute '", name, "'");
+  T v{};
+  H5_TRY(H5Aread(a, type, &v), "cannot read attribute '", name, "'");
   return v;
 }
-uint64_t read_attr_u64(hid_t obj, const char* name) {
-  if (H5Aexists(obj, name) <= 0) throw LoadError{std::string("missing attribute '") + name + "'"};
-  H5Id a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
-  uint64_t v = 0;
-  H5_TRY(H5Aread(a, H5T_NATIVE_UINT64, &v), "cannot read attribute '", name, "'");
-  return v;
-}
+int64_t read_attr_i64(hid_t obj, const char* name) { return read_attr<int64_t>(obj, name, H5T_NATIVE_INT64); }
+uint64_t read_attr_u64(hid_t obj, const char* name) { return read_attr<uint64_t>(obj, name, H5T_NATIVE_UINT64); }
 std::string read_attr_str(hid_t obj, const char* name) {
   if (H5Aexists(obj, name) <= 0) throw LoadError{std::string("missing attribute '") + name + "'"};
   H5Id a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);

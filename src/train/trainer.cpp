@@ -432,30 +432,36 @@ Trainer::Rollout Trainer::rollout_round(int64_t round, PhaseTimes& phases) {
   return r;
 }
 
+// The coupled-scoring micro-batch of rollout rows [m0, m0 + n) for iteration u of a round: iteration u uses
+// mask draw round * mu + u (spec §3.7 quirk fixed; random_masking = false: the same draw u every round).
+CoupledBatch Trainer::micro_batch(const Rollout& r, int64_t m0, int64_t n, int64_t round, int64_t u) const {
+  const int64_t L = r.P + r.K, mu = cfg_.grpo.num_iterations;
+  CoupledBatch cb;
+  cb.B = n;
+  cb.P = r.P;
+  cb.K = r.K;
+  cb.tokens = r.canvas.tokens.data() + m0 * L;
+  cb.key_mask = r.canvas.key_mask.empty() ? nullptr : r.canvas.key_mask.data() + m0 * L;
+  cb.pos = r.canvas.pos.empty() ? nullptr : r.canvas.pos.data() + m0 * L;
+  cb.sample_ids = r.sample_ids.data() + m0;
+  cb.mask_id = codec_->mask_id;
+  cb.seed = uint64_t(cfg_.run.seed);
+  cb.mask_step = uint32_t(cfg_.grpo.random_masking ? round * mu + u : u);
+  cb.t_min = cfg_.grpo.t_min;
+  cb.t_max = cfg_.grpo.t_max;
+  return cb;
+}
+
 void Trainer::score_old_ref(Rollout& r, int64_t round, PhaseTimes& phases) {
   ScopedPhase ph(phases, "score");
-  const int64_t mu = cfg_.grpo.num_iterations, M = cfg_.grpo.per_device_batch, K = r.K, L = r.P + K;
+  const int64_t mu = cfg_.grpo.num_iterations, M = cfg_.grpo.per_device_batch, K = r.K;
   r.old.assign(size_t(mu * r.B * K), 0.0f);
   r.ref.assign(size_t(mu * r.B * K), 0.0f);
   CoupledScorer scorer(*model_);
   auto score_all = [&](std::vector<float>& dst) {
     for (int64_t u = 0; u < mu; ++u)
-      for (int64_t m0 = 0; m0 < r.B; m0 += M) {
-        CoupledBatch cb;
-        cb.B = std::min(M, r.B - m0);
-        cb.P = r.P;
-        cb.K = K;
-        cb.tokens = r.canvas.tokens.data() + m0 * L;
-        cb.key_mask = r.canvas.key_mask.empty() ? nullptr : r.canvas.key_mask.data() + m0 * L;
-        cb.pos = r.canvas.pos.empty() ? nullptr : r.canvas.pos.data() + m0 * L;
-        cb.sample_ids = r.sample_ids.data() + m0;
-        cb.mask_id = codec_->mask_id;
-        cb.seed = uint64_t(cfg_.run.seed);
-        cb.mask_step = uint32_t(cfg_.grpo.random_masking ? round * mu + u : u);
-        cb.t_min = cfg_.grpo.t_min;
-        cb.t_max = cfg_.grpo.t_max;
-        scorer.score(cb, false, dst.data() + (u * r.B + m0) * K);
-      }
+      for (int64_t m0 = 0; m0 < r.B; m0 += M)
+        scorer.score(micro_batch(r, m0, std::min(M, r.B - m0), round, u), false, dst.data() + (u * r.B + m0) * K);
   };
   if (mu > 1) score_all(r.old);  // mu = 1: old = logp.detach() (ratio 1), filled per micro-batch
   if (ref_) {
@@ -491,21 +497,8 @@ void Trainer::grpo_loop() {
         for (int64_t m = 0; m < GA; ++m) {
           const int64_t m0 = m * M, n = std::min(M, r.B - m0);
           if (n <= 0) break;
-          CoupledBatch cb;
-          cb.B = n;
-          cb.P = r.P;
-          cb.K = K;
-          cb.tokens = r.canvas.tokens.data() + m0 * L;
-          cb.key_mask = r.canvas.key_mask.empty() ? nullptr : r.canvas.key_mask.data() + m0 * L;
-          cb.pos = r.canvas.pos.empty() ? nullptr : r.canvas.pos.data() + m0 * L;
-          cb.sample_ids = r.sample_ids.data() + m0;
-          cb.mask_id = codec_->mask_id;
-          cb.seed = uint64_t(cfg_.run.seed);
-          cb.mask_step = uint32_t(cfg_.grpo.random_masking ? round * mu + u : u);  // iteration u -> mask draw u
-          cb.t_min = cfg_.grpo.t_min;
-          cb.t_max = cfg_.grpo.t_max;
           std::vector<float> logp(size_t(n * K)), g(size_t(n * K));
-          scorer.score(cb, true, logp.data());
+          scorer.score(micro_batch(r, m0, n, round, u), true, logp.data());  // iteration u -> mask draw u
           const float* old = mu > 1 ? r.old.data() + (u * r.B + m0) * K : logp.data();
           const float* ref = ref_ ? r.ref.data() + (u * r.B + m0) * K : nullptr;
           const GrpoLossStats s = grpo_loss(n, K, logp.data(), old, ref, r.adv.data() + m0, r.cmask.data() + m0 * K,

@@ -10,23 +10,10 @@ bin=$(realpath "${1:?usage: rank_killed.sh path/to/cgrpo}")
 t_start=$(now_ms)
 D=$(mktemp -d /tmp/cgrpo-rank-killed.XXXXXX)
 job=""
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  [[ -n "$job" ]] && stop_pid "$job" 3
-  if ((rc != 0)); then
-    for f in "$D/out.txt" "$D/run/logs/rank_0.log" "$D/run/logs/rank_1.log"; do
-      [[ -f "$f" ]] && { echo "----- $f (last 30 lines)"; tail -n 30 "$f"; }
-    done
-  fi
-  [[ "${CGRPO_KEEP_TMP:-0}" == 1 ]] && echo "kept $D" || rm -rf "$D"
-  echo "rank_killed: total $(( ($(now_ms) - t_start) / 1000 )) s, rc=$rc"
-  exit $rc
-}
-trap cleanup EXIT
+TEST_NAME=rank_killed
+TEST_DUMP=("$D/out.txt" "$D/run/logs/rank_0.log" "$D/run/logs/rank_1.log")
+trap test_cleanup EXIT
 trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # long enough that it is certainly still running when we kill rank 1 (the full quickstart takes ~1 min)
 timeout -k 5 90 "$root/launch/cgrpo-run" -n 2 -- "$bin" train --config "$root/configs/tiny_cpu.ini" \

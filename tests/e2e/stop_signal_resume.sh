@@ -17,23 +17,10 @@ bin=$(realpath "${1:?usage: stop_signal_resume.sh path/to/cgrpo}")
 t_start=$(now_ms)
 D=$(mktemp -d /tmp/cgrpo-stop-signal.XXXXXX)
 job=""
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e
-  [[ -n "$job" ]] && stop_pid "$job" 3
-  if ((rc != 0)); then
-    for f in "$D"/out*.txt "$D/run/logs/rank_0.log"; do
-      [[ -f "$f" ]] && { echo "----- $f (last 30 lines)"; tail -n 30 "$f"; }
-    done
-  fi
-  [[ "${CGRPO_KEEP_TMP:-0}" == 1 ]] && echo "kept $D" || rm -rf "$D"
-  echo "stop_signal_resume: total $(( ($(now_ms) - t_start) / 1000 )) s, rc=$rc"
-  exit $rc
-}
-trap cleanup EXIT
+TEST_NAME=stop_signal_resume
+TEST_DUMP=("$D/out*.txt" "$D/run/logs/rank_0.log")
+trap test_cleanup EXIT
 trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; exit 1; }
 MAX=200
 ARGS=(train --config "$root/configs/tiny_cpu.ini" --sft.steps 60 --run.eval_prompts 0
       --checkpoint.every_steps 1000 --run.logging_steps 1 --run.dir "$D/run")

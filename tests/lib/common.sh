@@ -21,3 +21,23 @@ stop_pid() {
 final_params_equal() { h5diff -r "$1" "$2" /params /params; }
 # the newest GRPO/SFT step the trainer resumed from, from a rank-0 log ("resumed from ... (grpo step N, ...")
 resumed_step() { grep -o 'resumed from .* step [0-9]*' "$1" | tail -1 | grep -o '[0-9]*$'; }
+# test_cleanup: the EXIT trap of the shell tests. Uses the caller's globals: D (temp dir, removed unless
+# CGRPO_KEEP_TMP=1), job (a background PID to stop), TEST_NAME, TEST_DUMP (glob patterns of files whose tails
+# are printed when the test fails) and t_start (from now_ms).
+test_cleanup() {
+  local rc=$? pat f
+  trap - EXIT INT TERM
+  set +e
+  [[ -n "${job:-}" ]] && stop_pid "$job" 3
+  if ((rc != 0)); then
+    for pat in "${TEST_DUMP[@]}"; do
+      for f in $pat; do
+        [[ -f "$f" ]] && { echo "----- $f (last 30 lines)"; tail -n 30 "$f"; }
+      done
+    done
+  fi
+  [[ "${CGRPO_KEEP_TMP:-0}" == 1 ]] && echo "kept $D" || rm -rf "$D"
+  echo "$TEST_NAME: total $(( ($(now_ms) - t_start) / 1000 )) s, rc=$rc"
+  exit $rc
+}
+fail() { echo "FAIL: $*" >&2; exit 1; }

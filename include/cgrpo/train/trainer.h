@@ -28,6 +28,7 @@
 #include "cgrpo/rollout/sampler.h"
 #include "cgrpo/shard/model_units.h"
 #include "cgrpo/tokenizer/text_codec.h"
+#include "cgrpo/train/coupled_scorer.h"
 
 namespace cgrpo {
 
@@ -51,6 +52,7 @@ class Trainer {
   void grpo_loop();
   Rollout rollout_round(int64_t round, PhaseTimes& phases);
   void score_old_ref(Rollout& r, int64_t round, PhaseTimes& phases);
+  CoupledBatch micro_batch(const Rollout& r, int64_t m0, int64_t n, int64_t round, int64_t u) const;
   double evaluate(const char* when);
   void checkpoint(const std::string& phase, PhaseTimes* phases);
   bool stop_requested();
