@@ -529,10 +529,11 @@ void Trainer::grpo_loop() {
       for (float x : r.rewards) rsum += x, rsq += double(x) * x;
       std::vector<double> local = {loss_sum, acc.kl_mean, acc.clip_low, acc.clip_high, acc.clip_region,
                                    rsum, rsq, double(r.B), double(r.completion_tokens), r.zero_std};
-      for (const auto& f : r.per_fn) {
-        double s = 0;
-        for (float x : f) s += x;
+      for (const auto& f : r.per_fn) {  // per reward function: sum and sum of squares
+        double s = 0, s2 = 0;
+        for (float x : f) s += x, s2 += double(x) * x;
         local.push_back(s);
+        local.push_back(s2);
       }
       const size_t status_at = local.size();  // sandbox runs by kind, counted once per round (u == 0)
       for (int k = 0; k < kNumRunStatus; ++k) local.push_back(u == 0 ? double(r.status.n[size_t(k)]) : 0.0);
@@ -557,7 +558,11 @@ void Trainer::grpo_loop() {
                             {"completion_length", g[8] / n}, {"grad_norm", gnorm}, {"lr", lr_now},
                             {"tokens_per_s", tok_s}, {"step_ms", step_ms}, {"comm_bytes_sent", sent}};
         const auto names = rewards_->names();
-        for (size_t k = 0; k < names.size(); ++k) j["reward_" + names[k]] = g[10 + k] / n;
+        for (size_t k = 0; k < names.size(); ++k) {
+          const double m = g[10 + 2 * k] / n;
+          j["reward_" + names[k]] = m;
+          j["reward_" + names[k] + "_std"] = std::sqrt(std::max(0.0, g[11 + 2 * k] / n - m * m));
+        }
         for (int k = 0; k < kNumRunStatus; ++k)  // a crash or timeout scores 0 and is counted here
           if (g[status_at + size_t(k)] > 0) j[std::string("runs_") + run_status_name(RunStatus(k))] = g[status_at + size_t(k)];
         for (const auto& [k, v] : phases.all()) j["ms_" + k] = v;
