@@ -107,9 +107,19 @@ int entries(const std::string& dir) {
 
 void require_clean(const Sandbox& sb, const std::string& marker, const HostDir& root) {
   CHECK(procs_with_marker(marker) == 0);
-  // bwrap: nothing at all, not even a zombie. The fallbacks kill escaped processes (setsid + double fork),
-  // which the host's pid 1 reaps later, so only live ones count there.
-  for (int uid : sb.uids()) CHECK(procs_of_uid(uid, sb.mode() == SandboxMode::Bwrap) == 0);
+  // No live process of a worker uid may remain, ever. Killed escapees (and, under bwrap, processes of a
+  // namespace whose init died) become zombies that the host's pid 1 reaps on its own schedule: on these VMs
+  // that can take seconds, and a uid may have been used by an earlier pool. Zombies hold no resources but a
+  // process slot, so they must be gone within a deadline rather than instantly.
+  for (int uid : sb.uids()) {
+    CHECK(procs_of_uid(uid, false) == 0);
+    int z = procs_of_uid(uid, true);
+    for (int i = 0; i < 300 && z > 0; ++i) {  // up to 30 s
+      usleep(100000);
+      z = procs_of_uid(uid, true);
+    }
+    CHECK(z == 0);
+  }
   CHECK(entries(root.path) == 0);
 }
 
