@@ -15,6 +15,7 @@ const std::vector<Command>& commands() {
       {"config", "print the resolved config (defaults < file < --section.key overrides) or the key reference", cmd_config},
       {"train", "masked-diffusion SFT warm-up, then Coupled-GRPO (rollouts, rewards, policy updates) on every rank", cmd_train},
       {"sft", "masked-diffusion supervised fine-tuning on chat-formatted data", cmd_sft},
+      {"report", "a run's metrics.jsonl as an HTML page with one SVG plot per metric", cmd_report},
       {"convert", "checkpoint -> HF safetensors + config.json (export), or HF model dir -> checkpoint (import)", cmd_convert},
       {"plan", "per-rank memory by category and traffic per ZeRO stage for a config and world size", cmd_plan},
       {"tokenize", "JSONL text <-> token ids with the project tokenizer (--decode, --text STR for a quick look)", cmd_tokenize},

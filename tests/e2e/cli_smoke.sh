@@ -19,4 +19,15 @@ for f in "$configs"/*.ini; do
 done
 "$cgrpo" plan -c "$configs/diffucoder_7b_grpo.ini" --world-size 8 --stage 2 --json | grep -q '"params_numel": 7615616512' ||
   { echo "FAIL: the 7B recipe does not plan 7,615,616,512 parameters"; exit 1; }
+# cgrpo report: metrics.jsonl -> HTML with one SVG plot per numeric metric; bad lines name file:line
+run=$(mktemp -d)
+trap 'rm -rf "$run"' EXIT
+printf '%s\n' '{"phase":"grpo","step":1,"loss":0.5,"reward_mean":0.1}' '{"phase":"grpo","step":2,"loss":0.4,"reward_mean":0.3}' \
+  '{"phase":"summary","reward_before":0.1,"reward_after":0.3}' >"$run/metrics.jsonl"
+"$cgrpo" report "$run" | grep -q "2 plots"
+grep -q "reward_after" "$run/report.html"
+[[ $(grep -o "<polyline" "$run/report.html" | wc -l) -eq 2 ]] || { echo "FAIL: report plots"; exit 1; }
+echo 'not json' >>"$run/metrics.jsonl"
+if "$cgrpo" report "$run" 2>"$run/err"; then echo "FAIL: bad metrics accepted"; exit 1; fi
+grep -q "metrics.jsonl:4" "$run/err" || { echo "FAIL: no file:line"; exit 1; }
 echo PASS

@@ -23,6 +23,7 @@ int cmd_plan(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_sft(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
+int cmd_report(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_init(int argc, char** argv);
 int cmd_inspect(int argc, char** argv);
