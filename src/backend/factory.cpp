@@ -9,6 +9,7 @@
 namespace cgrpo {
 
 std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank, int threads) {
+  (void)local_rank;  // unused in CPU-only builds
   if (kind == "cpu") return std::make_unique<CpuBackend>(threads);
   if (kind == "cuda") {
 #ifdef CGRPO_WITH_CUDA

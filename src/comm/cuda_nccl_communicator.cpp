@@ -128,7 +128,7 @@ void NcclCommunicator::end() { CGRPO_CUDA(cudaStreamSynchronize(impl_->stream));
 void NcclCommunicator::copy_local(void* dst, const void* src, size_t bytes) {
   if (dst == src || bytes == 0) return;
   begin();
-  CGRPO_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl_->stream));
+  CGRPO_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, impl_->stream));
   end();
 }
 
