@@ -8,17 +8,8 @@
 
 #include "cgrpo/backend/cuda_context.h"
 #include "cgrpo/core/error.h"
+#include "cuda_check.h"
 
-#define CGRPO_CUDA(call)                                                                                   \
-  do {                                                                                                     \
-    cudaError_t e_ = (call);                                                                               \
-    CGRPO_CHECK(e_ == cudaSuccess, #call, " -> ", cudaGetErrorName(e_), ": ", cudaGetErrorString(e_));     \
-  } while (0)
-#define CGRPO_CUBLAS(call)                                                                                 \
-  do {                                                                                                     \
-    cublasStatus_t s_ = (call);                                                                            \
-    CGRPO_CHECK(s_ == CUBLAS_STATUS_SUCCESS, #call, " -> cublas status ", static_cast<int>(s_));           \
-  } while (0)
 
 namespace cgrpo {
 

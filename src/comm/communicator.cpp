@@ -51,7 +51,7 @@ void Communicator::all_gather(const TensorView& send, const TensorView& recv) {
               " of ", n, hint("size send as shard_range(recv.numel(), world, rank).count"));
   Timer t;
   if (world_ == 1)
-    std::copy_n(static_cast<const char*>(send.data), send.bytes(), static_cast<char*>(recv.data));
+    copy_local(recv.data, send.data, send.bytes());
   else
     do_all_gather(send, recv);
   const int64_t es = static_cast<int64_t>(dtype_size(send.dtype));
@@ -66,7 +66,7 @@ void Communicator::reduce_scatter(const TensorView& send, const TensorView& recv
               " elements but owns ", mine, " of ", n);
   Timer t;
   if (world_ == 1)
-    std::copy_n(static_cast<const float*>(send.data), n, static_cast<float*>(recv.data));
+    copy_local(recv.data, send.data, send.bytes());
   else
     do_reduce_scatter(send, recv, op);
   account(CommOp::ReduceScatter, (n - mine) * 4, (world_ - 1) * mine * 4, t.elapsed_ms());
@@ -95,6 +95,10 @@ void Communicator::barrier() {
   Timer t;
   if (world_ > 1) do_barrier();
   account(CommOp::Barrier, 0, 0, t.elapsed_ms());
+}
+
+void Communicator::copy_local(void* dst, const void* src, size_t bytes) {
+  if (dst != src && bytes) std::copy_n(static_cast<const char*>(src), bytes, static_cast<char*>(dst));
 }
 
 void Communicator::reduce_rank_order(float* dst, const float* const* srcs, int count, int64_t n, ReduceOp op) const {

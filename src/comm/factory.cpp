@@ -1,6 +1,9 @@
 #include "cgrpo/comm/factory.h"
 
 #include "cgrpo/comm/mpi_communicator.h"
+#ifdef CGRPO_WITH_CUDA
+#include "cgrpo/comm/nccl_communicator.h"
+#endif
 
 namespace cgrpo {
 
@@ -8,7 +11,7 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind) {
   if (kind == "mpi") return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD);
   if (kind == "nccl") {
 #ifdef CGRPO_WITH_CUDA
-    CGRPO_FAIL("the NCCL communicator is not implemented yet (issue: CUDA backend)", hint("use the mpi communicator"));
+    return std::make_unique<NcclCommunicator>(MPI_COMM_WORLD);  // collectives on device buffers
 #else
     CGRPO_FAIL("this cgrpo was built without CUDA/NCCL", hint("rebuild with -DCGRPO_WITH_CUDA=ON"));
 #endif

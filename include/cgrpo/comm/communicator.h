@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -71,6 +72,8 @@ class Communicator {
   virtual void do_all_reduce(const TensorView& buf, ReduceOp op) = 0;
   virtual void do_broadcast(const TensorView& buf, int root) = 0;
   virtual void do_barrier() = 0;
+  // world_size 1: all_gather / reduce_scatter are a local copy; device communicators override this.
+  virtual void copy_local(void* dst, const void* src, size_t bytes);
 
   // reduce n elements of each of `count` sources (in that order) into dst, then Avg-divide by world
   void reduce_rank_order(float* dst, const float* const* srcs, int count, int64_t n, ReduceOp op) const;

@@ -1,0 +1,80 @@
+// CudaBackend: the Backend interface on one CUDA device (ARCHITECTURE.md §3.1, §3.4).
+//
+// Status (issue 12, CUDA backend):
+//   exists:  gemm through cuBLASLt (fp32 or bf16 A/B, fp32 or bf16 C, CUBLAS_COMPUTE_32F accumulate,
+//            row-major views mapped onto column-major by swapping operands (colmajor_gemm.h), strided
+//            batched with broadcast (batch stride 0), alpha/beta, k = 0 handled as C = beta C, a per-shape
+//            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); the Device::CUDA
+//            Buffer allocator (cudaMalloc/cudaFree); host<->device copies for tests and loaders;
+//            NcclCommunicator (comm/nccl_communicator.h).
+//   remains: every other op (copy, zero, embedding, rmsnorm, rope, attention, swiglu, bias, the fused
+//            vocabulary-chunked logsoftmax_gather) is fatal "not implemented on CUDA yet"; bf16 params and
+//            activations with fp32 master weights (§3.4) in the model and optimizer; AdamW on device;
+//            compute/comm overlap (NcclCommunicator synchronises its stream per call); GPU tests of every op
+//            and a whole training step against CpuBackend; MFU in the progress line.
+//
+// This header has no CUDA includes, so CPU code can name the type; only src/**/*.cu and cuda_*.cpp define it.
+// All gemm calls are stream-ordered on context().stream(); download() and synchronize() wait for them.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "cgrpo/backend/backend.h"
+#include "cgrpo/backend/cuda_context.h"
+
+namespace cgrpo {
+
+class CudaBackend final : public Backend {
+ public:
+  // device: usually local_rank % device_count. Installs the Device::CUDA Buffer allocator.
+  explicit CudaBackend(int device, size_t workspace_bytes = 32u << 20);
+  ~CudaBackend() override;
+  const char* name() const override { return "cuda"; }
+  Device device() const override { return Device::CUDA; }
+  const CudaContext& context() const { return ctx_; }
+
+  // A and B of one dtype (f32 or bf16), C f32 or bf16; every operand in device memory. fp32 accumulate.
+  void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
+            float alpha = 1.0f, float beta = 0.0f) override;
+  size_t gemm_plans_cached() const;  // distinct (shape, layout, dtype, alignment) keys seen so far
+
+  // Stream-ordered copies on the context's stream; download() waits for the copy (and all work before it).
+  void upload(const void* host, void* device_ptr, size_t bytes);
+  void download(const void* device_ptr, void* host, size_t bytes);
+  void synchronize();
+
+  // Not implemented on CUDA yet (issue 12): each is fatal, naming the op.
+  void copy(const TensorView& src, const TensorView& dst) override;
+  void zero(const TensorView& t) override;
+  void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) override;
+  void embedding_bwd(const TensorView& dout, const int32_t* ids, const TensorView& dtable) override;
+  void rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps, const TensorView& y, float* rstd) override;
+  void rmsnorm_bwd(const TensorView& dy, const TensorView& x, const TensorView& w, const float* rstd,
+                   const TensorView& dx, const TensorView& dw) override;
+  void rope_fwd(const TensorView& x, int64_t head_dim, const int32_t* pos, float theta) override;
+  void rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t* pos, float theta) override;
+  void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                     const uint8_t* key_mask, const TensorView& o, float* lse) override;
+  void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                     const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
+                     const TensorView& dq, const TensorView& dk, const TensorView& dv) override;
+  void swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) override;
+  void swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
+                  const TensorView& du) override;
+  void bias_add(const TensorView& y, const TensorView& b) override;
+  void bias_bwd(const TensorView& dy, const TensorView& db) override;
+  void logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* targets, int64_t chunk,
+                             float* logp, float* lse) override;
+  void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* targets, int64_t chunk,
+                             const float* lse, const float* dlogp, const TensorView& dh,
+                             const TensorView& dW) override;
+  size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const override;
+
+ private:
+  struct GemmCache;
+  CudaContext ctx_;
+  std::unique_ptr<GemmCache> gemm_cache_;
+};
+
+}  // namespace cgrpo

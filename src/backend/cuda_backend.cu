@@ -1,0 +1,255 @@
+// CudaBackend: gemm on cuBLASLt; the other ops are not implemented on CUDA yet (cuda_backend.h).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+
+#include "cgrpo/backend/colmajor_gemm.h"
+#include "cgrpo/backend/cuda_backend.h"
+#include "cgrpo/core/buffer.h"
+#include "cuda_check.h"
+
+namespace cgrpo {
+
+namespace {
+
+void* cuda_alloc(size_t bytes) {
+  void* p = nullptr;
+  CGRPO_CUDA(cudaMalloc(&p, bytes));
+  return p;
+}
+void cuda_free(void* p) { cudaFree(p); }
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::F32: return CUDA_R_32F;
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::F16: return CUDA_R_16F;
+  }
+  return CUDA_R_32F;
+}
+
+// Largest power of two (<= 256) dividing the address of every batch item: base | batch stride in bytes.
+uint32_t alignment(const void* p, int64_t batch_stride_elems, size_t elem_bytes) {
+  const uint64_t v = reinterpret_cast<uint64_t>(p) | static_cast<uint64_t>(batch_stride_elems * elem_bytes) | 256u;
+  return static_cast<uint32_t>(v & (~v + 1));
+}
+
+template <class T>
+__device__ float load(const T* p) { return static_cast<float>(*p); }
+template <>
+__device__ float load<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+template <class T>
+__device__ void store(T* p, float v) { *p = v; }
+template <>
+__device__ void store<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16(v); }
+
+// C = beta * C (0 when beta == 0, so NaN/Inf in an uninitialised C do not survive) for k = 0 gemms.
+template <class T>
+__global__ void scale_kernel(T* c, int64_t batch, int64_t rows, int64_t cols, int64_t ld, int64_t bstride, float beta) {
+  const int64_t total = batch * rows * cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = i / (rows * cols), r = (i / cols) % rows, j = i % cols;
+    T* p = c + b * bstride + r * ld + j;
+    store(p, beta == 0.0f ? 0.0f : beta * load(p));
+  }
+}
+
+}  // namespace
+
+// One cached plan per distinct (dtypes, transposes, sizes, leading dims, batch strides, alignments):
+// the descriptors and the heuristic's first algorithm. Alignment is part of the key because an algorithm
+// chosen for 256-byte aligned operands may not run on a column-block view.
+struct CudaBackend::GemmCache {
+  struct Plan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    bool has_algo = false;
+  };
+  using Key = std::array<int64_t, 20>;
+  std::map<Key, Plan> plans;
+
+  ~GemmCache() {
+    for (auto& [key, p] : plans) {
+      if (p.a) cublasLtMatrixLayoutDestroy(p.a);
+      if (p.b) cublasLtMatrixLayoutDestroy(p.b);
+      if (p.c) cublasLtMatrixLayoutDestroy(p.c);
+      if (p.op) cublasLtMatmulDescDestroy(p.op);
+    }
+  }
+
+  static cublasLtMatrixLayout_t layout(cudaDataType_t t, const ColMajorMatrix& x, int64_t batch) {
+    cublasLtMatrixLayout_t l = nullptr;
+    CGRPO_CUBLAS(cublasLtMatrixLayoutCreate(&l, t, static_cast<uint64_t>(x.rows), static_cast<uint64_t>(x.cols),
+                                            std::max<int64_t>(x.ld, std::max<int64_t>(x.rows, 1))));
+    if (batch > 1) {
+      const int32_t count = static_cast<int32_t>(batch);
+      const int64_t stride = x.batch_stride;
+      CGRPO_CUBLAS(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+      CGRPO_CUBLAS(
+          cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+    }
+    return l;
+  }
+
+  const Plan& plan(const CudaContext& ctx, const ColMajorGemm& g, DType ab, DType cd, std::array<uint32_t, 3> align) {
+    const Key key{int64_t(ab), int64_t(cd), g.trans_a, g.trans_b, g.m, g.n, g.k, g.batch, g.a.ld, g.b.ld, g.c.ld,
+                  g.a.batch_stride, g.b.batch_stride, g.c.batch_stride, align[0], align[1], align[2], 0, 0, 0};
+    auto it = plans.find(key);
+    if (it != plans.end()) return it->second;
+    Plan& p = plans[key];
+    CGRPO_CUBLAS(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CGRPO_CUBLAS(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+    CGRPO_CUBLAS(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    p.a = layout(cuda_type(ab), g.a, g.batch);
+    p.b = layout(cuda_type(ab), g.b, g.batch);
+    p.c = layout(cuda_type(cd), g.c, g.batch);
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    CGRPO_CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = ctx.workspace_bytes();
+    CGRPO_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    CGRPO_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align[0],
+                                                      sizeof(uint32_t)));
+    CGRPO_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align[1],
+                                                      sizeof(uint32_t)));
+    CGRPO_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align[2],
+                                                      sizeof(uint32_t)));
+    CGRPO_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align[2],
+                                                      sizeof(uint32_t)));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.cublaslt()), p.op, p.a,
+                                                             p.b, p.c, p.c, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    p.has_algo = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p.has_algo) p.algo = result.algo;
+    return p;
+  }
+};
+
+CudaBackend::CudaBackend(int device, size_t workspace_bytes)
+    : ctx_(device, workspace_bytes), gemm_cache_(std::make_unique<GemmCache>()) {
+  set_device_allocator(Device::CUDA, DeviceAllocator{&cuda_alloc, &cuda_free});
+}
+
+CudaBackend::~CudaBackend() {
+  if (ctx_.stream()) cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream()));
+  gemm_cache_.reset();
+}
+
+size_t CudaBackend::gemm_plans_cached() const { return gemm_cache_->plans.size(); }
+
+void CudaBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
+                       float alpha, float beta) {
+  CGRPO_CHECK(A.device == Device::CUDA && B.device == Device::CUDA && C.device == Device::CUDA,
+              "CudaBackend::gemm needs device memory, got A ", device_name(A.device), " B ", device_name(B.device),
+              " C ", device_name(C.device));
+  const GemmShape s = gemm_shape(A, trans_a, B, trans_b, C);  // also checks A.dtype == B.dtype
+  CGRPO_CHECK((A.dtype == DType::F32 && C.dtype == DType::F32) ||
+                  (A.dtype == DType::BF16 && (C.dtype == DType::F32 || C.dtype == DType::BF16)),
+              "CudaBackend::gemm supports f32 x f32 -> f32 and bf16 x bf16 -> f32 or bf16, got A ", A.str(), " B ",
+              B.str(), " C ", C.str());
+  if (s.m == 0 || s.n == 0 || s.batch == 0) return;
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
+  if (s.k == 0) {
+    const int64_t total = s.batch * s.m * s.n;
+    const int threads = 256;
+    const int blocks = static_cast<int>(std::min<int64_t>((total + threads - 1) / threads, 4096));
+    if (C.dtype == DType::F32)
+      scale_kernel<<<blocks, threads, 0, stream>>>(static_cast<float*>(C.data), s.batch, s.m, s.n, s.ldc, s.stride_c,
+                                                   beta);
+    else
+      scale_kernel<<<blocks, threads, 0, stream>>>(static_cast<__nv_bfloat16*>(C.data), s.batch, s.m, s.n, s.ldc,
+                                                   s.stride_c, beta);
+    CGRPO_CUDA(cudaGetLastError());
+    return;
+  }
+  const ColMajorGemm g = colmajor_gemm(s, trans_a, trans_b);
+  const size_t eab = dtype_size(A.dtype), ec = dtype_size(C.dtype);
+  // column-major operand a is our B, b is our A
+  const std::array<uint32_t, 3> align{alignment(B.data, g.a.batch_stride, eab), alignment(A.data, g.b.batch_stride, eab),
+                                      alignment(C.data, g.c.batch_stride, ec)};
+  cublasLtHandle_t lt = static_cast<cublasLtHandle_t>(ctx_.cublaslt());
+  const GemmCache::Plan& p = gemm_cache_->plan(ctx_, g, A.dtype, C.dtype, align);
+  if (p.has_algo) {
+    CGRPO_CUBLAS(cublasLtMatmul(lt, p.op, &alpha, B.data, p.a, A.data, p.b, &beta, C.data, p.c, C.data, p.c, &p.algo,
+                                ctx_.workspace(), ctx_.workspace_bytes(), stream));
+    return;
+  }
+  // No algorithm for the batched layout (e.g. a broadcast operand some cuBLASLt versions reject):
+  // one 2-D matmul per batch item.
+  CGRPO_CHECK(g.batch > 1, "cuBLASLt found no algorithm for gemm A ", A.str(), (trans_a ? "^T" : ""), " B ", B.str(),
+              (trans_b ? "^T" : ""), " C ", C.str());
+  ColMajorGemm one = g;
+  one.batch = 1;
+  const GemmCache::Plan& q = gemm_cache_->plan(ctx_, one, A.dtype, C.dtype, align);
+  CGRPO_CHECK(q.has_algo, "cuBLASLt found no algorithm for gemm A ", A.str(), " B ", B.str(), " C ", C.str());
+  for (int64_t i = 0; i < g.batch; ++i)
+    CGRPO_CUBLAS(cublasLtMatmul(lt, q.op, &alpha, static_cast<const char*>(B.data) + i * g.a.batch_stride * eab, q.a,
+                                static_cast<const char*>(A.data) + i * g.b.batch_stride * eab, q.b, &beta,
+                                static_cast<char*>(C.data) + i * g.c.batch_stride * ec, q.c,
+                                static_cast<char*>(C.data) + i * g.c.batch_stride * ec, q.c, &q.algo,
+                                ctx_.workspace(), ctx_.workspace_bytes(), stream));
+}
+
+void CudaBackend::upload(const void* host, void* device_ptr, size_t bytes) {
+  CGRPO_CUDA(cudaMemcpyAsync(device_ptr, host, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(ctx_.stream())));
+  ctx_.synchronize();  // the host buffer may be reused as soon as this returns (pageable memory)
+}
+
+void CudaBackend::download(const void* device_ptr, void* host, size_t bytes) {
+  CGRPO_CUDA(cudaMemcpyAsync(host, device_ptr, bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(ctx_.stream())));
+  ctx_.synchronize();
+}
+
+void CudaBackend::synchronize() { ctx_.synchronize(); }
+
+#define CGRPO_CUDA_TODO(op) CGRPO_FAIL("CudaBackend::" op " is not implemented on CUDA yet (issue 12)", \
+                                       hint("set parallel.backend = cpu"))
+void CudaBackend::copy(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("copy"); }
+void CudaBackend::zero(const TensorView&) { CGRPO_CUDA_TODO("zero"); }
+void CudaBackend::embedding_fwd(const TensorView&, const int32_t*, const TensorView&) { CGRPO_CUDA_TODO("embedding_fwd"); }
+void CudaBackend::embedding_bwd(const TensorView&, const int32_t*, const TensorView&) { CGRPO_CUDA_TODO("embedding_bwd"); }
+void CudaBackend::rmsnorm_fwd(const TensorView&, const TensorView&, float, const TensorView&, float*) {
+  CGRPO_CUDA_TODO("rmsnorm_fwd");
+}
+void CudaBackend::rmsnorm_bwd(const TensorView&, const TensorView&, const TensorView&, const float*, const TensorView&,
+                              const TensorView&) {
+  CGRPO_CUDA_TODO("rmsnorm_bwd");
+}
+void CudaBackend::rope_fwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_fwd"); }
+void CudaBackend::rope_bwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_bwd"); }
+void CudaBackend::attention_fwd(const AttnShape&, const TensorView&, const TensorView&, const TensorView&,
+                                const uint8_t*, const TensorView&, float*) {
+  CGRPO_CUDA_TODO("attention_fwd");
+}
+void CudaBackend::attention_bwd(const AttnShape&, const TensorView&, const TensorView&, const TensorView&,
+                                const uint8_t*, const TensorView&, const float*, const TensorView&, const TensorView&,
+                                const TensorView&, const TensorView&) {
+  CGRPO_CUDA_TODO("attention_bwd");
+}
+void CudaBackend::swiglu_fwd(const TensorView&, const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("swiglu_fwd"); }
+void CudaBackend::swiglu_bwd(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
+                             const TensorView&) {
+  CGRPO_CUDA_TODO("swiglu_bwd");
+}
+void CudaBackend::bias_add(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("bias_add"); }
+void CudaBackend::bias_bwd(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("bias_bwd"); }
+void CudaBackend::logsoftmax_gather_fwd(const TensorView&, const TensorView&, const int32_t*, int64_t, float*, float*) {
+  CGRPO_CUDA_TODO("logsoftmax_gather_fwd");
+}
+void CudaBackend::logsoftmax_gather_bwd(const TensorView&, const TensorView&, const int32_t*, int64_t, const float*,
+                                        const float*, const TensorView&, const TensorView&) {
+  CGRPO_CUDA_TODO("logsoftmax_gather_bwd");
+}
+size_t CudaBackend::logsoftmax_gather_workspace_bytes(int64_t, int64_t, int64_t) const {
+  CGRPO_CUDA_TODO("logsoftmax_gather_workspace_bytes");
+}
+#undef CGRPO_CUDA_TODO
+
+}  // namespace cgrpo

@@ -1,0 +1,256 @@
+// CudaBackend::gemm (cuBLASLt) against CpuBackend; NcclCommunicator at world size 1, and (tag [.nccl-mpi],
+// run by the gpu_nccl_np2 ctest under mpirun when the node has 2 devices) against MpiCommunicator.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/cuda_backend.h"
+#include "cgrpo/comm/mpi_communicator.h"
+#include "cgrpo/comm/nccl_communicator.h"
+#include "cgrpo/core/philox.h"
+
+using namespace cgrpo;
+
+namespace {
+std::vector<float> randn(size_t n, uint32_t sample) {
+  std::vector<float> v(n);
+  RngStream(7, RngPurpose::Test, 0, sample).fill_normal(v.data(), static_cast<int64_t>(n), 0.0f, 1.0f);
+  return v;
+}
+std::vector<float> round_bf16(std::vector<float> v) {
+  for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  return v;
+}
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
+  return h;
+}
+
+// The device NcclCommunicator picks too under mpirun: node-local rank % device count.
+CudaBackend& gpu() {
+  static CudaBackend be([] {
+    const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    return (lr ? std::atoi(lr) : 0) % cuda_device_info().device_count;
+  }());
+  return be;
+}
+
+// A device copy of a host vector, as a view with `dims` (and the given row stride when > 0).
+struct Dev {
+  Buffer buf;
+  TensorView view;
+  template <class T>
+  Dev(const std::vector<T>& host, DType t, std::initializer_list<int64_t> dims, int64_t ld = 0)
+      : buf(host.size() * sizeof(T) + 64, Device::CUDA) {
+    gpu().upload(host.data(), buf.data(), host.size() * sizeof(T));
+    view = TensorView(buf.data(), t, dims, Device::CUDA);
+    if (ld > 0) {
+      view.strides[view.ndim - 2] = ld;
+      if (view.ndim == 3) view.strides[0] = view.shape[0] > 1 ? view.shape[1] * ld : 0;
+    }
+  }
+  template <class T>
+  std::vector<T> get(size_t n) {
+    std::vector<T> h(n);
+    gpu().download(buf.data(), h.data(), n * sizeof(T));
+    return h;
+  }
+};
+
+// |got - want| <= rel * (|want| + sqrt(k) * scale), the bound of an fp32 dot product of length k
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, int64_t k) {
+  REQUIRE(got.size() == want.size());
+  const double scale = std::sqrt(double(std::max<int64_t>(k, 1)));
+  for (size_t i = 0; i < want.size(); ++i) {
+    INFO("element " << i << ": got " << got[i] << " want " << want[i]);
+    REQUIRE(std::abs(double(got[i]) - want[i]) <= rel * (std::abs(double(want[i])) + scale));
+  }
+}
+}  // namespace
+
+TEST_CASE("cuda gemm fp32: four transpose combinations, odd sizes, alpha and beta", "[gpu][gemm]") {
+  CpuBackend cpu(1);
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 128, 96},
+                         {129, 257, 63}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        INFO("m " << m << " n " << n << " k " << k << " ta " << ta << " tb " << tb);
+        auto a = randn(m * k, 1), b = randn(k * n, 2), c = randn(m * n, 3);
+        Dev da(a, DType::F32, ta ? std::initializer_list<int64_t>{k, m} : std::initializer_list<int64_t>{m, k});
+        Dev db(b, DType::F32, tb ? std::initializer_list<int64_t>{n, k} : std::initializer_list<int64_t>{k, n});
+        Dev dc(c, DType::F32, {m, n});
+        const float alpha = 0.75f, beta = -1.5f;
+        gpu().gemm(da.view, ta, db.view, tb, dc.view, alpha, beta);
+        TensorView A = ta ? TensorView::of(a.data(), {k, m}) : TensorView::of(a.data(), {m, k});
+        TensorView B = tb ? TensorView::of(b.data(), {n, k}) : TensorView::of(b.data(), {k, n});
+        cpu.gemm(A, ta, B, tb, TensorView::of(c.data(), {m, n}), alpha, beta);
+        expect_close(dc.get<float>(m * n), c, 1e-4, k);
+      }
+}
+
+TEST_CASE("cuda gemm fp32: strided batched, broadcast operand, padded leading dimensions", "[gpu][gemm]") {
+  CpuBackend cpu(1);
+  const int64_t batch = 4, m = 5, n = 6, k = 7, lda = 9, ldc = 11;
+  for (int bcast = 0; bcast < 2; ++bcast) {
+    auto a = randn(batch * m * lda, 4), b = randn((bcast ? 1 : batch) * n * k, 5), c = randn(batch * m * ldc, 6);
+    Dev da(a, DType::F32, {batch, m, k}, lda);
+    Dev db(b, DType::F32, {bcast ? 1 : batch, n, k});  // used transposed
+    Dev dc(c, DType::F32, {batch, m, n}, ldc);
+    gpu().gemm(da.view, false, db.view, true, dc.view, 1.25f, 0.5f);
+    TensorView A(a.data(), DType::F32, {batch, m, k}), B(b.data(), DType::F32, {bcast ? 1 : batch, n, k}),
+        C(c.data(), DType::F32, {batch, m, n});
+    A.strides = da.view.strides;
+    C.strides = dc.view.strides;
+    cpu.gemm(A, false, B, true, C, 1.25f, 0.5f);
+    expect_close(dc.get<float>(c.size()), c, 1e-4, k);
+  }
+}
+
+TEST_CASE("cuda gemm fp32: column-block views (unaligned pointers) and k = 0", "[gpu][gemm]") {
+  CpuBackend cpu(1);
+  // A is columns [3, 3+k) of a [m, 20] matrix: a 12-byte offset, row stride 20
+  const int64_t m = 9, n = 10, k = 13, w = 20;
+  auto a = randn(m * w, 7), b = randn(k * n, 8), c = randn(m * n, 9);
+  Dev da(a, DType::F32, {m, w});
+  TensorView Ablk = da.view;
+  Ablk.data = static_cast<float*>(da.buf.data()) + 3;
+  Ablk.shape[1] = k;
+  Dev db(b, DType::F32, {k, n}), dc(c, DType::F32, {m, n});
+  gpu().gemm(Ablk, false, db.view, false, dc.view, 1.0f, 1.0f);
+  cpu.gemm(rows_view(a.data() + 3, m, k, w), false, TensorView::of(b.data(), {k, n}), false,
+           TensorView::of(c.data(), {m, n}), 1.0f, 1.0f);
+  expect_close(dc.get<float>(m * n), c, 1e-4, k);
+
+  // k = 0: C = beta * C, and beta = 0 clears NaN
+  std::vector<float> z(4, 0.0f), cc = {1.0f, 2.0f, NAN, 4.0f};
+  Dev dz(z, DType::F32, {2, 0}), dz2(z, DType::F32, {0, 2}), dcc(cc, DType::F32, {2, 2});
+  gpu().gemm(dz.view, false, dz2.view, false, dcc.view, 1.0f, 0.0f);
+  for (float v : dcc.get<float>(4)) CHECK(v == 0.0f);
+}
+
+TEST_CASE("cuda gemm bf16 inputs: fp32 accumulate into f32 and bf16 outputs", "[gpu][gemm]") {
+  CpuBackend cpu(1);
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{7, 5, 3}, {33, 17, 65}, {64, 128, 96}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        INFO("m " << m << " n " << n << " k " << k << " ta " << ta << " tb " << tb);
+        // inputs rounded to bf16 on the host: their products are exact in fp32, so the CPU oracle on the rounded
+        // values differs from cuBLASLt only by fp32 summation order
+        auto a = round_bf16(randn(m * k, 11)), b = round_bf16(randn(k * n, 12)), c = randn(m * n, 13);
+        Dev da(to_bf16(a), DType::BF16, ta ? std::initializer_list<int64_t>{k, m} : std::initializer_list<int64_t>{m, k});
+        Dev db(to_bf16(b), DType::BF16, tb ? std::initializer_list<int64_t>{n, k} : std::initializer_list<int64_t>{k, n});
+        Dev dc(c, DType::F32, {m, n});
+        auto cb = round_bf16(c);
+        Dev dcb(to_bf16(cb), DType::BF16, {m, n});
+        gpu().gemm(da.view, ta, db.view, tb, dc.view, 0.5f, 1.0f);
+        gpu().gemm(da.view, ta, db.view, tb, dcb.view, 0.5f, 1.0f);
+        TensorView A = ta ? TensorView::of(a.data(), {k, m}) : TensorView::of(a.data(), {m, k});
+        TensorView B = tb ? TensorView::of(b.data(), {n, k}) : TensorView::of(b.data(), {k, n});
+        cpu.gemm(A, ta, B, tb, TensorView::of(c.data(), {m, n}), 0.5f, 1.0f);
+        cpu.gemm(A, ta, B, tb, TensorView::of(cb.data(), {m, n}), 0.5f, 1.0f);
+        expect_close(dc.get<float>(m * n), c, 1e-4, k);
+        // bf16 output: one rounding of the fp32 result, half an ulp = 2^-9 relative, plus the fp32 error
+        std::vector<float> got;
+        for (uint16_t h : dcb.get<uint16_t>(m * n)) got.push_back(bf16_to_f32(h));
+        expect_close(got, cb, std::ldexp(1.0, -8), k);
+      }
+}
+
+TEST_CASE("cuda gemm: plans are cached per shape; wrong devices and dtypes are fatal", "[gpu][gemm]") {
+  auto a = randn(6 * 4, 1), b = randn(4 * 3, 2), c = randn(6 * 3, 3);
+  Dev da(a, DType::F32, {6, 4}), db(b, DType::F32, {4, 3}), dc(c, DType::F32, {6, 3});
+  gpu().gemm(da.view, false, db.view, false, dc.view);
+  const size_t plans = gpu().gemm_plans_cached();
+  for (int i = 0; i < 3; ++i) gpu().gemm(da.view, false, db.view, false, dc.view);
+  CHECK(gpu().gemm_plans_cached() == plans);
+  REQUIRE_THROWS_WITH(gpu().gemm(TensorView::of(a.data(), {6, 4}), false, db.view, false, dc.view),
+                      Catch::Contains("device memory"));
+  TensorView bad = dc.view;
+  bad.dtype = DType::F16;
+  REQUIRE_THROWS_WITH(gpu().gemm(da.view, false, db.view, false, bad), Catch::Contains("supports"));
+  REQUIRE_THROWS_WITH(gpu().zero(dc.view), Catch::Contains("not implemented on CUDA yet"));
+  auto be = make_backend("cuda", 0);
+  CHECK(std::string(be->name()) == "cuda");
+}
+
+TEST_CASE("nccl communicator at world size 1: device copies, identity reductions, byte accounting", "[gpu][nccl]") {
+  int inited = 0;
+  MPI_Initialized(&inited);
+  static std::unique_ptr<MpiSession> session;  // finalised at exit, after the communicator below
+  if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
+  NcclCommunicator comm(MPI_COMM_WORLD);
+  REQUIRE(comm.world_size() == 1);
+  comm.set_compute_stream(gpu().context().stream());
+  auto x = randn(37, 21);
+  std::vector<float> zeros(37, 0.0f);
+  Dev dx(x, DType::F32, {37}), dy(zeros, DType::F32, {37});
+  comm.all_gather(dx.view, dy.view);
+  CHECK(dy.get<float>(37) == x);
+  comm.all_reduce(dy.view, ReduceOp::Avg);
+  comm.broadcast(dy.view, 0);
+  comm.barrier();
+  CHECK(dy.get<float>(37) == x);
+  Dev dz(zeros, DType::F32, {37});
+  comm.reduce_scatter(dx.view, dz.view);
+  CHECK(dz.get<float>(37) == x);
+  CHECK(comm.stats().bytes_sent() == 0);
+}
+
+TEST_CASE("nccl communicator under mpirun: collectives match MpiCommunicator, even and uneven N", "[.nccl-mpi]") {
+  int inited = 0;
+  MPI_Initialized(&inited);
+  static std::unique_ptr<MpiSession> session;
+  if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
+  NcclCommunicator nccl(MPI_COMM_WORLD);
+  MpiCommunicator mpi(MPI_COMM_WORLD);
+  const int W = nccl.world_size(), r = nccl.rank();
+  REQUIRE(nccl.cuda_device() == gpu().context().device());
+  nccl.set_compute_stream(gpu().context().stream());
+  for (int64_t n : {int64_t(40) * W, int64_t(37), int64_t(1)}) {
+    INFO("N " << n << " W " << W);
+    const ShardRange mine = shard_range(n, W, r);
+    // all_gather
+    auto part = randn(std::max<int64_t>(mine.count, 1), 100 + r);
+    part.resize(mine.count);
+    std::vector<float> full(n, 0.0f), want(n, 0.0f);
+    Dev dpart(part.empty() ? std::vector<float>{0.0f} : part, DType::F32, {mine.count}), dfull(full, DType::F32, {n});
+    nccl.all_gather(dpart.view, dfull.view);
+    mpi.all_gather(TensorView::of(part.data(), {mine.count}), TensorView::of(want.data(), {n}));
+    CHECK(dfull.get<float>(n) == want);
+    // reduce_scatter, each op
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max}) {
+      auto src = randn(n, 200 + r);
+      std::vector<float> out(std::max<int64_t>(mine.count, 1), 0.0f), ref(std::max<int64_t>(mine.count, 1), 0.0f);
+      Dev dsrc(src, DType::F32, {n}), dout(out, DType::F32, {mine.count});
+      nccl.reduce_scatter(dsrc.view, dout.view, op);
+      mpi.reduce_scatter(TensorView::of(src.data(), {n}), TensorView::of(ref.data(), {mine.count}), op);
+      ref.resize(mine.count);
+      expect_close(dout.get<float>(mine.count), ref, 1e-6, W);
+    }
+    // all_reduce and broadcast
+    auto buf = randn(n, 300 + r);
+    std::vector<float> ref = buf;
+    Dev dbuf(buf, DType::F32, {n});
+    nccl.all_reduce(dbuf.view, ReduceOp::Sum);
+    mpi.all_reduce(TensorView::of(ref.data(), {n}), ReduceOp::Sum);
+    expect_close(dbuf.get<float>(n), ref, 1e-6, W);
+    auto bc = randn(n, 400 + r);
+    std::vector<uint16_t> bh = to_bf16(bc), bref = bh;
+    Dev dbc(bh, DType::BF16, {n});
+    nccl.broadcast(dbc.view, W - 1);
+    mpi.broadcast(TensorView(bref.data(), DType::BF16, {n}), W - 1);
+    CHECK(dbc.get<uint16_t>(n) == bref);
+    nccl.barrier();
+  }
+  // identical byte accounting (barrier moves no bytes in either)
+  for (int o = 0; o < static_cast<int>(CommOp::kCount); ++o) {
+    INFO(comm_op_name(static_cast<CommOp>(o)));
+    CHECK(nccl.stats().op[o].bytes_sent == mpi.stats().op[o].bytes_sent);
+    CHECK(nccl.stats().op[o].bytes_recv == mpi.stats().op[o].bytes_recv);
+  }
+}
