@@ -39,6 +39,12 @@ for st in 1 2 3; do
     fail "W=4 stage $st is not bit-identical to stage 0"
 done
 echo "A: 1/2/4 ranks x stages 0-3 agree (2e-5); stages bit-identical at 4 ranks"
+# ZeRO-3 rollouts: every unit gathered once per rollout, or unit by unit in every denoising forward: same bits
+run 2 "$work/w2s3pu" "${common[@]}" --grpo.grad_accum 2 --sft.batch_size 8 --parallel.zero_stage 3 \
+  --parallel.zero3_rollout_gather per_unit
+"$cgrpo" inspect "$(final "$work/w2s3")" --diff "$(final "$work/w2s3pu")" --tol 0 >/dev/null ||
+  fail "zero3_rollout_gather per_unit differs from once"
+echo "A: ZeRO-3 rollout gathers once / per_unit give identical parameters"
 
 # ---- B: bit-exact resume
 b=(--sft.steps 40 --run.max_steps 6 --checkpoint.every_steps 2 --checkpoint.keep_last 5)
