@@ -48,11 +48,6 @@ void run_blas_serial(CpuThreadPool& pool, int64_t n, const CpuThreadPool::Fn& fn
   openblas_set_num_threads(prev);
 }
 
-float row_max(const float* x, int64_t n) {
-  float m = kNegInf;
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
-  return m;
-}
 }  // namespace
 
 void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -78,7 +73,7 @@ void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const Te
         float* sr = S + i * L;
         if (km)
           for (int64_t j = 0; j < L; ++j) sr[j] = km[j] ? sr[j] : kNegInf;
-        const float m = row_max(sr, L);
+        const float m = simd::max_of(sr, L);
         if (m == kNegInf) {  // every key masked: zero probabilities -> o = 0
           for (int64_t j = 0; j < L; ++j) sr[j] = 0.0f;
           lrow[i] = kNegInf;
@@ -139,9 +134,7 @@ void CpuBackend::attention_bwd(const AttnShape& s, const TensorView& q, const Te
             for (int64_t j = 0; j < L; ++j) pr[j] = km[j] ? pr[j] : kNegInf;
           simd::exp_sub_sum(pr, lrow[i], pr, L);  // P = exp(S - lse), 0 for masked keys
           const float* dor = fp(dout) + (b * L + i) * d.ldo + h * hd;
-          double D = 0;
-          for (int64_t c = 0; c < hd; ++c) D += double(dor[c]) * O[i * a.ldo + c];
-          const float Df = static_cast<float>(D);
+          const float Df = static_cast<float>(simd::dot_f64(dor, O + i * a.ldo, hd));
           for (int64_t j = 0; j < L; ++j) dr[j] = pr[j] * (dr[j] - Df);
         }
         gemm(dPv, false, K, false, dQ, scale, 0.0f);  // dq = dS k * scale

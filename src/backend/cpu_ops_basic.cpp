@@ -74,8 +74,7 @@ void CpuBackend::rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps
     for (int64_t n = n0; n < n1; ++n) {
       const float* xr = f(x) + n * ldx;
       float* yr = f(y) + n * ldy;
-      double ss = 0;
-      for (int64_t j = 0; j < H; ++j) ss += double(xr[j]) * xr[j];
+      const double ss = simd::dot_f64(xr, xr, H);
       const float r = static_cast<float>(1.0 / std::sqrt(ss / double(H) + double(eps)));
       rstd[n] = r;
       for (int64_t j = 0; j < H; ++j) yr[j] = wp[j] * (xr[j] * r);

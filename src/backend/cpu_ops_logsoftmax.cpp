@@ -58,8 +58,7 @@ void CpuBackend::logsoftmax_gather_fwd(const TensorView& h, const TensorView& W,
         float* zr = Z + r * cn;
         const int64_t t = targets[r] - c0;
         if (t >= 0 && t < cn) logp[r] = zr[t];  // the target logit, finished below
-        float m = mx[r];
-        for (int64_t j = 0; j < cn; ++j) m = std::max(m, zr[j]);
+        const float m = std::max(mx[r], simd::max_of(zr, cn));
         // rescale the running sum to the new max (0 * exp(-inf) = 0); z is overwritten by exp(z - m)
         const double acc = double(sum[r] * std::exp(mx[r] - m)) + simd::exp_sub_sum(zr, m, zr, cn);
         mx[r] = m;

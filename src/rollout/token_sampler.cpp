@@ -17,27 +17,7 @@ using simd::exp_neg8;
 using simd::hsum;
 #endif
 
-// max over z; NaN anywhere may or may not propagate (the caller checks the result)
-float max_of(const float* z, int64_t n) {
-  float m = z[0];
-  int64_t v = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  if (n >= 32) {
-    __m256 a = _mm256_loadu_ps(z), b = a, c = a, d = a;
-    for (; v + 32 <= n; v += 32) {
-      a = _mm256_max_ps(a, _mm256_loadu_ps(z + v));
-      b = _mm256_max_ps(b, _mm256_loadu_ps(z + v + 8));
-      c = _mm256_max_ps(c, _mm256_loadu_ps(z + v + 16));
-      d = _mm256_max_ps(d, _mm256_loadu_ps(z + v + 24));
-    }
-    alignas(32) float t[8];
-    _mm256_store_ps(t, _mm256_max_ps(_mm256_max_ps(a, b), _mm256_max_ps(c, d)));
-    for (float x : t) m = std::max(m, x);
-  }
-#endif
-  for (; v < n; ++v) m = std::max(m, z[v]);
-  return m;
-}
+using simd::max_of;
 
 // e[v] = exp(z[v] - m); returns sum e (in double) and *ez = sum e (z - m) (for the entropy).
 double exp_shifted(const float* z, float m, float* e, int64_t n, double* ez) {

@@ -2,6 +2,7 @@
 // (about 1 ulp). Shared by the token sampler and the CpuBackend softmax / SwiGLU / log-softmax loops.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -50,6 +51,46 @@ inline float exp_neg1(float x) {
 #else
   return std::exp(x);
 #endif
+}
+
+// max over z[0, n), n >= 1; NaN anywhere may or may not propagate (callers that care check the result).
+inline float max_of(const float* z, int64_t n) {
+  float m = z[0];
+  int64_t v = 0;
+#if defined(CGRPO_SIMD_EXP)
+  if (n >= 32) {
+    __m256 a = _mm256_loadu_ps(z), b = a, c = a, d = a;
+    for (; v + 32 <= n; v += 32) {
+      a = _mm256_max_ps(a, _mm256_loadu_ps(z + v));
+      b = _mm256_max_ps(b, _mm256_loadu_ps(z + v + 8));
+      c = _mm256_max_ps(c, _mm256_loadu_ps(z + v + 16));
+      d = _mm256_max_ps(d, _mm256_loadu_ps(z + v + 24));
+    }
+    alignas(32) float t[8];
+    _mm256_store_ps(t, _mm256_max_ps(_mm256_max_ps(a, b), _mm256_max_ps(c, d)));
+    for (float x : t) m = std::max(m, x);
+  }
+#endif
+  for (; v < n; ++v) m = std::max(m, z[v]);
+  return m;
+}
+
+// sum_j x[j] y[j] in double, in a fixed order (8 lanes, then the tail): the same bits on every call.
+inline double dot_f64(const float* x, const float* y, int64_t n) {
+  int64_t j = 0;
+  double s = 0;
+#if defined(CGRPO_SIMD_EXP)
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 vx = _mm256_loadu_ps(x + j), vy = _mm256_loadu_ps(y + j);
+    a0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(vx)), _mm256_cvtps_pd(_mm256_castps256_ps128(vy)), a0);
+    a1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(vx, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(vy, 1)),
+                         a1);
+  }
+  s = hsum(_mm256_add_pd(a0, a1));
+#endif
+  for (; j < n; ++j) s += double(x[j]) * y[j];
+  return s;
 }
 
 // y[j] = exp(x[j] - m) for x[j] - m <= 0 (x may be -inf); returns sum y in double (fixed order: 8 lanes
