@@ -26,13 +26,17 @@ constexpr int64_t kColGrain = 64;  // columns per range for the column-split red
 void CpuBackend::copy(const TensorView& src, const TensorView& dst) {
   const int64_t N = rows_of(dst), C = dst.dim(-1);
   const int64_t lds = row_stride(src, N, C, "copy src"), ldd = row_stride(dst, N, C, "copy dst");
-  for (int64_t n = 0; n < N; ++n) std::memcpy(f(dst) + n * ldd, f(src) + n * lds, static_cast<size_t>(C) * 4);
+  pool().run(N, [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) std::memcpy(f(dst) + n * ldd, f(src) + n * lds, static_cast<size_t>(C) * 4);
+  }, grain_rows(C));
 }
 
 void CpuBackend::zero(const TensorView& t) {
   const int64_t N = rows_of(t), C = t.dim(-1);
   const int64_t ld = row_stride(t, N, C, "zero");
-  for (int64_t n = 0; n < N; ++n) std::memset(f(t) + n * ld, 0, static_cast<size_t>(C) * 4);
+  pool().run(N, [&](int64_t n0, int64_t n1, int) {
+    for (int64_t n = n0; n < n1; ++n) std::memset(f(t) + n * ld, 0, static_cast<size_t>(C) * 4);
+  }, grain_rows(C));
 }
 
 void CpuBackend::embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) {
@@ -82,6 +86,31 @@ void CpuBackend::rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps
   }, grain_rows(H));
 }
 
+namespace {
+// sum_j dy_j w_j (x_j r) in double, fixed order (8 lanes, then the tail).
+double dot_dy_w_xhat(const float* dy, const float* w, const float* x, float r, int64_t H) {
+  int64_t j = 0;
+  double dot = 0;
+#if defined(CGRPO_SIMD_EXP)
+  const __m256 vr = _mm256_set1_ps(r);
+  __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+  for (; j + 8 <= H; j += 8) {
+    const __m256 d = _mm256_loadu_ps(dy + j), ww = _mm256_loadu_ps(w + j);
+    const __m256 xh = _mm256_mul_ps(_mm256_loadu_ps(x + j), vr);
+    const __m256d lo = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(d)),
+                                     _mm256_cvtps_pd(_mm256_castps256_ps128(ww)));
+    const __m256d hi = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)),
+                                     _mm256_cvtps_pd(_mm256_extractf128_ps(ww, 1)));
+    a0 = _mm256_fmadd_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(xh)), a0);
+    a1 = _mm256_fmadd_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(xh, 1)), a1);
+  }
+  dot = simd::hsum(_mm256_add_pd(a0, a1));
+#endif
+  for (; j < H; ++j) dot += double(dy[j]) * w[j] * (x[j] * r);
+  return dot;
+}
+}  // namespace
+
 // xhat = x*rstd, g = dy*w:  dx += rstd * (g - xhat * mean(g * xhat)),  dw += sum_n dy * xhat.
 void CpuBackend::rmsnorm_bwd(const TensorView& dy, const TensorView& x, const TensorView& w, const float* rstd,
                              const TensorView& dx, const TensorView& dw) {
@@ -107,9 +136,7 @@ void CpuBackend::rmsnorm_bwd(const TensorView& dy, const TensorView& x, const Te
       const float* dyr = f(dy) + n * ldd;
       float* dxr = f(dx) + n * ldg;
       const float r = rstd[n];
-      double dot = 0;
-      for (int64_t j = 0; j < H; ++j) dot += double(dyr[j]) * wp[j] * (xr[j] * r);
-      const float mean = static_cast<float>(dot / double(H));
+      const float mean = static_cast<float>(dot_dy_w_xhat(dyr, wp, xr, r, H) / double(H));
       for (int64_t j = 0; j < H; ++j) {
         const float xhat = xr[j] * r;
         dxr[j] += r * (dyr[j] * wp[j] - xhat * mean);

@@ -28,7 +28,8 @@ CpuThreadPool::~CpuThreadPool() {
 void CpuThreadPool::run(int64_t n, const Fn& fn, int64_t grain) {
   if (n <= 0) return;
   const int parts = static_cast<int>(std::clamp<int64_t>(n / std::max<int64_t>(grain, 1), 1, n_));
-  if (parts == 1) {
+  std::unique_lock<std::mutex> busy(run_mu_, std::defer_lock);
+  if (parts == 1 || !busy.try_lock()) {
     fn(0, n, 0);
     return;
   }

@@ -1,7 +1,8 @@
 // A small persistent thread pool for the CpuBackend's row-wise loops and per-(batch, kv head) attention.
 // run(n, fn) splits [0, n) into size() contiguous, statically assigned ranges (thread t always gets the
 // t-th range) and blocks until all are done, so work placement never depends on timing. The caller runs
-// range 0 itself. Not re-entrant: fn must not call run() on the same pool.
+// range 0 itself. A run() that finds the pool busy (a second thread sharing the backend) runs the whole range
+// inline as thread 0; fn must not call run() on the same pool.
 #pragma once
 
 #include <condition_variable>
@@ -28,6 +29,7 @@ class CpuThreadPool {
   void worker(int tid);
   int n_;
   std::vector<std::thread> workers_;
+  std::mutex run_mu_;  // held for a whole run()
   std::mutex mu_;
   std::condition_variable cv_start_, cv_done_;
   const Fn* fn_ = nullptr;
