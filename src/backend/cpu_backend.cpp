@@ -4,11 +4,18 @@
 
 #include <algorithm>
 
+#include "cpu_thread_pool.h"
+
 namespace cgrpo {
 
 CpuBackend::CpuBackend(int threads) {
   if (threads > 0) openblas_set_num_threads(threads);
+  const int n = std::max(openblas_get_num_threads(), 1);
+  tws_.resize(static_cast<size_t>(n));
+  pool_ = std::make_unique<CpuThreadPool>(n);
 }
+
+CpuBackend::~CpuBackend() = default;
 
 int CpuBackend::threads() const { return openblas_get_num_threads(); }
 
@@ -46,6 +53,19 @@ float* CpuBackend::workspace(size_t floats) {
   const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
   if (ws_.bytes() < bytes) ws_ = Buffer(bytes, Device::CPU, MemCategory::Workspace);
   return ws_.as<float>();
+}
+
+float* CpuBackend::thread_workspace(int tid, size_t floats) {
+  const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
+  Buffer& b = tws_[static_cast<size_t>(tid)];
+  if (b.bytes() < bytes) b = Buffer(bytes, Device::CPU, MemCategory::Workspace);
+  return b.as<float>();
+}
+
+size_t CpuBackend::workspace_capacity_bytes() const {
+  size_t n = ws_.bytes();
+  for (const Buffer& b : tws_) n += b.bytes();
+  return n;
 }
 
 }  // namespace cgrpo

@@ -1,11 +1,17 @@
-// CpuBackend bidirectional GQA attention (spec/coupled_grpo.md §1.3, §1.4), one (batch, head) at a time:
-// at most one [L, L] score matrix (two in backward) exists at once; the row logsumexp is saved for backward.
+// CpuBackend bidirectional GQA attention (spec/coupled_grpo.md §1.3, §1.4). The (batch, head) pairs (backward:
+// the (batch, kv head) groups, whose query heads add into one dk/dv) are spread over the backend's thread pool
+// with OpenBLAS single-threaded inside; each thread holds one [L, L] score matrix (two in backward) at a time.
+// A pair's result does not depend on which thread computes it. The row logsumexp is saved for backward.
 // No causal mask (is_causal=False in the reference). Keys with key_mask == 0 are excluded; a query with no
 // attendable key outputs zeros (safe softmax, §1.4), never NaN.
+#include <cblas.h>
+
 #include <cmath>
 #include <limits>
 
 #include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/core/simd_exp.h"
+#include "cpu_thread_pool.h"
 
 namespace cgrpo {
 
@@ -29,6 +35,19 @@ AttnViews check_attn(const AttnShape& s, const TensorView& q, const TensorView& 
 }
 const float* fp(const TensorView& t) { return static_cast<const float*>(t.data); }
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Runs fn over [0, n) on the pool with OpenBLAS held to one thread (restored after).
+void run_blas_serial(CpuThreadPool& pool, int64_t n, const CpuThreadPool::Fn& fn) {
+  if (pool.size() == 1 || n == 1) {
+    pool.run(n, fn);
+    return;
+  }
+  const int prev = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  pool.run(n, fn);
+  openblas_set_num_threads(prev);
+}
+
 }  // namespace
 
 void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -36,10 +55,12 @@ void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const Te
   const AttnViews a = check_attn(s, q, k, v, o);
   const int64_t L = s.L, hd = s.head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(double(hd)));
-  float* S = workspace(static_cast<size_t>(L * L));  // [L, L] scores -> probabilities
-  for (int64_t b = 0; b < s.B; ++b) {
-    const uint8_t* km = key_mask ? key_mask + b * L : nullptr;
-    for (int64_t h = 0; h < s.n_heads; ++h) {
+  for (int t = 0; t < pool().size(); ++t) thread_workspace(t, static_cast<size_t>(L * L));
+  run_blas_serial(pool(), s.B * s.n_heads, [&](int64_t begin, int64_t end, int tid) {
+    float* S = thread_workspace(tid, static_cast<size_t>(L * L));  // [L, L] scores -> probabilities
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / s.n_heads, h = bh % s.n_heads;
+      const uint8_t* km = key_mask ? key_mask + b * L : nullptr;
       const int64_t g = h / a.group;  // kv head
       const TensorView Q = rows_view(fp(q) + b * L * a.ldq + h * hd, L, hd, a.ldq);  // [L, hd]
       const TensorView K = rows_view(fp(k) + b * L * a.ldk + g * hd, L, hd, a.ldk);  // [L, hd]
@@ -50,80 +71,78 @@ void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const Te
       float* lrow = lse + (b * s.n_heads + h) * L;
       for (int64_t i = 0; i < L; ++i) {
         float* sr = S + i * L;
-        float m = kNegInf;
-        for (int64_t j = 0; j < L; ++j) {
-          if (km && !km[j]) sr[j] = kNegInf;
-          m = std::max(m, sr[j]);
-        }
+        if (km)
+          for (int64_t j = 0; j < L; ++j) sr[j] = km[j] ? sr[j] : kNegInf;
+        const float m = simd::max_of(sr, L);
         if (m == kNegInf) {  // every key masked: zero probabilities -> o = 0
           for (int64_t j = 0; j < L; ++j) sr[j] = 0.0f;
           lrow[i] = kNegInf;
           continue;
         }
-        double sum = 0;
-        for (int64_t j = 0; j < L; ++j) {
-          sr[j] = std::exp(sr[j] - m);  // exp(-inf) = 0 for masked keys
-          sum += sr[j];
-        }
+        const double sum = simd::exp_sub_sum(sr, m, sr, L);  // exp(-inf) = 0 for masked keys
         const float inv = static_cast<float>(1.0 / sum);
         for (int64_t j = 0; j < L; ++j) sr[j] *= inv;
         lrow[i] = m + static_cast<float>(std::log(sum));
       }
       gemm(Sv, false, V, false, O, 1.0f, 0.0f);  // o = P v
     }
-  }
+  });
 }
 
 // P = exp(S - lse), dP = dO v^T, D_i = sum_d dO_id O_id, dS = P (dP - D), dq = dS k / sqrt(hd),
-// dk += dS^T q / sqrt(hd), dv += P^T dO (query heads of one group add into the same kv head).
+// dk += dS^T q / sqrt(hd), dv += P^T dO (query heads of one group add into the same kv head, in head order).
 void CpuBackend::attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                                const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
                                const TensorView& dq, const TensorView& dk, const TensorView& dv) {
   const AttnViews a = check_attn(s, q, k, v, o);
   const AttnViews d = check_attn(s, dq, dk, dv, dout);
-  const int64_t L = s.L, hd = s.head_dim, N = s.B * L, kvw = s.n_kv_heads * hd;
+  const int64_t L = s.L, hd = s.head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(double(hd)));
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t j = 0; j < kvw; ++j) {
-      static_cast<float*>(dk.data)[n * d.ldk + j] = 0.0f;
-      static_cast<float*>(dv.data)[n * d.ldv + j] = 0.0f;
-    }
-  float* P = workspace(static_cast<size_t>(2 * L * L));  // [L, L] probabilities, then [L, L] dP -> dS
-  float* dP = P + L * L;
-  for (int64_t b = 0; b < s.B; ++b) {
-    const uint8_t* km = key_mask ? key_mask + b * L : nullptr;
-    for (int64_t h = 0; h < s.n_heads; ++h) {
-      const int64_t g = h / a.group;
-      const TensorView Q = rows_view(fp(q) + b * L * a.ldq + h * hd, L, hd, a.ldq);       // [L, hd]
-      const TensorView K = rows_view(fp(k) + b * L * a.ldk + g * hd, L, hd, a.ldk);       // [L, hd]
-      const TensorView V = rows_view(fp(v) + b * L * a.ldv + g * hd, L, hd, a.ldv);       // [L, hd]
-      const float* O = fp(o) + b * L * a.ldo + h * hd;                                     // [L, hd]
-      const TensorView dO = rows_view(fp(dout) + b * L * d.ldo + h * hd, L, hd, d.ldo);   // [L, hd]
-      const TensorView dQ = rows_view(fp(dq) + b * L * d.ldq + h * hd, L, hd, d.ldq);     // [L, hd]
-      const TensorView dK = rows_view(fp(dk) + b * L * d.ldk + g * hd, L, hd, d.ldk);     // [L, hd]
-      const TensorView dV = rows_view(fp(dv) + b * L * d.ldv + g * hd, L, hd, d.ldv);     // [L, hd]
-      const TensorView Pv = rows_view(P, L, L, L), dPv = rows_view(dP, L, L, L);
-      gemm(Q, false, K, true, Pv, scale, 0.0f);
-      const float* lrow = lse + (b * s.n_heads + h) * L;
-      for (int64_t i = 0; i < L; ++i) {
-        float* pr = P + i * L;
-        for (int64_t j = 0; j < L; ++j)
-          pr[j] = (lrow[i] == kNegInf || (km && !km[j])) ? 0.0f : std::exp(pr[j] - lrow[i]);
+  for (int t = 0; t < pool().size(); ++t) thread_workspace(t, static_cast<size_t>(2 * L * L));
+  run_blas_serial(pool(), s.B * s.n_kv_heads, [&](int64_t begin, int64_t end, int tid) {
+    float* P = thread_workspace(tid, static_cast<size_t>(2 * L * L));  // [L, L] probabilities, [L, L] dP -> dS
+    float* dP = P + L * L;
+    for (int64_t bg = begin; bg < end; ++bg) {
+      const int64_t b = bg / s.n_kv_heads, g = bg % s.n_kv_heads;
+      const uint8_t* km = key_mask ? key_mask + b * L : nullptr;
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t c = 0; c < hd; ++c) {
+          static_cast<float*>(dk.data)[(b * L + i) * d.ldk + g * hd + c] = 0.0f;
+          static_cast<float*>(dv.data)[(b * L + i) * d.ldv + g * hd + c] = 0.0f;
+        }
+      for (int64_t h = g * a.group; h < (g + 1) * a.group; ++h) {
+        const TensorView Q = rows_view(fp(q) + b * L * a.ldq + h * hd, L, hd, a.ldq);      // [L, hd]
+        const TensorView K = rows_view(fp(k) + b * L * a.ldk + g * hd, L, hd, a.ldk);      // [L, hd]
+        const TensorView V = rows_view(fp(v) + b * L * a.ldv + g * hd, L, hd, a.ldv);      // [L, hd]
+        const float* O = fp(o) + b * L * a.ldo + h * hd;                                    // [L, hd]
+        const TensorView dO = rows_view(fp(dout) + b * L * d.ldo + h * hd, L, hd, d.ldo);  // [L, hd]
+        const TensorView dQ = rows_view(fp(dq) + b * L * d.ldq + h * hd, L, hd, d.ldq);    // [L, hd]
+        const TensorView dK = rows_view(fp(dk) + b * L * d.ldk + g * hd, L, hd, d.ldk);    // [L, hd]
+        const TensorView dV = rows_view(fp(dv) + b * L * d.ldv + g * hd, L, hd, d.ldv);    // [L, hd]
+        const TensorView Pv = rows_view(P, L, L, L), dPv = rows_view(dP, L, L, L);
+        gemm(Q, false, K, true, Pv, scale, 0.0f);
+        gemm(dO, false, V, true, dPv, 1.0f, 0.0f);  // dP = dO v^T
+        const float* lrow = lse + (b * s.n_heads + h) * L;
+        for (int64_t i = 0; i < L; ++i) {
+          float* pr = P + i * L;
+          float* dr = dP + i * L;
+          if (lrow[i] == kNegInf) {
+            for (int64_t j = 0; j < L; ++j) pr[j] = dr[j] = 0.0f;
+            continue;
+          }
+          if (km)
+            for (int64_t j = 0; j < L; ++j) pr[j] = km[j] ? pr[j] : kNegInf;
+          simd::exp_sub_sum(pr, lrow[i], pr, L);  // P = exp(S - lse), 0 for masked keys
+          const float* dor = fp(dout) + (b * L + i) * d.ldo + h * hd;
+          const float Df = static_cast<float>(simd::dot_f64(dor, O + i * a.ldo, hd));
+          for (int64_t j = 0; j < L; ++j) dr[j] = pr[j] * (dr[j] - Df);
+        }
+        gemm(dPv, false, K, false, dQ, scale, 0.0f);  // dq = dS k * scale
+        gemm(dPv, true, Q, false, dK, scale, 1.0f);   // dk += dS^T q * scale
+        gemm(Pv, true, dO, false, dV, 1.0f, 1.0f);    // dv += P^T dO
       }
-      gemm(dO, false, V, true, dPv, 1.0f, 0.0f);  // dP = dO v^T
-      for (int64_t i = 0; i < L; ++i) {
-        const float* dor = fp(dout) + (b * L + i) * d.ldo + h * hd;
-        double D = 0;
-        for (int64_t c = 0; c < hd; ++c) D += double(dor[c]) * O[i * a.ldo + c];
-        float* pr = P + i * L;
-        float* dr = dP + i * L;
-        for (int64_t j = 0; j < L; ++j) dr[j] = pr[j] * (dr[j] - static_cast<float>(D));
-      }
-      gemm(dPv, false, K, false, dQ, scale, 0.0f);  // dq = dS k * scale
-      gemm(dPv, true, Q, false, dK, scale, 1.0f);   // dk += dS^T q * scale
-      gemm(Pv, true, dO, false, dV, 1.0f, 1.0f);    // dv += P^T dO
     }
-  }
+  });
 }
 
 }  // namespace cgrpo

@@ -1,11 +1,14 @@
 // CpuBackend fused, vocabulary-chunked log-softmax gather (spec/coupled_grpo.md §3.6 selective_log_softmax;
 // ARCHITECTURE.md §3.4). Only [R, chunk] logits exist at a time; the forward keeps a running (max, sum) per
-// row (online logsumexp), the backward recomputes each chunk's logits from h and the saved lse.
+// row (online logsumexp), the backward recomputes each chunk's logits from h and the saved lse. The GEMMs are
+// multi-threaded by OpenBLAS; the row loops between them run on the backend's thread pool (rows independent).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/core/simd_exp.h"
+#include "cpu_thread_pool.h"
 
 namespace cgrpo {
 
@@ -50,17 +53,18 @@ void CpuBackend::logsoftmax_gather_fwd(const TensorView& h, const TensorView& W,
     const int64_t cn = std::min(s.C, s.V - c0);
     gemm(rows_view(hp, s.R, s.H, s.ldh), false, rows_view(wp + c0 * s.ldw, cn, s.H, s.ldw), true,
          rows_view(Z, s.R, cn, cn));  // z[:, c0:c0+cn] = h W[c0:c0+cn]^T
-    for (int64_t r = 0; r < s.R; ++r) {
-      const float* zr = Z + r * cn;
-      float m = mx[r];
-      for (int64_t j = 0; j < cn; ++j) m = std::max(m, zr[j]);
-      float acc = sum[r] * std::exp(mx[r] - m);  // rescale the running sum to the new max (0 * exp(-inf) = 0)
-      for (int64_t j = 0; j < cn; ++j) acc += std::exp(zr[j] - m);
-      mx[r] = m;
-      sum[r] = acc;
-      const int64_t t = targets[r] - c0;
-      if (t >= 0 && t < cn) logp[r] = zr[t];  // the target logit, finished below
-    }
+    pool().run(s.R, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        float* zr = Z + r * cn;
+        const int64_t t = targets[r] - c0;
+        if (t >= 0 && t < cn) logp[r] = zr[t];  // the target logit, finished below
+        const float m = std::max(mx[r], simd::max_of(zr, cn));
+        // rescale the running sum to the new max (0 * exp(-inf) = 0); z is overwritten by exp(z - m)
+        const double acc = double(sum[r] * std::exp(mx[r] - m)) + simd::exp_sub_sum(zr, m, zr, cn);
+        mx[r] = m;
+        sum[r] = static_cast<float>(acc);
+      }
+    }, std::max<int64_t>(1, 32768 / cn));
   }
   for (int64_t r = 0; r < s.R; ++r) {
     lse[r] = mx[r] + std::log(sum[r]);
@@ -83,12 +87,16 @@ void CpuBackend::logsoftmax_gather_bwd(const TensorView& h, const TensorView& W,
     const TensorView Zv = rows_view(Z, s.R, cn, cn), H = rows_view(hp, s.R, s.H, s.ldh);
     const TensorView Wc = rows_view(wp + c0 * s.ldw, cn, s.H, s.ldw);
     gemm(H, false, Wc, true, Zv);
-    for (int64_t r = 0; r < s.R; ++r) {
-      float* zr = Z + r * cn;
-      for (int64_t j = 0; j < cn; ++j) zr[j] = -dlogp[r] * std::exp(zr[j] - lse[r]);  // -dlogp * softmax
-      const int64_t t = targets[r] - c0;
-      if (t >= 0 && t < cn) zr[t] += dlogp[r];
-    }
+    pool().run(s.R, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        float* zr = Z + r * cn;
+        simd::exp_sub_sum(zr, lse[r], zr, cn);
+        const float a = -dlogp[r];
+        for (int64_t j = 0; j < cn; ++j) zr[j] *= a;  // -dlogp * softmax
+        const int64_t t = targets[r] - c0;
+        if (t >= 0 && t < cn) zr[t] += dlogp[r];
+      }
+    }, std::max<int64_t>(1, 32768 / cn));
     gemm(Zv, false, Wc, false, rows_view(static_cast<float*>(dh.data), s.R, s.H, lddh), 1.0f, 1.0f);  // dh += dz W
     gemm(Zv, true, H, false, rows_view(static_cast<float*>(dW.data) + c0 * lddw, cn, s.H, lddw), 1.0f,
          1.0f);  // dW[c0:c0+cn] += dz^T h

@@ -6,64 +6,18 @@
 #include <functional>
 
 #include "cgrpo/core/error.h"
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
+#include "cgrpo/core/simd_exp.h"
 
 namespace cgrpo {
 
 namespace {
 
 #if defined(__AVX2__) && defined(__FMA__)
-// exp(x) for x <= 0, Cephes expf polynomial (about 1 ulp); x < -87.3 gives 0 (std::exp: a denormal or 0).
-inline __m256 exp_neg8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.33654f);
-  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  x = _mm256_max_ps(x, lo);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
-inline double hsum(__m256d v) {
-  alignas(32) double t[4];
-  _mm256_store_pd(t, v);
-  return (t[0] + t[1]) + (t[2] + t[3]);
-}
+using simd::exp_neg8;
+using simd::hsum;
 #endif
 
-// max over z; NaN anywhere may or may not propagate (the caller checks the result)
-float max_of(const float* z, int64_t n) {
-  float m = z[0];
-  int64_t v = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  if (n >= 32) {
-    __m256 a = _mm256_loadu_ps(z), b = a, c = a, d = a;
-    for (; v + 32 <= n; v += 32) {
-      a = _mm256_max_ps(a, _mm256_loadu_ps(z + v));
-      b = _mm256_max_ps(b, _mm256_loadu_ps(z + v + 8));
-      c = _mm256_max_ps(c, _mm256_loadu_ps(z + v + 16));
-      d = _mm256_max_ps(d, _mm256_loadu_ps(z + v + 24));
-    }
-    alignas(32) float t[8];
-    _mm256_store_ps(t, _mm256_max_ps(_mm256_max_ps(a, b), _mm256_max_ps(c, d)));
-    for (float x : t) m = std::max(m, x);
-  }
-#endif
-  for (; v < n; ++v) m = std::max(m, z[v]);
-  return m;
-}
+using simd::max_of;
 
 // e[v] = exp(z[v] - m); returns sum e (in double) and *ez = sum e (z - m) (for the entropy).
 double exp_shifted(const float* z, float m, float* e, int64_t n, double* ez) {

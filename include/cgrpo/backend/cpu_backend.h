@@ -2,13 +2,19 @@
 // Op kernels live in src/backend/cpu_ops_*.cpp; every matmul inside them goes through gemm().
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include "cgrpo/backend/backend.h"
 
 namespace cgrpo {
 
+class CpuThreadPool;
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads = 0);  // 0 = OpenBLAS default (OPENBLAS_NUM_THREADS or all cores)
+  ~CpuBackend() override;
   const char* name() const override { return "cpu"; }
   Device device() const override { return Device::CPU; }
   int threads() const;
@@ -44,10 +50,16 @@ class CpuBackend final : public Backend {
 
   // Scratch memory owned by the backend (MemCategory::Workspace); grows to the largest request, never shrinks.
   float* workspace(size_t floats);
-  size_t workspace_capacity_bytes() const { return ws_.bytes(); }
+  size_t workspace_capacity_bytes() const;
 
  private:
+  // The element-wise loops and the per-(batch, head) attention run on a pool of threads() threads (the
+  // OpenBLAS thread count at construction); each pool thread has its own scratch buffer.
+  CpuThreadPool& pool() { return *pool_; }
+  float* thread_workspace(int tid, size_t floats);
   Buffer ws_;
+  std::vector<Buffer> tws_;
+  std::unique_ptr<CpuThreadPool> pool_;
 };
 
 }  // namespace cgrpo
