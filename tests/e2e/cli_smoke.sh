@@ -2,11 +2,11 @@
 # The binary answers --version, --help on every subcommand, and rejects an unknown subcommand.
 set -euo pipefail
 cgrpo=$1
-"$cgrpo" --version | grep -q "^cgrpo [0-9]"
-"$cgrpo" --version | grep -q "cuda="
+"$cgrpo" --version | grep "^cgrpo [0-9]" >/dev/null
+"$cgrpo" --version | grep "cuda=" >/dev/null
 "$cgrpo" --help >/dev/null
 for cmd in $("$cgrpo" --help | awk '/^commands:/{on=1; next} on && NF && $1 !~ /^--/ {print $1}'); do
-  "$cgrpo" "$cmd" --help | grep -q "usage:" || { echo "FAIL: '$cmd --help' printed no usage"; exit 1; }
+  "$cgrpo" "$cmd" --help | grep "usage:" >/dev/null || { echo "FAIL: '$cmd --help' printed no usage"; exit 1; }
   echo "ok: $cmd --help"
 done
 if "$cgrpo" no-such-command 2>/dev/null; then echo "FAIL: unknown command accepted"; exit 1; fi
@@ -14,17 +14,17 @@ if "$cgrpo" no-such-command 2>/dev/null; then echo "FAIL: unknown command accept
 configs=$(cd "$(dirname "$0")/../../configs" && pwd)
 for f in "$configs"/*.ini; do
   "$cgrpo" config -c "$f" >/dev/null
-  "$cgrpo" plan -c "$f" --world-size 8 --device-mem-gb 80 | grep -q "ZeRO-3 per rank" || { echo "FAIL: plan $f"; exit 1; }
+  "$cgrpo" plan -c "$f" --world-size 8 --device-mem-gb 80 | grep "ZeRO-3 per rank" >/dev/null || { echo "FAIL: plan $f"; exit 1; }
   echo "ok: plan $(basename "$f")"
 done
-"$cgrpo" plan -c "$configs/diffucoder_7b_grpo.ini" --world-size 8 --stage 2 --json | grep -q '"params_numel": 7615616512' ||
+"$cgrpo" plan -c "$configs/diffucoder_7b_grpo.ini" --world-size 8 --stage 2 --json | grep '"params_numel": 7615616512' >/dev/null ||
   { echo "FAIL: the 7B recipe does not plan 7,615,616,512 parameters"; exit 1; }
 # cgrpo report: metrics.jsonl -> HTML with one SVG plot per numeric metric; bad lines name file:line
 run=$(mktemp -d)
 trap 'rm -rf "$run"' EXIT
 printf '%s\n' '{"phase":"grpo","step":1,"loss":0.5,"reward_mean":0.1}' '{"phase":"grpo","step":2,"loss":0.4,"reward_mean":0.3}' \
   '{"phase":"summary","reward_before":0.1,"reward_after":0.3}' >"$run/metrics.jsonl"
-"$cgrpo" report "$run" | grep -q "2 plots"
+"$cgrpo" report "$run" | grep "2 plots" >/dev/null
 grep -q "reward_after" "$run/report.html"
 [[ $(grep -o "<polyline" "$run/report.html" | wc -l) -eq 2 ]] || { echo "FAIL: report plots"; exit 1; }
 echo 'not json' >>"$run/metrics.jsonl"

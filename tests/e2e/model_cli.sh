@@ -6,10 +6,10 @@ CGRPO=${1:?usage: model_cli.sh path/to/cgrpo}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
-"$CGRPO" init --help | grep -q -- --preset
-"$CGRPO" inspect --help | grep -q DIR
-"$CGRPO" score --help | grep -q -- --dump-logits
-"$CGRPO" init --preset diffucoder-7b --dry-run | grep -q "parameters: 7615616512"
+"$CGRPO" init --help | grep -- --preset >/dev/null
+"$CGRPO" inspect --help | grep DIR >/dev/null
+"$CGRPO" score --help | grep -- --dump-logits >/dev/null
+"$CGRPO" init --preset diffucoder-7b --dry-run | grep "parameters: 7615616512" >/dev/null
 
 "$CGRPO" init --preset tiny --out "$T/m" --seed 3 --dtype bf16
 "$CGRPO" inspect "$T/m" > "$T/inspect.txt"

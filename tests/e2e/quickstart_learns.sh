@@ -18,5 +18,5 @@ assert a >= b + 0.04, f"reward did not rise measurably: {b} -> {a}"
 PY
 test -f "$dir/config.resolved.ini" && test -f "$dir/logs/rank_0.log" && test -f "$dir/logs/rank_1.log"
 test -f "$dir/checkpoints/latest"
-grep -c '"phase":"grpo"' "$dir/metrics.jsonl" | grep -qx 400
+[[ $(grep -c '"phase":"grpo"' "$dir/metrics.jsonl") == 400 ]]
 echo PASS

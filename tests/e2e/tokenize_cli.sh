@@ -34,7 +34,7 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 tokjson="$repo/../shared/data/tokenizer/diffucoder_tokenizer.json"
 [[ -f "$tokjson" ]] || tokjson="$repo/data/tokenizer/diffucoder_tokenizer.json"
 ln -s "$tokjson" "$tmp/model/tokenizer.json"
-got="$("$cgrpo" tokenize --model "$tmp/model" --text 'Hello world' | head -1)"
+got="$("$cgrpo" tokenize --model "$tmp/model" --text 'Hello world' | sed -n 1p)"
 expect text "$got" '2 ids: [9707,1879]'
 
 # malformed input: exit 1 with the line number
@@ -50,5 +50,5 @@ if echo '{"ids":[1,999999]}' | "$cgrpo" tokenize --decode >/dev/null 2>"$tmp/err
 fi
 grep -q 'id 999999 at position 1' "$tmp/err" || { echo "FAIL error text: $(cat "$tmp/err")" >&2; exit 1; }
 echo "ok   bad id named"
-"$cgrpo" tokenize --help | grep -q -- '--skip-special'
+"$cgrpo" tokenize --help | grep -- '--skip-special' >/dev/null
 echo "ok   --help"

@@ -51,7 +51,7 @@ void rowmajor_ref(const GemmShape& s, bool ta, bool tb, float alpha, const float
 }
 }  // namespace
 
-TEST_CASE("colmajor gemm mapping: swaps operands, m and n; layouts are the stored operands", "[unit][backend]") {
+TEST_CASE("colmajor gemm mapping: swaps operands, m and n, layouts are the stored operands", "[unit][backend]") {
   std::vector<float> a(6 * 4), b(4 * 5), c(6 * 5);
   // A [6,4] (m=6,k=4), B^T stored [5,4] (n=5), C [6,5]
   const GemmShape s = gemm_shape(TensorView::of(a.data(), {6, 4}), false, TensorView::of(b.data(), {5, 4}), true,
