@@ -41,10 +41,8 @@ int local_rank_of(MPI_Comm c) {
 constexpr int64_t kMaxMsgBytes = int64_t(1) << 30;
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm) : MpiCommunicator(dup_comm(comm), 0, 0, 0) {}
-
-MpiCommunicator::MpiCommunicator(MPI_Comm dup, int, int, int)
-    : Communicator(rank_of(dup), size_of(dup), local_rank_of(dup)), comm_(dup) {
+MpiCommunicator::MpiCommunicator(MPI_Comm comm)
+    : Communicator(rank_of(comm), size_of(comm), local_rank_of(comm)), comm_(dup_comm(comm)) {
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
 }
 

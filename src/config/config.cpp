@@ -192,6 +192,7 @@ int ParallelSection::stage() const {
 }
 
 std::vector<std::string> RewardSection::func_list() const { return split_list(funcs); }
+std::vector<std::string> OptimSection::wd_exclude_list() const { return split_list(wd_exclude); }
 
 std::vector<double> RewardSection::weight_list() const {
   std::vector<double> w;

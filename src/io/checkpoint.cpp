@@ -287,6 +287,32 @@ std::string agree(const std::string& mine) {
   return msg;
 }
 
+// The root attributes save_checkpoint writes. strict = false (inspect) tolerates a missing phase and data
+// batch/position (then "grpo" and 0); try_load requires everything.
+CheckpointMeta read_meta(hid_t f, bool strict) {
+  CheckpointMeta m;
+  auto i64_or = [&](const char* name) { return strict || H5Aexists(f, name) > 0 ? read_attr_i64(f, name) : 0; };
+  m.format_version = read_attr_i64(f, "format_version");
+  m.writer = read_attr_str(f, "writer");
+  m.step = read_attr_i64(f, "step");
+  m.tokens_seen = read_attr_i64(f, "tokens_seen");
+  m.lr_step = read_attr_i64(f, "lr_step");
+  m.data_epoch = read_attr_i64(f, "data_epoch");
+  m.data_index = read_attr_i64(f, "data_index");
+  m.data_batch = i64_or("data_batch");
+  m.data_position = i64_or("data_position");
+  m.phase = strict || H5Aexists(f, "phase") > 0 ? read_attr_str(f, "phase") : "grpo";
+  m.seed = read_attr_i64(f, "seed");
+  m.world_size = read_attr_i64(f, "world_size");
+  m.zero_stage = read_attr_i64(f, "zero_stage");
+  m.adam_step = read_attr_i64(f, "adam_step");
+  m.config_ini = read_attr_str(f, "config");
+  m.ref_model = read_attr_str(f, "ref_model");
+  return m;
+}
+
+// Loads and verifies `path` into the engines (collective); on success also restores their AdamW step count.
+// Returns "" or the agreed error.
 std::string try_load(const std::string& path, ZeroEngine& policy, ZeroEngine* ref, CheckpointMeta& meta) {
   std::string err;
   try {
@@ -294,25 +320,10 @@ std::string try_load(const std::string& path, ZeroEngine& policy, ZeroEngine* re
     H5Id file = open_file(path, false);
     if (!file.ok()) throw LoadError{"not a readable HDF5 file (truncated or damaged?)"};
     if (read_attr_i64(file, "complete") != 1) throw LoadError{"not marked complete"};
-    meta.format_version = read_attr_i64(file, "format_version");
+    meta = read_meta(file, /*strict=*/true);
     if (meta.format_version != kCheckpointFormatVersion)
       throw LoadError{"format version " + std::to_string(meta.format_version) + " (this cgrpo reads " +
                       std::to_string(kCheckpointFormatVersion) + ")"};
-    meta.writer = read_attr_str(file, "writer");
-    meta.step = read_attr_i64(file, "step");
-    meta.tokens_seen = read_attr_i64(file, "tokens_seen");
-    meta.lr_step = read_attr_i64(file, "lr_step");
-    meta.data_epoch = read_attr_i64(file, "data_epoch");
-    meta.data_index = read_attr_i64(file, "data_index");
-    meta.data_batch = read_attr_i64(file, "data_batch");
-    meta.data_position = read_attr_i64(file, "data_position");
-    meta.phase = read_attr_str(file, "phase");
-    meta.seed = read_attr_i64(file, "seed");
-    meta.world_size = read_attr_i64(file, "world_size");
-    meta.zero_stage = read_attr_i64(file, "zero_stage");
-    meta.adam_step = read_attr_i64(file, "adam_step");
-    meta.config_ini = read_attr_str(file, "config");
-    meta.ref_model = read_attr_str(file, "ref_model");
     if (ref && meta.ref_model != "datasets") throw LoadError{"has no reference model datasets (ref_model = " + meta.ref_model + ")"};
     std::vector<std::string> names;
     std::vector<uint64_t> partial, stored;
@@ -325,7 +336,12 @@ std::string try_load(const std::string& path, ZeroEngine& policy, ZeroEngine* re
     err = e.what.empty() ? "unknown error" : e.what;
   }
   // a rank that failed early skipped collectives the others entered: only reach here via matching paths
-  return agree(err);
+  err = agree(err);
+  if (err.empty()) {
+    policy.set_steps_taken(meta.adam_step);
+    if (ref) ref->set_steps_taken(meta.adam_step);
+  }
+  return err;
 }
 
 std::vector<std::pair<int64_t, std::string>> list_complete(const std::string& dir) {
@@ -429,15 +445,15 @@ CheckpointMeta load_checkpoint(const std::string& path, ZeroEngine& policy, Zero
   const std::string err = try_load(path, policy, ref, meta);
   CGRPO_CHECK(err.empty(), "checkpoint ", path, " refused: ", err,
               hint("use another checkpoint (checkpoint.resume = auto picks the newest complete one)"));
-  policy.set_steps_taken(meta.adam_step);
-  if (ref) ref->set_steps_taken(meta.adam_step);
   return meta;
 }
 
-std::string resolve_resume(const std::string& dir, const std::string& resume, ZeroEngine& policy, ZeroEngine* ref) {
+std::string resolve_resume(const std::string& dir, const std::string& resume, ZeroEngine& policy, ZeroEngine* ref,
+                           CheckpointMeta* loaded) {
   if (resume == "none" || resume.empty()) return "";
   if (resume != "auto") {
-    load_checkpoint(resume, policy, ref);
+    const CheckpointMeta m = load_checkpoint(resume, policy, ref);
+    if (loaded) *loaded = m;
     return resume;
   }
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -448,8 +464,7 @@ std::string resolve_resume(const std::string& dir, const std::string& resume, Ze
     CheckpointMeta meta;
     const std::string err = try_load(path, policy, ref, meta);
     if (err.empty()) {
-      policy.set_steps_taken(meta.adam_step);
-      if (ref) ref->set_steps_taken(meta.adam_step);
+      if (loaded) *loaded = meta;
       return path;
     }
     if (rank == 0) CGRPO_LOG(warning) << "resume auto: skipping " << path << ": " << err;
@@ -490,20 +505,7 @@ CheckpointInfo inspect_checkpoint(const std::string& path, bool verify) {
   CheckpointInfo info;
   CheckpointMeta& m = info.meta;
   try {
-    m.format_version = read_attr_i64(f, "format_version");
-    m.writer = read_attr_str(f, "writer");
-    m.step = read_attr_i64(f, "step");
-    m.tokens_seen = read_attr_i64(f, "tokens_seen");
-    m.lr_step = read_attr_i64(f, "lr_step");
-    m.data_epoch = read_attr_i64(f, "data_epoch");
-    m.data_index = read_attr_i64(f, "data_index");
-    m.seed = read_attr_i64(f, "seed");
-    m.world_size = read_attr_i64(f, "world_size");
-    m.zero_stage = read_attr_i64(f, "zero_stage");
-    m.adam_step = read_attr_i64(f, "adam_step");
-    m.config_ini = read_attr_str(f, "config");
-    m.ref_model = read_attr_str(f, "ref_model");
-    m.phase = H5Aexists(f, "phase") > 0 ? read_attr_str(f, "phase") : "grpo";
+    m = read_meta(f, /*strict=*/false);
   } catch (const LoadError& e) {
     CGRPO_FAIL("checkpoint ", path, ": ", e.what);
   }

@@ -25,33 +25,13 @@ volatile std::sig_atomic_t g_stop_signal = 0;
 namespace {
 void on_stop_signal(int sig) { g_stop_signal = sig; }
 
-std::vector<std::string> split_csv(const std::string& s) {
-  std::vector<std::string> out;
-  size_t b = 0;
-  while (b <= s.size()) {
-    size_t e = s.find(',', b);
-    if (e == std::string::npos) e = s.size();
-    std::string item = s.substr(b, e - b);
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-    b = e + 1;
-  }
-  return out;
-}
-
-double sum_over_ranks(Communicator& c, double v) {
-  float f = static_cast<float>(v);
-  c.all_reduce(TensorView::of(&f, {1}));
-  return f;
-}
-
-// Several scalars summed over ranks in one collective.
+// Scalars summed over ranks in one collective (fp32, rank order).
 std::vector<double> sum_over_ranks(Communicator& c, const std::vector<double>& v) {
   std::vector<float> f(v.begin(), v.end());
   c.all_reduce(TensorView::of(f.data(), {int64_t(f.size())}));
   return {f.begin(), f.end()};
 }
+double sum_over_ranks(Communicator& c, double v) { return sum_over_ranks(c, std::vector<double>{v})[0]; }
 
 std::string fmt_eta(double s) {
   char b[32];
@@ -104,7 +84,7 @@ Trainer::Trainer(Config cfg, MpiCommunicator& comm)
 
   data_ = std::make_unique<Dataset>(Dataset::from_config(cfg_.data, uint64_t(cfg_.run.seed)));
   if (cfg_.data.dataset.rfind("toy:", 0) == 0) toy_ = make_toy_task(cfg_.data.dataset);
-  const std::vector<std::string> funcs = split_csv(cfg_.reward.funcs);
+  const std::vector<std::string> funcs = cfg_.reward.func_list();
   std::vector<float> weights;
   for (double w : cfg_.reward.weight_list()) weights.push_back(float(w));
   if (std::find(funcs.begin(), funcs.end(), "toy") == funcs.end()) {  // code rewards run in the sandbox
@@ -153,7 +133,7 @@ void Trainer::init_model() {
   be_ = std::make_unique<CpuBackend>(int(cfg_.parallel.threads));
   model_ = std::make_unique<DreamModel>(mc_, *be_);
   model_->set_recompute(cfg_.model.gradient_checkpointing);
-  const auto units = units_from_layout(*layout_, split_csv(cfg_.optim.wd_exclude));
+  const auto units = units_from_layout(*layout_, cfg_.optim.wd_exclude_list());
   const AdamWParams hp{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps, cfg_.optim.weight_decay};
   policy_ = std::make_unique<ZeroEngine>(units, comm_, cfg_.parallel.stage(), hp);
   std::vector<float> flat(size_t(layout_->total()));
@@ -173,9 +153,9 @@ void Trainer::init_model() {
 }
 
 void Trainer::resume() {
-  const std::string path = resolve_resume(ckpt_dir_, cfg_.checkpoint.resume, *policy_, ref_.get());
+  CheckpointMeta m;
+  const std::string path = resolve_resume(ckpt_dir_, cfg_.checkpoint.resume, *policy_, ref_.get(), &m);
   if (path.empty()) return;
-  const CheckpointMeta m = load_checkpoint(path, *policy_, ref_.get());  // re-read for the metadata (verified)
   tokens_seen_ = m.tokens_seen;
   if (m.phase == "sft") {
     sft_step_ = m.step;

@@ -26,7 +26,6 @@ class MpiCommunicator final : public Communicator {
   void do_barrier() override;
 
  private:
-  MpiCommunicator(MPI_Comm dup, int rank, int world, int local_rank);
   void reduce_scatter_into(const float* send, float* recv, int64_t n, ReduceOp op);
   void all_gather_bytes(const void* send, void* recv, int64_t n, size_t elem_bytes);
   MPI_Comm comm_;

@@ -90,6 +90,7 @@ struct OptimSection {               // spec §3.10
   double warmup_ratio = 1e-4;
   double min_lr_rate = 0.1;
   double max_grad_norm = 0.2;       // <= 0: no clipping
+  std::vector<std::string> wd_exclude_list() const;
 };
 
 struct CheckpointSection {

@@ -53,8 +53,10 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
 CheckpointMeta load_checkpoint(const std::string& path, ZeroEngine& policy, ZeroEngine* ref);
 
 // Collective. "auto": the newest complete checkpoint under dir that verifies; a damaged one is skipped with a
-// warning. Returns "" when there is none. Any other value is returned as is.
-std::string resolve_resume(const std::string& dir, const std::string& resume, ZeroEngine& policy, ZeroEngine* ref);
+// warning. Returns "" when there is none. Any other value is returned as is. *loaded (if given) receives the
+// metadata of the checkpoint that was loaded.
+std::string resolve_resume(const std::string& dir, const std::string& resume, ZeroEngine& policy, ZeroEngine* ref,
+                           CheckpointMeta* loaded = nullptr);
 
 // Not collective: metadata and dataset list of a checkpoint, with an independent checksum verification
 // (serial HDF5 read of every dataset). For `cgrpo inspect`.
