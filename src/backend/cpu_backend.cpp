@@ -62,6 +62,11 @@ float* CpuBackend::thread_workspace(int tid, size_t floats) {
   return b.as<float>();
 }
 
+CpuBackend& host_backend() {
+  static CpuBackend be(0);
+  return be;
+}
+
 size_t CpuBackend::workspace_capacity_bytes() const {
   size_t n = ws_.bytes();
   for (const Buffer& b : tws_) n += b.bytes();

@@ -206,6 +206,7 @@ void write_engine(hid_t file, ZeroEngine& e, const char* prefix, std::vector<std
   H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
   H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
   H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+  std::vector<float> stage;  // host copy of one dataset's range when the engine lives on a device
   for_each_dataset(e, [&](const Category& c, int u, const TensorSpec& t, int64_t off) {
     const std::vector<int64_t> shape = shape_of(t);
     std::vector<hsize_t> dims(shape.begin(), shape.end());
@@ -220,6 +221,11 @@ void write_engine(hid_t file, ZeroEngine& e, const char* prefix, std::vector<std
     const ShardRange st = c.params ? e.param_range(u) : e.moment_range(u);
     const float* base = c.params ? e.param_storage(u) : c.moment == 1 ? e.moment1(u) : e.moment2(u);
     const float* src = base + (lo - st.offset);
+    if (e.backend().device() != Device::CPU && n > 0) {  // device storage: write from a host copy
+      stage.resize(size_t(n));
+      e.backend().download(src, stage.data(), size_t(n) * 4);
+      src = stage.data();
+    }
     select_flat(fspace, shape, lo - off, n);
     hsize_t mcount = hsize_t(std::max<int64_t>(n, 1));
     H5Id mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
@@ -236,6 +242,7 @@ void read_engine(hid_t file, ZeroEngine& e, const char* prefix, std::vector<std:
                  std::vector<uint64_t>& partial, std::vector<uint64_t>& stored) {
   H5Id dxpl(H5Pcreate(H5P_DATASET_XFER), H5Pclose);
   H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+  std::vector<float> stage;  // host landing zone of one dataset's range when the engine lives on a device
   for_each_dataset(e, [&](const Category& c, int u, const TensorSpec& t, int64_t off) {
     const std::string name = dataset_path(prefix, c, t);
     if (H5Lexists(file, (std::string("/") + prefix + c.group).c_str(), H5P_DEFAULT) <= 0 ||
@@ -257,16 +264,19 @@ void read_engine(hid_t file, ZeroEngine& e, const char* prefix, std::vector<std:
     const int64_t lo = std::max(st.offset, off), hi = std::min(st.offset + st.count, off + t.numel);
     const int64_t n = std::max<int64_t>(0, hi - lo);
     float* base = c.params ? e.param_storage(u) : c.moment == 1 ? e.moment1(u) : e.moment2(u);
-    float* dst = base + (lo - st.offset);
+    const bool on_device = e.backend().device() != Device::CPU;
+    if (on_device) stage.resize(size_t(std::max<int64_t>(n, 1)));
+    float* dst = on_device ? stage.data() : base + (lo - st.offset);  // holds [lo, hi) of the unit
     select_flat(fspace, shape, lo - off, n);
     hsize_t mcount = hsize_t(std::max<int64_t>(n, 1));
     H5Id mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
     if (n == 0) H5Sselect_none(mspace);
     H5_TRY(H5Dread(ds, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, n ? dst : nullptr), "cannot read dataset ", name,
            " (truncated or damaged file)");
+    if (on_device && n > 0) e.backend().upload(dst, base + (lo - st.offset), size_t(n) * 4);
     const ShardRange sh = e.shard_of(u);
     const int64_t clo = std::max(sh.offset, off), chi = std::min(sh.offset + sh.count, off + t.numel);
-    partial.push_back(chi > clo ? tensor_checksum(base + (clo - st.offset), clo - off, chi - clo) : 0);
+    partial.push_back(chi > clo ? tensor_checksum(dst + (clo - lo), clo - off, chi - clo) : 0);
     stored.push_back(read_attr_u64(ds, "xsum64"));
     names.push_back(name);
   });

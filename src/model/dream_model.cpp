@@ -17,11 +17,10 @@
 
 namespace cgrpo {
 
-namespace {
-void ensure(Buffer& b, size_t bytes, MemCategory cat) {
-  if (b.bytes() < bytes) b = Buffer(std::max<size_t>(bytes, 4), Device::CPU, cat);
+// Device scratch grows to the largest request and is reused: nothing is allocated in steady state.
+void DreamModel::ensure(Buffer& b, size_t bytes, MemCategory cat) const {
+  if (b.bytes() < bytes) b = be_.alloc(std::max<size_t>(bytes, 4), cat);
 }
-}  // namespace
 
 void init_params(const ParamLayout& layout, float* params, uint64_t seed, float std) {
   for (size_t i = 0; i < layout.params().size(); ++i) {
@@ -38,7 +37,6 @@ void init_params(const ParamLayout& layout, float* params, uint64_t seed, float 
 }
 
 DreamModel::DreamModel(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), layout_(cfg), be_(backend) {
-  CGRPO_CHECK(backend.device() == Device::CPU, "DreamModel: only the CPU backend is supported so far");
   H_ = cfg.hidden_size;
   I_ = cfg.intermediate_size;
   hd_ = cfg.head_dim();
@@ -99,13 +97,13 @@ TensorView DreamModel::P(int64_t offset, int64_t rows, int64_t cols) const {
   const int u = unit_of(offset);
   const float* base = unit_params_[size_t(u)];
   CGRPO_CHECK(base != nullptr, "parameters of unit ", layout_.units()[size_t(u)].name, " used while not acquired");
-  return rows_view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
+  return view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
 }
 TensorView DreamModel::G(int64_t offset, int64_t rows, int64_t cols) const {
   const int u = unit_of(offset);
   float* base = unit_grads_[size_t(u)];
   CGRPO_CHECK(base != nullptr, "gradients of unit ", layout_.units()[size_t(u)].name, " used while not open");
-  return rows_view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
+  return view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
 }
 
 int64_t DreamModel::acts_floats(int64_t N, int64_t B) const {
@@ -150,15 +148,15 @@ void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float*
   const LayerOffsets& w = layout_.layer(l);
   const int64_t N = N_;
   const float eps = static_cast<float>(cfg_.rms_norm_eps), theta = static_cast<float>(cfg_.rope_theta);
-  const int32_t* pos = pos_.as<int32_t>();
-  const TensorView X0 = rows_view(x0, N, H_, H_);
-  const TensorView A1 = rows_view(a.a1, N, H_, H_), QKV = rows_view(a.qkv, N, QKV_, QKV_);
-  const TensorView Q = rows_view(a.qkv, N, QW_, QKV_), K = rows_view(a.qkv + QW_, N, KW_, QKV_),
-                   Vv = rows_view(a.qkv + QW_ + KW_, N, KW_, QKV_);
-  const TensorView O = rows_view(a.o, N, QW_, QW_), X1 = rows_view(a.x1, N, H_, H_);
-  const TensorView A2 = rows_view(a.a2, N, H_, H_), GU = rows_view(a.gu, N, 2 * I_, 2 * I_);
-  const TensorView Gt = rows_view(a.gu, N, I_, 2 * I_), U = rows_view(a.gu + I_, N, I_, 2 * I_);
-  const TensorView M = rows_view(a.m, N, I_, I_), X2 = rows_view(x_out, N, H_, H_);
+  const int32_t* pos = in_.as<int32_t>() + N;
+  const TensorView X0 = view(x0, N, H_, H_);
+  const TensorView A1 = view(a.a1, N, H_, H_), QKV = view(a.qkv, N, QKV_, QKV_);
+  const TensorView Q = view(a.qkv, N, QW_, QKV_), K = view(a.qkv + QW_, N, KW_, QKV_),
+                   Vv = view(a.qkv + QW_ + KW_, N, KW_, QKV_);
+  const TensorView O = view(a.o, N, QW_, QW_), X1 = view(a.x1, N, H_, H_);
+  const TensorView A2 = view(a.a2, N, H_, H_), GU = view(a.gu, N, 2 * I_, 2 * I_);
+  const TensorView Gt = view(a.gu, N, I_, 2 * I_), U = view(a.gu + I_, N, I_, 2 * I_);
+  const TensorView M = view(a.m, N, I_, I_), X2 = view(x_out, N, H_, H_);
 
   be_.rmsnorm_fwd(X0, P(w.ln_in, 1, H_).slice_flat(0, H_), eps, A1, a.rstd1);
   be_.gemm(A1, false, P(w.w_qkv, QKV_, H_), true, QKV);
@@ -166,7 +164,7 @@ void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float*
   be_.rope_fwd(Q, hd_, pos, theta);
   be_.rope_fwd(K, hd_, pos, theta);
   const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
-  be_.attention_fwd(s, Q, K, Vv, key_mask_, O, a.lse);
+  be_.attention_fwd(s, Q, K, Vv, key_mask(), O, a.lse);
   be_.copy(X0, X1);
   be_.gemm(O, false, P(w.w_o, H_, QW_), true, X1, 1.0f, 1.0f);  // x1 = x0 + o Wo^T
   be_.rmsnorm_fwd(X1, P(w.ln_post, 1, H_).slice_flat(0, H_), eps, A2, a.rstd2);
@@ -182,22 +180,29 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   release_held();
   CGRPO_CHECK(in.B > 0 && in.L > 0 && in.ids != nullptr, "DreamModel::forward: empty batch B=", in.B, " L=", in.L);
   B_ = in.B, L_ = in.L, N_ = in.B * in.L, grad_ = grad, R_ = 0;
-  ids_ = in.ids;
-  key_mask_ = in.key_mask;
+  has_mask_ = in.key_mask != nullptr;
   const int64_t nl = cfg_.num_hidden_layers;
-  ensure(pos_, static_cast<size_t>(N_) * sizeof(int32_t), MemCategory::Activations);
+  ensure(in_, static_cast<size_t>(N_) * 9, MemCategory::Activations);
   ensure(xs_, static_cast<size_t>((grad ? nl + 1 : 2) * N_ * H_) * sizeof(float), MemCategory::Activations);
   ensure(acts_, static_cast<size_t>(((grad && !recompute_) ? nl : 1) * acts_floats(N_, B_)) * sizeof(float),
          MemCategory::Activations);
   ensure(final_, static_cast<size_t>(N_ * H_ + N_) * sizeof(float), MemCategory::Activations);
-  int32_t* pos = pos_.as<int32_t>();
+  pos_host_.resize(size_t(N_));
   for (int64_t r = 0; r < N_; ++r) {
-    pos[r] = in.pos ? in.pos[r] : static_cast<int32_t>(r % L_);
-    CGRPO_CHECK(pos[r] >= 0 && pos[r] < cfg_.max_position_embeddings, "position id ", pos[r], " at row ", r / L_,
-                ", column ", r % L_, " is outside [0, max_position_embeddings = ", cfg_.max_position_embeddings, ")");
+    const int32_t p = in.pos ? in.pos[r] : static_cast<int32_t>(r % L_);
+    CGRPO_CHECK(p >= 0 && p < cfg_.max_position_embeddings, "position id ", p, " at row ", r / L_, ", column ",
+                r % L_, " is outside [0, max_position_embeddings = ", cfg_.max_position_embeddings, ")");
+    CGRPO_CHECK(in.ids[r] >= 0 && in.ids[r] < cfg_.vocab_size, "token id ", in.ids[r], " at row ", r / L_,
+                ", column ", r % L_, " is outside the vocabulary [0, ", cfg_.vocab_size, ")",
+                hint("check the tokenizer / vocab_size in config.json"));
+    pos_host_[size_t(r)] = p;
   }
+  int32_t* ids = in_.as<int32_t>();  // device: ids [N] | pos [N] | key_mask [N]
+  be_.upload(in.ids, ids, size_t(N_) * 4);
+  be_.upload(pos_host_.data(), ids + N_, size_t(N_) * 4);
+  if (has_mask_) be_.upload(in.key_mask, ids + 2 * N_, size_t(N_));
   hold(0);
-  be_.embedding_fwd(P(layout_.embed(), cfg_.vocab_size, H_), in.ids, rows_view(x_at(0), N_, H_, H_));  // h0 = E[ids]
+  be_.embedding_fwd(P(layout_.embed(), cfg_.vocab_size, H_), ids, view(x_at(0), N_, H_, H_));  // h0 = E[ids]
   drop(0);
   for (int64_t l = 0; l < nl; ++l) {
     hold(int(1 + l));
@@ -206,86 +211,105 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   }
   hold(int(nl + 1));  // final norm + head: held through logprobs() and backward's head part
   float* hf = final_.as<float>();
-  be_.rmsnorm_fwd(rows_view(x_at(nl), N_, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
-                  static_cast<float>(cfg_.rms_norm_eps), rows_view(hf, N_, H_, H_), hf + N_ * H_);
+  be_.rmsnorm_fwd(view(x_at(nl), N_, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
+                  static_cast<float>(cfg_.rms_norm_eps), view(hf, N_, H_, H_), hf + N_ * H_);
 }
 
 TensorView DreamModel::hidden() const {
   CGRPO_CHECK(N_ > 0, "DreamModel::hidden before forward()");
-  return rows_view(final_.as<float>(), N_, H_, H_);
+  return view(final_.as<float>(), N_, H_, H_);
 }
 
 void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets, float* logp) {
   CGRPO_CHECK(N_ > 0, "DreamModel::logprobs before forward()");
   CGRPO_CHECK(R > 0, "DreamModel::logprobs: no rows requested");
   R_ = R;
-  ensure(sel_, static_cast<size_t>(2 * R + R + 2 * R * H_) * 4, MemCategory::Activations);
-  int32_t* r_rows = sel_.as<int32_t>();
-  int32_t* r_tgt = r_rows + R;
-  float* lse = reinterpret_cast<float*>(r_tgt + R);
-  float* hsel = lse + R;
-  for (int64_t r = 0; r < R; ++r)
+  ensure(sel_, selection_bytes(R), MemCategory::Activations);
+  const Sel q = selection();
+  for (int64_t r = 0; r < R; ++r) {
     CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logprobs: row ", rows[r], " (request ", r,
                 ") is outside [0, B*L = ", N_, ")");
-  std::memcpy(r_rows, rows, static_cast<size_t>(R) * 4);
-  std::memcpy(r_tgt, targets, static_cast<size_t>(R) * 4);
-  be_.embedding_fwd(hidden(), r_rows, rows_view(hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
+    CGRPO_CHECK(targets[r] >= 0 && targets[r] < cfg_.vocab_size, "DreamModel::logprobs: target ", targets[r],
+                " (request ", r, ") is outside the vocabulary [0, ", cfg_.vocab_size, ")");
+  }
+  be_.upload(rows, q.rows, static_cast<size_t>(R) * 4);
+  be_.upload(targets, q.tgt, static_cast<size_t>(R) * 4);
+  be_.embedding_fwd(hidden(), q.rows, view(q.hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
   hold(unit_of(layout_.head()));
-  be_.logsoftmax_gather_fwd(rows_view(hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), r_tgt, chunk_, logp,
-                            lse);
+  be_.logsoftmax_gather_fwd(view(q.hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_, q.logp,
+                            q.lse);
+  be_.download(q.logp, logp, static_cast<size_t>(R) * 4);
+}
+
+DreamModel::Sel DreamModel::selection() const {
+  Sel q;
+  q.rows = sel_.as<int32_t>();
+  q.tgt = q.rows + R_;
+  q.lse = reinterpret_cast<float*>(q.tgt + R_);
+  q.logp = q.lse + R_;
+  q.dlogp = q.logp + R_;
+  q.hsel = q.dlogp + R_;
+  q.dhsel = q.hsel + R_ * H_;
+  return q;
 }
 
 void DreamModel::logits(int64_t R, const int32_t* rows, float* out) {
   CGRPO_CHECK(N_ > 0, "DreamModel::logits before forward()");
   for (int64_t r = 0; r < R; ++r)
     CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logits: row ", rows[r], " is outside [0, B*L = ", N_, ")");
-  Buffer hsel(static_cast<size_t>(std::max<int64_t>(R, 1) * H_) * 4, Device::CPU, MemCategory::Workspace);
-  be_.embedding_fwd(hidden(), rows, rows_view(hsel.as<float>(), R, H_, H_));
+  if (R <= 0) return;
+  const int64_t V = cfg_.vocab_size;
+  ensure(logits_, static_cast<size_t>(R + R * H_ + R * V) * 4, MemCategory::Workspace);
+  int32_t* d_rows = logits_.as<int32_t>();
+  float* hsel = reinterpret_cast<float*>(d_rows + R);  // [R, H]
+  float* z = hsel + R * H_;                            // [R, V]
+  be_.upload(rows, d_rows, static_cast<size_t>(R) * 4);
+  be_.embedding_fwd(hidden(), d_rows, view(hsel, R, H_, H_));
   hold(unit_of(layout_.head()));
-  be_.gemm(rows_view(hsel.as<float>(), R, H_, H_), false, P(layout_.head(), cfg_.vocab_size, H_), true,
-           rows_view(out, R, cfg_.vocab_size, cfg_.vocab_size));
+  be_.gemm(view(hsel, R, H_, H_), false, P(layout_.head(), V, H_), true, view(z, R, V, V));
+  be_.download(z, out, static_cast<size_t>(R * V) * 4);
 }
 
 void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
   const LayerOffsets& w = layout_.layer(l);
   const int64_t N = N_;
   const float theta = static_cast<float>(cfg_.rope_theta);
-  const int32_t* pos = pos_.as<int32_t>();
+  const int32_t* pos = in_.as<int32_t>() + N;
   float* dres = bwd_.as<float>();  // [N, H] dL/d(layer output) on entry, dL/d(layer input) on exit
   float* da = dres + N * H_;       // [N, H]
   float* dqkv = da + N * H_;       // [N, QKV]
   float* dout = dqkv + N * QKV_;   // [N, QW]
   float* dgu = dout + N * QW_;     // [N, 2I]
   float* dm = dgu + N * 2 * I_;    // [N, I]
-  const TensorView dR = rows_view(dres, N, H_, H_), dA = rows_view(da, N, H_, H_);
+  const TensorView dR = view(dres, N, H_, H_), dA = view(da, N, H_, H_);
 
   // MLP: x2 = x1 + m Wd^T
-  be_.gemm(dR, false, P(w.w_down, H_, I_), false, rows_view(dm, N, I_, I_));               // dm = dx2 Wd
-  be_.gemm(dR, true, rows_view(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f, 1.0f);  // dWd += dx2^T m
-  be_.swiglu_bwd(rows_view(dm, N, I_, I_), rows_view(a.gu, N, I_, 2 * I_), rows_view(a.gu + I_, N, I_, 2 * I_),
-                 rows_view(dgu, N, I_, 2 * I_), rows_view(dgu + I_, N, I_, 2 * I_));
-  const TensorView dGU = rows_view(dgu, N, 2 * I_, 2 * I_);
+  be_.gemm(dR, false, P(w.w_down, H_, I_), false, view(dm, N, I_, I_));               // dm = dx2 Wd
+  be_.gemm(dR, true, view(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f, 1.0f);  // dWd += dx2^T m
+  be_.swiglu_bwd(view(dm, N, I_, I_), view(a.gu, N, I_, 2 * I_), view(a.gu + I_, N, I_, 2 * I_),
+                 view(dgu, N, I_, 2 * I_), view(dgu + I_, N, I_, 2 * I_));
+  const TensorView dGU = view(dgu, N, 2 * I_, 2 * I_);
   be_.gemm(dGU, false, P(w.w_gate_up, 2 * I_, H_), false, dA);                                   // da2 = dgu Wgu
-  be_.gemm(dGU, true, rows_view(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f, 1.0f);  // dWgu += ..
-  be_.rmsnorm_bwd(dA, rows_view(a.x1, N, H_, H_), P(w.ln_post, 1, H_).slice_flat(0, H_), a.rstd2, dR,
+  be_.gemm(dGU, true, view(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f, 1.0f);  // dWgu += ..
+  be_.rmsnorm_bwd(dA, view(a.x1, N, H_, H_), P(w.ln_post, 1, H_).slice_flat(0, H_), a.rstd2, dR,
                   G(w.ln_post, 1, H_).slice_flat(0, H_));  // dres = dL/dx1
 
   // attention: x1 = x0 + o Wo^T
-  const TensorView dO = rows_view(dout, N, QW_, QW_);
+  const TensorView dO = view(dout, N, QW_, QW_);
   be_.gemm(dR, false, P(w.w_o, H_, QW_), false, dO);                                        // do = dx1 Wo
-  be_.gemm(dR, true, rows_view(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f, 1.0f);  // dWo += dx1^T o
+  be_.gemm(dR, true, view(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f, 1.0f);  // dWo += dx1^T o
   const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
-  const TensorView dQ = rows_view(dqkv, N, QW_, QKV_), dK = rows_view(dqkv + QW_, N, KW_, QKV_);
-  be_.attention_bwd(s, rows_view(a.qkv, N, QW_, QKV_), rows_view(a.qkv + QW_, N, KW_, QKV_),
-                    rows_view(a.qkv + QW_ + KW_, N, KW_, QKV_), key_mask_, rows_view(a.o, N, QW_, QW_), a.lse, dO, dQ,
-                    dK, rows_view(dqkv + QW_ + KW_, N, KW_, QKV_));
+  const TensorView dQ = view(dqkv, N, QW_, QKV_), dK = view(dqkv + QW_, N, KW_, QKV_);
+  be_.attention_bwd(s, view(a.qkv, N, QW_, QKV_), view(a.qkv + QW_, N, KW_, QKV_),
+                    view(a.qkv + QW_ + KW_, N, KW_, QKV_), key_mask(), view(a.o, N, QW_, QW_), a.lse, dO, dQ,
+                    dK, view(dqkv + QW_ + KW_, N, KW_, QKV_));
   be_.rope_bwd(dQ, hd_, pos, theta);
   be_.rope_bwd(dK, hd_, pos, theta);
-  const TensorView dQKV = rows_view(dqkv, N, QKV_, QKV_);
+  const TensorView dQKV = view(dqkv, N, QKV_, QKV_);
   be_.bias_bwd(dQKV, G(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
   be_.gemm(dQKV, false, P(w.w_qkv, QKV_, H_), false, dA);                                  // da1 = dqkv Wqkv
-  be_.gemm(dQKV, true, rows_view(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f, 1.0f);  // dWqkv += ..
-  be_.rmsnorm_bwd(dA, rows_view(x0, N, H_, H_), P(w.ln_in, 1, H_).slice_flat(0, H_), a.rstd1, dR,
+  be_.gemm(dQKV, true, view(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f, 1.0f);  // dWqkv += ..
+  be_.rmsnorm_bwd(dA, view(x0, N, H_, H_), P(w.ln_in, 1, H_).slice_flat(0, H_), a.rstd1, dR,
                   G(w.ln_in, 1, H_).slice_flat(0, H_));  // dres = dL/dx0
 }
 
@@ -294,14 +318,11 @@ void DreamModel::backward(const float* dlogp) {
   CGRPO_CHECK(R_ > 0, "DreamModel::backward needs logprobs() after the forward");
   const int64_t N = N_, R = R_, nl = cfg_.num_hidden_layers;
   ensure(bwd_, static_cast<size_t>(N * H_ * 3 + N * QKV_ + N * QW_ + N * 3 * I_) * 4, MemCategory::Workspace);
-  const int32_t* r_rows = sel_.as<int32_t>();
-  const int32_t* r_tgt = r_rows + R;
-  const float* lse = reinterpret_cast<const float*>(r_tgt + R);
-  const float* hsel = lse + R;
-  float* dhsel = const_cast<float*>(hsel) + R * H_;
+  const Sel q = selection();
+  be_.upload(dlogp, q.dlogp, static_cast<size_t>(R) * 4);
   float* dres = bwd_.as<float>();
   float* dhf = dres + N * (H_ * 2 + QKV_ + QW_ + 3 * I_);  // [N, H]
-  const TensorView dR = rows_view(dres, N, H_, H_), dHF = rows_view(dhf, N, H_, H_);
+  const TensorView dR = view(dres, N, H_, H_), dHF = view(dhf, N, H_, H_);
 
   // head + final norm
   const int head_unit = int(nl + 1), tied_unit = unit_of(layout_.head());
@@ -309,14 +330,14 @@ void DreamModel::backward(const float* dlogp) {
   hold(tied_unit);
   open_grads(head_unit);
   open_grads(tied_unit);
-  be_.zero(rows_view(dhsel, R, H_, H_));
-  be_.logsoftmax_gather_bwd(rows_view(hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), r_tgt, chunk_, lse,
-                            dlogp, rows_view(dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
+  be_.zero(view(q.dhsel, R, H_, H_));
+  be_.logsoftmax_gather_bwd(view(q.hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_, q.lse,
+                            q.dlogp, view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
   be_.zero(dHF);
-  be_.embedding_bwd(rows_view(dhsel, R, H_, H_), r_rows, dHF);  // scatter-add dhsel into rows of dhf
+  be_.embedding_bwd(view(q.dhsel, R, H_, H_), q.rows, dHF);  // scatter-add dhsel into rows of dhf
   be_.zero(dR);
   const float* hf = final_.as<float>();
-  be_.rmsnorm_bwd(dHF, rows_view(x_at(nl), N, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
+  be_.rmsnorm_bwd(dHF, view(x_at(nl), N, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
                   hf + N * H_, dR, G(layout_.final_norm(), 1, H_).slice_flat(0, H_));
   drop(head_unit);
   if (tied_unit != 0) {
@@ -336,7 +357,7 @@ void DreamModel::backward(const float* dlogp) {
     src_->grads_done(u);
   }
   open_grads(0);
-  be_.embedding_bwd(dR, ids_, G(layout_.embed(), cfg_.vocab_size, H_));  // dE[ids] += dh0
+  be_.embedding_bwd(dR, in_.as<int32_t>(), G(layout_.embed(), cfg_.vocab_size, H_));  // dE[ids] += dh0
   drop(0);  // a tied head held it
   unit_grads_[0] = nullptr;
   src_->grads_done(0);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cgrpo/backend/cpu_backend.h"
 #include "cgrpo/core/error.h"
 
 namespace cgrpo {
@@ -15,8 +16,19 @@ int64_t unit_numel_of(const UnitSpec& s) {
   return n;
 }
 int64_t round_up(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
-TensorView flat(const float* p, int64_t n) { return TensorView::of(p, {n}); }
 }  // namespace
+
+TensorView ZeroEngine::flat(const float* p, int64_t n) const {
+  return TensorView(const_cast<float*>(p), DType::F32, {n}, be_.device());
+}
+Buffer ZeroEngine::zeroed(int64_t numel, MemCategory cat) {
+  Buffer b = be_.alloc(size_t(std::max<int64_t>(numel, 1) * 4), cat);
+  be_.zero(flat(b.as<float>(), std::max<int64_t>(numel, 1)));
+  return b;
+}
+void ZeroEngine::zero(Buffer& b) {
+  if (!b.empty()) be_.zero(flat(b.as<float>(), int64_t(b.bytes() / 4)));
+}
 
 ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb, int gb,
                    const std::vector<int>& gathered_once) {
@@ -47,8 +59,9 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
   return p;
 }
 
-ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable)
-    : comm_(comm), stage_(stage), hp_(hp), trainable_(trainable) {
+ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable,
+                       Backend* backend)
+    : be_(backend ? *backend : host_backend()), comm_(comm), stage_(stage), hp_(hp), trainable_(trainable) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage must be 0..3, got ", stage,
               hint("set parallel.zero_stage to 0, 1, 2, 3 or an FSDP name"));
   const int W = comm.world_size(), r = comm.rank();
@@ -61,26 +74,17 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
     CGRPO_CHECK(x.numel > 0, "unit ", x.spec.name, " has no parameters");
     x.padded = round_up(x.numel, W);
     const int64_t S = x.padded / W;
-    x.params = Buffer(size_t((stage == 3 ? S : x.padded) * 4), Device::CPU, MemCategory::Params);
-    x.params.zero();
+    x.params = zeroed(stage == 3 ? S : x.padded, MemCategory::Params);
     if (!trainable) continue;
-    if (stage <= 1) {
-      x.grads = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Grads);
-      x.grads.zero();
-    }
-    if (stage >= 1) {
-      x.grad_shard = Buffer(size_t(S * 4), Device::CPU, MemCategory::Grads);
-      x.grad_shard.zero();
-    }
+    if (stage <= 1) x.grads = zeroed(x.padded, MemCategory::Grads);
+    if (stage >= 1) x.grad_shard = zeroed(S, MemCategory::Grads);
     const int64_t owned = stage == 0 ? x.padded : S;
-    x.m = Buffer(size_t(owned * 4), Device::CPU, MemCategory::Moments);
-    x.v = Buffer(size_t(owned * 4), Device::CPU, MemCategory::Moments);
-    x.m.zero();
-    x.v.zero();
+    x.m = zeroed(owned, MemCategory::Moments);
+    x.v = zeroed(owned, MemCategory::Moments);
     x.decay = decay_segments(x.spec, stage == 0 ? 0 : r * S, owned);
     max_shard = std::max(max_shard, S);
   }
-  if (stage >= 2 && trainable) scratch_ = Buffer(size_t(max_shard * 4), Device::CPU, MemCategory::Workspace);
+  if (stage >= 2 && trainable) scratch_ = zeroed(max_shard, MemCategory::Workspace);
 }
 
 std::vector<DecaySegment> ZeroEngine::decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const {
@@ -117,19 +121,16 @@ int64_t ZeroEngine::total_padded() const {
 void ZeroEngine::load_unit(int u, const float* full) {
   Unit& x = units_[u];
   float* p = x.params.as<float>();
-  if (stage_ < 3) {
-    std::memcpy(p, full, size_t(x.numel) * 4);
-    std::fill(p + x.numel, p + x.padded, 0.0f);
-    return;
-  }
-  const int64_t S = x.padded / comm_.world_size(), begin = comm_.rank() * S;
-  for (int64_t i = 0; i < S; ++i) p[i] = begin + i < x.numel ? full[begin + i] : 0.0f;
+  zero(x.params);  // padding stays exactly zero
+  const ShardRange r = param_range(u);  // the whole unit, or this rank's shard at stage 3
+  const int64_t n = std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset);
+  be_.upload(full + r.offset, p, size_t(n) * 4);
 }
 
 void ZeroEngine::read_unit(int u, float* full) {
   Unit& x = units_[u];
   acquire(u);
-  std::memcpy(full, params(u), size_t(x.numel) * 4);
+  be_.download(params(u), full, size_t(x.numel) * 4);
   release(u);
 }
 
@@ -145,7 +146,7 @@ void ZeroEngine::acquire(int u) {
   if (stage_ < 3) return;
   if (x.acquired++ > 0) return;
   const int64_t S = x.padded / comm_.world_size();
-  x.gathered = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Params);
+  x.gathered = be_.alloc(size_t(x.padded * 4), MemCategory::Params);
   comm_.all_gather(flat(x.params.as<float>(), S), flat(x.gathered.as<float>(), x.padded));
 }
 
@@ -166,10 +167,7 @@ void ZeroEngine::release(int u) {
 float* ZeroEngine::grads(int u) {
   Unit& x = units_[u];
   CGRPO_CHECK(trainable_, "gradients requested from a frozen engine (unit ", x.spec.name, ")");
-  if (x.grads.empty()) {
-    x.grads = Buffer(size_t(x.padded * 4), Device::CPU, MemCategory::Grads);
-    x.grads.zero();
-  }
+  if (x.grads.empty()) x.grads = zeroed(x.padded, MemCategory::Grads);
   return x.grads.as<float>();
 }
 
@@ -181,8 +179,7 @@ void ZeroEngine::reduce_grads(int u) {
   // reduce into the workspace, then accumulate: the shard sums over micro-batches
   float* tmp = scratch_.as<float>();
   comm_.reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(tmp, S));
-  float* acc = x.grad_shard.as<float>();
-  for (int64_t i = 0; i < S; ++i) acc[i] += tmp[i];
+  be_.axpby(S, 1.0f, tmp, 1.0f, x.grad_shard.as<float>());
   x.grads.reset();
 }
 
@@ -211,11 +208,7 @@ double ZeroEngine::step(double lr, double max_norm) {
   //    (double, then float), summed over q in rank order in float. Stage 0 holds every shard's gradient and
   //    sums the partials locally; stages 1-3 all-reduce them (the communicator also sums in rank order).
   //    Same inputs, same bits, whatever the stage.
-  auto sumsq = [](const float* g, int64_t n) {
-    double acc = 0;
-    for (int64_t i = 0; i < n; ++i) acc += double(g[i]) * g[i];
-    return acc;
-  };
+  auto sumsq = [&](const float* g, int64_t n) { return be_.sumsq(g, n); };
   std::vector<float> partial(size_t(stage_ == 0 ? W : 1), 0.0f);
   for (size_t q = 0; q < partial.size(); ++q) {
     double acc = 0;
@@ -229,7 +222,7 @@ double ZeroEngine::step(double lr, double max_norm) {
   if (stage_ == 0)
     for (int q = 1; q < W; ++q) total += partial[size_t(q)];
   else
-    comm_.all_reduce(flat(&total, 1));
+    all_reduce_scalar(total);
   const double norm = std::sqrt(double(total));
   // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied only when < 1
   float scale = 1.0f;
@@ -238,22 +231,34 @@ double ZeroEngine::step(double lr, double max_norm) {
   ++t_;
   for (Unit& x : units_) {
     const float* g = stage_ == 0 ? x.grads.as<float>() : x.grad_shard.as<float>();
-    adamw_step(owned_params(x), g, x.m.as<float>(), x.v.as<float>(), owned_numel(x), x.decay, lr, t_, hp_, scale);
+    be_.adamw(owned_params(x), g, x.m.as<float>(), x.v.as<float>(), owned_numel(x), x.decay, lr, t_, hp_, scale);
   }
   // 4. re-gather full params (stages 1-2) and zero the gradients
   for (Unit& x : units_) {
     const int64_t S = x.padded / W;
     if (stage_ == 1 || stage_ == 2) comm_.all_gather(flat(owned_params(x), S), flat(x.params.as<float>(), x.padded));
-    if (!x.grads.empty()) x.grads.zero();
-    if (!x.grad_shard.empty()) x.grad_shard.zero();
+    zero(x.grads);
+    zero(x.grad_shard);
   }
   return norm;
 }
 
+// The norm's scalar all-reduce goes through the communicator's memory: device memory for NCCL.
+void ZeroEngine::all_reduce_scalar(float& v) {
+  if (be_.device() == Device::CPU) {
+    comm_.all_reduce(flat(&v, 1));
+    return;
+  }
+  if (scalar_.empty()) scalar_ = be_.alloc(4, MemCategory::Workspace);
+  be_.upload(&v, scalar_.data(), 4);
+  comm_.all_reduce(flat(scalar_.as<float>(), 1));
+  be_.download(scalar_.data(), &v, 4);
+}
+
 void ZeroEngine::reset_optimizer() {
   for (Unit& x : units_) {
-    if (!x.m.empty()) x.m.zero();
-    if (!x.v.empty()) x.v.zero();
+    zero(x.m);
+    zero(x.v);
   }
   t_ = 0;
 }
@@ -263,10 +268,8 @@ void ZeroEngine::mix_from(const ZeroEngine& src, double alpha) {
   const float a = static_cast<float>(alpha), b = static_cast<float>(1.0 - alpha);
   for (size_t u = 0; u < units_.size(); ++u) {
     CGRPO_CHECK(units_[u].padded == src.units_[u].padded, "mix_from: unit ", units_[u].spec.name, " differs");
-    float* p = units_[u].params.as<float>();
-    const float* q = src.units_[u].params.as<float>();
-    const int64_t n = int64_t(units_[u].params.bytes() / 4);
-    for (int64_t i = 0; i < n; ++i) p[i] = b * p[i] + a * q[i];
+    be_.axpby(int64_t(units_[u].params.bytes() / 4), a, src.units_[u].params.as<float>(), b,
+              units_[u].params.as<float>());
   }
 }
 

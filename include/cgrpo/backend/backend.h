@@ -16,7 +16,9 @@
 #include <memory>
 #include <string>
 
+#include "cgrpo/core/buffer.h"
 #include "cgrpo/core/tensor_view.h"
+#include "cgrpo/optim/adamw.h"
 
 namespace cgrpo {
 
@@ -38,6 +40,26 @@ class Backend {
   // The innermost stride of every operand must be 1; the row stride is the leading dimension.
   virtual void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
                     float alpha = 1.0f, float beta = 0.0f) = 0;
+
+  // --- memory on this backend's device. Every pointer an op takes is device memory unless it says "host".
+  Buffer alloc(size_t bytes, MemCategory category) const { return Buffer(bytes, device(), category); }
+  // Stream-ordered copies. upload() returns once the host memory may be reused; download() returns once the
+  // copy, and all work queued before it, is done. copy_bytes is device to device.
+  virtual void upload(const void* host, void* dev, size_t bytes) = 0;
+  virtual void download(const void* dev, void* host, size_t bytes) = 0;
+  virtual void copy_bytes(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() = 0;  // waits for all queued work (CPU: no-op)
+
+  // --- flat fp32 vectors (optimizer, ZeRO engine)
+  // y = a * x + b * y over n elements
+  virtual void axpby(int64_t n, float a, const float* x, float b, float* y) = 0;
+  // sum_i x_i^2 accumulated in double; returns the value on the host (a device backend waits for it)
+  virtual double sumsq(const float* x, int64_t n) = 0;
+  // One torch-exact AdamW step (optim/adamw.h) on n elements; segments (host) tile [0, n).
+  virtual void adamw(float* p, const float* g, float* m, float* v, int64_t n, const std::vector<DecaySegment>& segments,
+                     double lr, int64_t step, const AdamWParams& hp, float grad_scale) = 0;
+  // dst = src converted element-wise between f32, bf16 and f16 (round to nearest even), same numel, contiguous
+  virtual void cast(const TensorView& src, const TensorView& dst) = 0;
 
   // dst = src; t = 0                                 row tensors [N, C] (or 1-D [C])
   virtual void copy(const TensorView& src, const TensorView& dst) = 0;
@@ -105,8 +127,8 @@ struct GemmShape {
 GemmShape gemm_shape(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C);
 
 // A [rows, cols] fp32 view of p with row stride ld (a column block of a wider row-major matrix).
-inline TensorView rows_view(const float* p, int64_t rows, int64_t cols, int64_t ld) {
-  TensorView t(const_cast<float*>(p), DType::F32, {rows, cols});
+inline TensorView rows_view(const float* p, int64_t rows, int64_t cols, int64_t ld, Device d = Device::CPU) {
+  TensorView t(const_cast<float*>(p), DType::F32, {rows, cols}, d);
   t.strides[0] = ld;
   return t;
 }

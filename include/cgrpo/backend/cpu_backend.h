@@ -22,6 +22,16 @@ class CpuBackend final : public Backend {
   void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
             float alpha = 1.0f, float beta = 0.0f) override;
 
+  void upload(const void* host, void* dev, size_t bytes) override;
+  void download(const void* dev, void* host, size_t bytes) override;
+  void copy_bytes(void* dst, const void* src, size_t bytes) override;
+  void synchronize() override {}
+  void axpby(int64_t n, float a, const float* x, float b, float* y) override;
+  double sumsq(const float* x, int64_t n) override;
+  void adamw(float* p, const float* g, float* m, float* v, int64_t n, const std::vector<DecaySegment>& segments,
+             double lr, int64_t step, const AdamWParams& hp, float grad_scale) override;
+  void cast(const TensorView& src, const TensorView& dst) override;
+
   void copy(const TensorView& src, const TensorView& dst) override;
   void zero(const TensorView& t) override;
   void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) override;
@@ -61,5 +71,9 @@ class CpuBackend final : public Backend {
   std::vector<Buffer> tws_;
   std::unique_ptr<CpuThreadPool> pool_;
 };
+
+// A process-wide CpuBackend for host-memory bookkeeping (engines without a device backend, tools). Its
+// thread count is the BLAS default; it never changes the BLAS thread setting.
+CpuBackend& host_backend();
 
 }  // namespace cgrpo

@@ -40,9 +40,16 @@ class CudaBackend final : public Backend {
   size_t gemm_plans_cached() const;  // distinct (shape, layout, dtype, alignment) keys seen so far
 
   // Stream-ordered copies on the context's stream; download() waits for the copy (and all work before it).
-  void upload(const void* host, void* device_ptr, size_t bytes);
-  void download(const void* device_ptr, void* host, size_t bytes);
-  void synchronize();
+  void upload(const void* host, void* device_ptr, size_t bytes) override;
+  void download(const void* device_ptr, void* host, size_t bytes) override;
+  void copy_bytes(void* dst, const void* src, size_t bytes) override;
+  void synchronize() override;
+
+  void axpby(int64_t n, float a, const float* x, float b, float* y) override;
+  double sumsq(const float* x, int64_t n) override;
+  void adamw(float* p, const float* g, float* m, float* v, int64_t n, const std::vector<DecaySegment>& segments,
+             double lr, int64_t step, const AdamWParams& hp, float grad_scale) override;
+  void cast(const TensorView& src, const TensorView& dst) override;
 
   // Not implemented on CUDA yet (issue 12): each is fatal, naming the op.
   void copy(const TensorView& src, const TensorView& dst) override;

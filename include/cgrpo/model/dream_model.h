@@ -25,7 +25,7 @@ struct ModelInput {
   const int32_t* ids = nullptr;       // [B, L]
   const int32_t* pos = nullptr;       // [B, L] position ids; nullptr = 0..L-1 in every row
   const uint8_t* key_mask = nullptr;  // [B, L] 1 = may be attended; nullptr = no mask ("full", spec §1.4)
-  // ids and key_mask must stay valid until backward() of the same forward (positions are copied).
+  // All host memory; forward() copies them to the backend's device.
 };
 
 // Initialisation (HF Qwen2 style): linear weights and embeddings ~ N(0, std), biases 0, norm weights 1.
@@ -41,6 +41,8 @@ class DreamModel {
   const ModelConfig& config() const { return cfg_; }
   const ParamLayout& layout() const { return layout_; }
 
+  // Every pointer handed to the model's methods is host memory, except parameters and gradients, which
+  // live on the backend's device (ParamSource pointers likewise). Activations are device Buffers.
   // params [layout().total()]; grads likewise or nullptr for inference only.
   void bind(const float* params, float* grads);
   // Parameters and gradients unit by unit from a sharding layer (see param_source.h for the call order).
@@ -52,7 +54,7 @@ class DreamModel {
 
   // Runs the layers and the final norm. grad = true keeps what backward() needs.
   void forward(const ModelInput& in, bool grad);
-  TensorView hidden() const;  // [B*L, H] final-normed hidden states of the last forward
+  TensorView hidden() const;  // [B*L, H] final-normed hidden states of the last forward (device memory)
 
   // logp[r] = log_softmax(h[rows[r]] W_head^T)[targets[r]]; rows index [0, B*L). Raw logits at row b*L+i
   // predict token i+1 of sequence b (spec §1.5): the caller chooses rows accordingly.
@@ -68,7 +70,7 @@ class DreamModel {
   size_t activation_bytes(int64_t B, int64_t L, bool grad) const;
   // Bytes of the model's own scratch for R requested rows: selected rows (Activations) and the backward
   // scratch (Workspace). The backend's scratch (attention scores, log-softmax chunks) is extra.
-  size_t selection_bytes(int64_t R) const { return size_t(3 * R + 2 * R * H_) * 4; }
+  size_t selection_bytes(int64_t R) const { return size_t(5 * R + 2 * R * H_) * 4; }
   size_t backward_workspace_bytes(int64_t B, int64_t L) const {
     return size_t(B * L * (H_ * 3 + QKV_ + QW_ + 3 * I_)) * 4;
   }
@@ -81,8 +83,21 @@ class DreamModel {
   Acts acts_at(float* base, int64_t N, int64_t B) const;
   float* x_at(int64_t l) const;  // input of layer l ([N, H]); l = n_layers is the final hidden before norm
   Acts layer_acts(int64_t l) const;
+  struct Sel {  // views into sel_ for the R_ rows of the last logprobs()
+    int32_t *rows, *tgt;
+    float *lse, *logp, *dlogp, *hsel, *dhsel;
+  };
+  Sel selection() const;
+  const uint8_t* key_mask() const {
+    return has_mask_ ? reinterpret_cast<const uint8_t*>(in_.as<int32_t>() + 2 * N_) : nullptr;
+  }
   void layer_forward(int64_t l, const float* x0, const Acts& a, float* x_out);
   void layer_backward(int64_t l, const float* x0, const Acts& a);
+  TensorView view(const float* p, int64_t rows, int64_t cols, int64_t ld) const {
+    return rows_view(p, rows, cols, ld, be_.device());
+  }
+  TensorView view(const float* p, int64_t rows, int64_t cols) const { return view(p, rows, cols, cols); }
+  void ensure(Buffer& b, size_t bytes, MemCategory cat) const;
   TensorView P(int64_t offset, int64_t rows, int64_t cols) const;
   TensorView G(int64_t offset, int64_t rows, int64_t cols) const;
   int unit_of(int64_t offset) const;
@@ -116,15 +131,16 @@ class DreamModel {
   // shapes of the last forward
   int64_t B_ = 0, L_ = 0, N_ = 0, R_ = 0;
   bool grad_ = false;
-  const int32_t* ids_ = nullptr;
-  const uint8_t* key_mask_ = nullptr;
+  bool has_mask_ = false;
   int64_t H_, I_, QW_, KW_, QKV_, hd_;
 
-  Buffer pos_;      // [N] int32
+  Buffer in_;       // device: ids [N] int32, pos [N] int32, key_mask [N] uint8
+  std::vector<int32_t> pos_host_;  // [N] staging
   Buffer xs_;       // layer inputs: [n_layers + 1, N, H] (grad) or 2 x [N, H] ping-pong
   Buffer acts_;     // per-layer Acts (grad, no recompute) or one set
   Buffer final_;    // hf [N, H], rstd_f [N]
-  Buffer sel_;      // rows [R], targets [R] (int32), lse [R], hsel [R, H], dhsel [R, H]
+  Buffer sel_;      // rows [R], targets [R] (int32), lse [R], logp [R], dlogp [R], hsel [R, H], dhsel [R, H]
+  Buffer logits_;   // logits(): rows [R] int32, hsel [R, H], out [R, V]
   Buffer bwd_;      // backward scratch: dres, da [N, H], dqkv [N, QKV], do [N, QW], dgu [N, 2I], dm [N, I], dhf [N, H]
 };
 

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "cgrpo/backend/backend.h"
 #include "cgrpo/comm/communicator.h"
 #include "cgrpo/core/buffer.h"
 #include "cgrpo/optim/adamw.h"
@@ -65,7 +66,11 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int
 class ZeroEngine {
  public:
   // trainable = false: a frozen copy (the GRPO reference model): no gradients, no moments, no step().
-  ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable = true);
+  // All storage lives on `backend`'s device and every element-wise op runs there; nullptr = host memory
+  // (host_backend()). The communicator must take that device's memory (mpi: host, nccl: CUDA).
+  ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable = true,
+             Backend* backend = nullptr);
+  Backend& backend() { return be_; }
   bool trainable() const { return trainable_; }
 
   int stage() const { return stage_; }
@@ -77,15 +82,16 @@ class ZeroEngine {
   int64_t total_numel() const;
   int64_t total_padded() const;
 
-  // Initialise unit u from its full logical values (identical on every rank, e.g. from init or a file).
+  // Initialise unit u from its full logical values (host memory, identical on every rank).
   void load_unit(int u, const float* full);
-  // Full logical values of unit u on every rank (all-gathers at stage 3: collective).
+  // Full logical values of unit u on every rank, into host memory (all-gathers at stage 3: collective).
   void read_unit(int u, float* full);
   // Storage this rank holds, in unit coordinates (checkpoints read and write exactly these ranges):
   //   params: [0, padded) at stages 0-2, the shard at stage 3;  moments: [0, padded) at stage 0, else the shard.
   ShardRange shard_of(int u) const;       // [r * S, (r + 1) * S)
   ShardRange param_range(int u) const;
   ShardRange moment_range(int u) const;
+  // Device memory (the backend's); host code copies through backend().download / upload.
   float* param_storage(int u) { return units_[u].params.as<float>(); }
   float* moment1(int u) { return units_[u].m.as<float>(); }
   float* moment2(int u) { return units_[u].v.as<float>(); }
@@ -126,7 +132,13 @@ class ZeroEngine {
   float* owned_params(Unit& x);  // the elements this rank updates: full buffer (stage 0) or its shard
   int64_t owned_numel(const Unit& x) const;
   std::vector<DecaySegment> decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const;
+  TensorView flat(const float* p, int64_t n) const;  // [n] view in the backend's memory
+  Buffer zeroed(int64_t numel, MemCategory cat);
+  void zero(Buffer& b);
+  void all_reduce_scalar(float& v);
 
+  Buffer scalar_;  // device staging for the norm's all-reduce
+  Backend& be_;
   std::vector<Unit> units_;
   Buffer scratch_;  // [max shard] reduce-scatter landing zone (stages 2-3)
   Communicator& comm_;
