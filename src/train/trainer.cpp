@@ -10,6 +10,7 @@
 
 #include "cgrpo/core/logging.h"
 #include "cgrpo/core/philox.h"
+#include "cgrpo/comm/factory.h"
 #include "cgrpo/io/checkpoint.h"
 #include "cgrpo/io/safetensors.h"
 #include "cgrpo/optim/lr_schedule.h"
@@ -66,10 +67,10 @@ void install_stop_signal_handlers() {
 // ------------------------------------------------------------------------------------------------ setup
 Trainer::Trainer(Config cfg, MpiCommunicator& comm)
     : cfg_(std::move(cfg)), comm_(comm), rank_(comm.rank()), world_(comm.world_size()) {
-  CGRPO_CHECK(cfg_.parallel.backend == "cpu", "parallel.backend = ", cfg_.parallel.backend,
-              ": the training loop runs on the CPU backend so far", hint("set parallel.backend = cpu"));
   CGRPO_CHECK(cfg_.parallel.param_dtype == "f32" && cfg_.parallel.compute_dtype == "f32",
-              "the CPU backend trains in fp32", hint("set parallel.param_dtype = f32 and parallel.compute_dtype = f32"));
+              "parallel.param_dtype / compute_dtype = ", cfg_.parallel.param_dtype, " / ", cfg_.parallel.compute_dtype,
+              ": training runs in fp32 so far (bf16 mixed precision is not implemented yet)",
+              hint("set parallel.param_dtype = f32 and parallel.compute_dtype = f32"));
   init_logging(cfg_.run.dir, rank_, cfg_.run.log_level);
   {  // one line per rank in its own log: where it runs, and which (re)start of a batch job this is
     const char* job = std::getenv("SLURM_JOB_ID");
@@ -130,12 +131,13 @@ void Trainer::init_model() {
     mc_ = ModelConfig::preset(cfg_.model.preset);
   if (cfg_.model.mask_token_id >= 0) mc_.mask_token_id = cfg_.model.mask_token_id;
   layout_ = std::make_unique<ParamLayout>(mc_);
-  be_ = std::make_unique<CpuBackend>(int(cfg_.parallel.threads));
+  be_ = make_backend(cfg_.parallel.backend, comm_.local_rank(), int(cfg_.parallel.threads));
+  dcomm_ = make_device_communicator(*be_);
   model_ = std::make_unique<DreamModel>(mc_, *be_);
   model_->set_recompute(cfg_.model.gradient_checkpointing);
   const auto units = units_from_layout(*layout_, cfg_.optim.wd_exclude_list());
   const AdamWParams hp{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps, cfg_.optim.weight_decay};
-  policy_ = std::make_unique<ZeroEngine>(units, comm_, cfg_.parallel.stage(), hp);
+  policy_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, true, be_.get());
   std::vector<float> flat(size_t(layout_->total()));
   if (!cfg_.model.path.empty())
     load_model_weights(cfg_.model.path, *layout_, flat.data());
@@ -143,7 +145,7 @@ void Trainer::init_model() {
     init_params(*layout_, flat.data(), uint64_t(cfg_.run.seed));
   load_flat(*policy_, *layout_, flat.data());
   if (cfg_.grpo.beta != 0.0) {  // the reference: a frozen copy of the initial policy, sharded like it (§3.9)
-    ref_ = std::make_unique<ZeroEngine>(units, comm_, cfg_.parallel.stage(), hp, false);
+    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, false, be_.get());
     load_flat(*ref_, *layout_, flat.data());
   }
   src_ = std::make_unique<EngineParamSource>(*policy_);
@@ -246,7 +248,7 @@ void Trainer::sft_loop() {
   while (sft_step_ < total) {
     Timer step_timer;
     PhaseTimes phases;
-    comm_.reset_stats();
+    pcomm().reset_stats();
     const RankBatch rb = sft_sampler.next();
     std::vector<std::vector<int32_t>> prompts;
     std::vector<std::vector<int32_t>> targets;
@@ -312,8 +314,8 @@ void Trainer::sft_loop() {
     }
     ++sft_step_;
     tokens_seen_ += B_global * cv.len;
-    phases.add("comm", comm_.stats().time_ms());
-    const int64_t sent = comm_.stats().bytes_sent();
+    phases.add("comm", pcomm().stats().time_ms());
+    const int64_t sent = pcomm().stats().bytes_sent();
     const double loss = sum_over_ranks(comm_, loss_local);
     const double ms = step_timer.elapsed_ms();
     char extra[96];
@@ -464,7 +466,7 @@ void Trainer::grpo_loop() {
     const int64_t round = grpo_step_ / mu;
     PhaseTimes phases;
     Timer round_timer;
-    comm_.reset_stats();
+    pcomm().reset_stats();
     Rollout r = rollout_round(round, phases);
     score_old_ref(r, round, phases);
     const int64_t K = r.K, L = r.P + K;
@@ -523,9 +525,9 @@ void Trainer::grpo_loop() {
       const double step_ms = step_timer.elapsed_ms() + (u == 0 ? phases.get("rollout") + phases.get("reward") + phases.get("score") : 0.0);
       tokens_seen_ += int64_t(n) * L;
       const double tok_s = (n * double(K)) / (round_timer.elapsed_ms() * 1e-3) / double(u + 1);
-      phases.add("comm", comm_.stats().time_ms());
-      const int64_t sent = comm_.stats().bytes_sent();
-      comm_.reset_stats();
+      phases.add("comm", pcomm().stats().time_ms());
+      const int64_t sent = pcomm().stats().bytes_sent();
+      pcomm().reset_stats();
       char extra[256];
       std::snprintf(extra, sizeof(extra), " | reward %.3f ± %.3f | kl %.4f | clip %.3f | len %.1f | gnorm %.3f | lr %.2e",
                     reward_mean, reward_std, g[1] / world_, g[4] / world_, g[8] / n, gnorm, lr_now);

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/backend.h"
 #include "cgrpo/comm/mpi_communicator.h"
 #include "cgrpo/config/config.h"
 #include "cgrpo/core/timer.h"
@@ -67,7 +67,9 @@ class Trainer {
   int rank_, world_;
   ModelConfig mc_;
   std::unique_ptr<ParamLayout> layout_;
-  std::unique_ptr<CpuBackend> be_;
+  std::unique_ptr<Backend> be_;
+  std::unique_ptr<Communicator> dcomm_;  // parameter traffic in device memory (NCCL); null on the CPU backend
+  Communicator& pcomm() { return dcomm_ ? *dcomm_ : comm_; }  // the communicator the engines use
   std::unique_ptr<DreamModel> model_;
   std::unique_ptr<ZeroEngine> policy_, ref_;
   std::unique_ptr<EngineParamSource> src_;
