@@ -1,0 +1,243 @@
+// The whole model and a whole optimizer step on CUDA against the CPU oracle:
+//   - DreamModel forward log-probs, logits and backward gradients (GQA, left-pad key mask, explicit positions,
+//     a vocabulary chunk that does not divide V, recompute on and off);
+//   - ZeroEngine + DreamModel training steps at world size 1 on NCCL for every ZeRO stage vs MPI on the CPU;
+//   - a checkpoint written from device storage loads bit-exactly into a CPU engine and back.
+// Tolerances: fp32 everywhere, reduction orders differ (cuBLASLt split-k, tree reductions), so values agree to
+// ~1e-5 relative; gradients are compared relative to the largest magnitude of their tensor.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/cuda_backend.h"
+#include "cgrpo/comm/factory.h"
+#include "cgrpo/comm/mpi_communicator.h"
+#include "cgrpo/io/checkpoint.h"
+#include "cgrpo/model/dream_model.h"
+#include "cgrpo/shard/model_units.h"
+
+using namespace cgrpo;
+
+namespace {
+
+CudaBackend& gpu_backend() {
+  static CudaBackend be(0);
+  return be;
+}
+
+void ensure_mpi() {
+  int inited = 0;
+  MPI_Initialized(&inited);
+  static std::unique_ptr<MpiSession> session;  // finalised at exit
+  if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
+}
+
+// hidden 64 = 4 heads x 16, 2 kv heads (GQA group 2), V = 301 (odd: chunk 128 leaves a tail of 45)
+ModelConfig small_config() {
+  ModelConfig c = ModelConfig::preset("tiny");
+  c.vocab_size = 301;
+  c.mask_token_id = 300;
+  c.pad_token_id = c.bos_token_id = c.eos_token_id = 299;
+  c.intermediate_size = 96;
+  c.num_hidden_layers = 2;
+  return c;
+}
+
+struct Batch {
+  int64_t B = 3, L = 11;
+  std::vector<int32_t> ids, pos, rows, targets;
+  std::vector<uint8_t> mask;
+  std::vector<float> dlogp;
+};
+
+Batch make_batch(const ModelConfig& c) {
+  Batch b;
+  const int64_t N = b.B * b.L;
+  b.ids.resize(size_t(N));
+  b.pos.resize(size_t(N));
+  b.mask.resize(size_t(N));
+  for (int64_t s = 0; s < b.B; ++s) {
+    const int64_t pads = s;  // row s has s left pads
+    for (int64_t i = 0; i < b.L; ++i) {
+      const size_t r = size_t(s * b.L + i);
+      b.mask[r] = i >= pads;
+      b.pos[r] = i >= pads ? int32_t(i - pads) : 1;
+      b.ids[r] = i < pads ? int32_t(c.pad_token_id) : (i % 3 == 2) ? int32_t(c.mask_token_id)
+                                                                     : int32_t((s * 37 + i * 11) % 290);
+      if (i >= 1 && i >= pads + 1) {
+        b.rows.push_back(int32_t(r - 1));
+        b.targets.push_back(int32_t((s * 13 + i * 5) % c.vocab_size));
+        b.dlogp.push_back(-1.0f / float(1 + (i % 4)));
+      }
+    }
+  }
+  return b;
+}
+
+std::vector<float> host_params(const ParamLayout& layout) {
+  std::vector<float> p(size_t(layout.total()));
+  init_params(layout, p.data(), 1234, 0.2f);  // large std: a non-trivial attention pattern
+  return p;
+}
+
+// |got - want| <= tol * max(1, max|want|) per parameter tensor
+void expect_tensors_close(const ParamLayout& layout, const std::vector<float>& got, const std::vector<float>& want,
+                          double tol) {
+  for (const ParamInfo& p : layout.params()) {
+    double scale = 1e-30;
+    for (int64_t j = 0; j < p.numel; ++j) scale = std::max(scale, std::abs(double(want[size_t(p.offset + j)])));
+    double worst = 0;
+    int64_t at = 0;
+    for (int64_t j = 0; j < p.numel; ++j) {
+      const double d = std::abs(double(got[size_t(p.offset + j)]) - want[size_t(p.offset + j)]);
+      if (d > worst) worst = d, at = j;
+    }
+    INFO(p.name << ": worst |diff| " << worst << " at " << at << ", max |want| " << scale);
+    CHECK(worst <= tol * std::max(1e-3, scale));
+  }
+}
+
+struct Run {
+  std::vector<float> logp, grads, logits;
+};
+
+Run run_model(Backend& be, const ModelConfig& c, const std::vector<float>& params, const Batch& b, bool recompute) {
+  const ParamLayout layout(c);
+  const size_t n = size_t(layout.total());
+  Buffer p = be.alloc(n * 4, MemCategory::Params), g = be.alloc(n * 4, MemCategory::Grads);
+  be.upload(params.data(), p.data(), n * 4);
+  const std::vector<float> zeros(n, 0.0f);
+  be.upload(zeros.data(), g.data(), n * 4);
+  DreamModel m(c, be);
+  m.set_vocab_chunk(128);
+  m.set_recompute(recompute);
+  m.bind(p.as<float>(), g.as<float>());
+  const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+  Run r;
+  r.logp.resize(b.rows.size());
+  m.forward(in, true);
+  m.logprobs(int64_t(b.rows.size()), b.rows.data(), b.targets.data(), r.logp.data());
+  m.backward(b.dlogp.data());
+  r.grads.resize(n);
+  be.download(g.data(), r.grads.data(), n * 4);
+  // inference logits of three rows after a fresh no-grad forward
+  m.forward(in, false);
+  const int32_t rows[3] = {0, 12, 32};
+  r.logits.resize(size_t(3 * c.vocab_size));
+  m.logits(3, rows, r.logits.data());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("cuda dream model: log-probs, logits and gradients match the CPU backend", "[gpu][model]") {
+  const ModelConfig c = small_config();
+  const ParamLayout layout(c);
+  const std::vector<float> params = host_params(layout);
+  const Batch b = make_batch(c);
+  CpuBackend cpu(1);
+  for (bool recompute : {false, true}) {
+    INFO("recompute " << recompute);
+    const Run want = run_model(cpu, c, params, b, recompute);
+    const Run got = run_model(gpu_backend(), c, params, b, recompute);
+    REQUIRE(got.logp.size() == want.logp.size());
+    for (size_t i = 0; i < want.logp.size(); ++i) {
+      INFO("logp " << i);
+      CHECK(std::abs(got.logp[i] - want.logp[i]) <= 1e-4 * (1 + std::abs(want.logp[i])));
+    }
+    for (size_t i = 0; i < want.logits.size(); ++i) {
+      INFO("logit " << i);
+      CHECK(std::abs(got.logits[i] - want.logits[i]) <= 1e-4 * (1 + std::abs(want.logits[i])));
+    }
+    expect_tensors_close(layout, got.grads, want.grads, 2e-4);
+  }
+}
+
+TEST_CASE("cuda zero engine at world size 1: training steps match the CPU engine at every stage", "[gpu][model]") {
+  ensure_mpi();
+  const ModelConfig c = small_config();
+  const ParamLayout layout(c);
+  const std::vector<float> init = host_params(layout);
+  const Batch b = make_batch(c);
+  const AdamWParams hp{0.9, 0.99, 1e-3, 0.1};  // eps 1e-3: the step is smooth in the gradient (see test_model_zero)
+  CpuBackend cpu(1);
+  MpiCommunicator mpi(MPI_COMM_WORLD);
+  std::unique_ptr<Communicator> nccl = make_device_communicator(gpu_backend());
+  REQUIRE(nccl != nullptr);
+  for (int stage = 0; stage <= 3; ++stage) {
+    INFO("stage " << stage);
+    std::vector<float> final_params[2];
+    for (int dev = 0; dev < 2; ++dev) {
+      Backend& be = dev ? static_cast<Backend&>(gpu_backend()) : cpu;
+      Communicator& comm = dev ? *nccl : static_cast<Communicator&>(mpi);
+      ZeroEngine e(units_from_layout(layout, {"bias", "norm"}), comm, stage, hp, true, &be);
+      load_flat(e, layout, init.data());
+      EngineParamSource src(e);
+      DreamModel m(c, be);
+      m.set_vocab_chunk(128);
+      m.bind(&src, true);
+      const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+      std::vector<float> logp(b.rows.size());
+      for (int step = 0; step < 3; ++step) {
+        m.forward(in, true);
+        m.logprobs(int64_t(b.rows.size()), b.rows.data(), b.targets.data(), logp.data());
+        m.backward(b.dlogp.data());
+        e.step(1e-3, 1.0);
+      }
+      final_params[dev].resize(size_t(layout.total()));
+      read_flat(e, layout, final_params[dev].data());
+    }
+    expect_tensors_close(layout, final_params[1], final_params[0], 1e-4);
+  }
+}
+
+TEST_CASE("cuda checkpoint: device shards save and load bit-exactly, also into a CPU engine", "[gpu][model]") {
+  ensure_mpi();
+  const ModelConfig c = small_config();
+  const ParamLayout layout(c);
+  const std::vector<float> init = host_params(layout);
+  CpuBackend cpu(1);
+  MpiCommunicator mpi(MPI_COMM_WORLD);
+  std::unique_ptr<Communicator> nccl = make_device_communicator(gpu_backend());
+  const auto units = units_from_layout(layout, {"bias", "norm"});
+  ZeroEngine dev(units, *nccl, 2, AdamWParams{}, true, &gpu_backend());
+  load_flat(dev, layout, init.data());
+  // non-trivial moments: one step on a synthetic gradient
+  for (int u = 0; u < dev.num_units(); ++u) {
+    std::vector<float> g(size_t(dev.unit_padded(u)));
+    for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(float(i) * 0.37f + float(u));
+    gpu_backend().upload(g.data(), dev.grads(u), g.size() * 4);
+    dev.reduce_grads(u);
+  }
+  dev.step(1e-2, 0.0);
+  const std::string dir = std::filesystem::temp_directory_path() / "cgrpo_gpu_ckpt";
+  std::filesystem::remove_all(dir);
+  CheckpointMeta meta;
+  meta.phase = "grpo";
+  meta.step = 1;
+  const std::string path = save_checkpoint(dir, meta, dev, nullptr, 1);
+  ZeroEngine host(units, mpi, 2, AdamWParams{}, true, &cpu);
+  load_checkpoint(path, host, nullptr);
+  ZeroEngine back(units, *nccl, 2, AdamWParams{}, true, &gpu_backend());
+  load_checkpoint(path, back, nullptr);
+  for (int u = 0; u < dev.num_units(); ++u) {
+    const size_t n = size_t(dev.unit_padded(u));
+    std::vector<float> a(n), h(n), m1(n), hm1(n), bm1(n);
+    gpu_backend().download(dev.param_storage(u), a.data(), n * 4);
+    std::copy_n(host.param_storage(u), n, h.data());
+    CHECK(std::memcmp(a.data(), h.data(), n * 4) == 0);
+    gpu_backend().download(back.param_storage(u), h.data(), n * 4);
+    CHECK(std::memcmp(a.data(), h.data(), n * 4) == 0);
+    gpu_backend().download(dev.moment1(u), m1.data(), n * 4);
+    std::copy_n(host.moment1(u), n, hm1.data());
+    gpu_backend().download(back.moment1(u), bm1.data(), n * 4);
+    CHECK(std::memcmp(m1.data(), hm1.data(), n * 4) == 0);
+    CHECK(std::memcmp(m1.data(), bm1.data(), n * 4) == 0);
+  }
+  std::filesystem::remove_all(dir);
+}
