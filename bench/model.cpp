@@ -1,11 +1,13 @@
-// bench_model: forward+backward tokens/s of a DreamModel preset on the CPU backend, and the fraction of the
-// measured GEMM peak it reaches. Usage: bench_model [preset=small] [B=4] [L=256] [iters=3] [recompute=0]
+// bench_model: forward+backward tokens/s of a DreamModel preset on a backend, and the fraction of the
+// measured GEMM peak it reaches (model FLOPs utilisation against the same backend's best square GEMM).
+// Usage: bench_model [preset=small] [B=4] [L=256] [iters=3] [recompute=0] [backend=cpu|cuda]
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/backend.h"
 #include "cgrpo/core/philox.h"
 #include "cgrpo/core/timer.h"
 #include "cgrpo/model/dream_model.h"
@@ -17,25 +19,41 @@ int main(int argc, char** argv) {
   const int64_t B = argc > 2 ? std::atoll(argv[2]) : 4, L = argc > 3 ? std::atoll(argv[3]) : 256;
   const int iters = argc > 4 ? std::atoi(argv[4]) : 3;
   const bool recompute = argc > 5 && std::atoi(argv[5]) != 0;
-  CpuBackend be;
+  const std::string kind = argc > 6 ? argv[6] : "cpu";
+  std::unique_ptr<Backend> bep = make_backend(kind, 0, 0);
+  Backend& be = *bep;
+  auto dev = [&](const std::vector<float>& h, MemCategory cat) {
+    Buffer d = be.alloc(h.size() * 4, cat);
+    be.upload(h.data(), d.data(), h.size() * 4);
+    return d;
+  };
 
-  // GEMM peak: best of 3 square sgemms at a size like the model's projections.
-  const int64_t n = 1024;
-  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
+  // GEMM peak: best of 5 square fp32 gemms (1024^3 on the CPU, 8192^3 on a GPU).
+  const int64_t n = be.device() == Device::CPU ? 1024 : 8192;
+  Buffer a = dev(std::vector<float>(size_t(n * n), 0.5f), MemCategory::Workspace);
+  Buffer b = dev(std::vector<float>(size_t(n * n), 0.25f), MemCategory::Workspace);
+  Buffer c = be.alloc(size_t(n * n) * 4, MemCategory::Workspace);
+  const TensorView A(a.data(), DType::F32, {n, n}, be.device()), Bm(b.data(), DType::F32, {n, n}, be.device()),
+      C(c.data(), DType::F32, {n, n}, be.device());
   double peak = 0;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 6; ++i) {
+    be.synchronize();
     Timer t;
-    be.gemm(TensorView::of(a.data(), {n, n}), false, TensorView::of(b.data(), {n, n}), true,
-            TensorView::of(c.data(), {n, n}));
-    peak = std::max(peak, 2.0 * n * n * n / t.elapsed_s());
+    be.gemm(A, false, Bm, true, C);
+    be.synchronize();
+    if (i > 0) peak = std::max(peak, 2.0 * n * n * n / t.elapsed_s());
   }
+  a.reset(), b.reset(), c.reset();
 
   const ModelConfig cfg = ModelConfig::preset(preset);
   DreamModel model(cfg, be);
   model.set_recompute(recompute);
-  std::vector<float> params(model.layout().total()), grads(model.layout().total(), 0.0f);
-  init_params(model.layout(), params.data(), 1);
-  model.bind(params.data(), grads.data());
+  std::vector<float> host(size_t(model.layout().total()));
+  init_params(model.layout(), host.data(), 1);
+  Buffer params = dev(host, MemCategory::Params);
+  Buffer grads = dev(std::vector<float>(host.size(), 0.0f), MemCategory::Grads);
+  host = {};
+  model.bind(params.as<float>(), grads.as<float>());
   const int64_t N = B * L;
   std::vector<int32_t> ids(N), rows(N), targets(N);
   RngStream rng(1, RngPurpose::Test, 0, 0);
@@ -57,10 +75,11 @@ int main(int argc, char** argv) {
     model.forward({B, L, ids.data()}, true);
     model.logprobs(N, rows.data(), targets.data(), logp.data());
     model.backward(dlogp.data());
+    be.synchronize();
     if (it > 0) best = std::min(best, t.elapsed_s());
   }
-  std::printf("preset %s (%lld params), B=%lld L=%lld, recompute %d, %d BLAS threads\n", preset.c_str(),
-              (long long)model.layout().total(), (long long)B, (long long)L, int(recompute), be.threads());
+  std::printf("preset %s (%lld params), B=%lld L=%lld, recompute %d, backend %s\n", preset.c_str(),
+              (long long)model.layout().total(), (long long)B, (long long)L, int(recompute), be.name());
   std::printf("gemm peak (%lld^3): %.1f GFLOP/s\n", (long long)n, peak / 1e9);
   std::printf("forward+backward: %.3f s/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of gemm peak\n", best,
               double(N) / best, step_flops / best / 1e9, 100.0 * step_flops / best / peak);
