@@ -3,6 +3,7 @@
 #include <nccl.h>
 
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include "../backend/cuda_check.h"
@@ -56,6 +57,10 @@ struct NcclCommunicator::Impl {
   cudaStream_t compute = nullptr;  // producer stream to wait for; nullptr = whole device
   cudaEvent_t ready = nullptr;
   int* barrier_buf = nullptr;  // one device int for barrier()
+  bool deferring = false;      // inside start_*: end() leaves the stream running
+  Ticket next = 1;
+  std::map<Ticket, cudaEvent_t> pending;  // started collectives not yet waited for
+  std::vector<cudaEvent_t> spare;         // recycled events
 };
 
 NcclCommunicator::NcclCommunicator(MPI_Comm comm) : NcclCommunicator(boot(comm)) {}
@@ -99,6 +104,8 @@ NcclCommunicator::~NcclCommunicator() {
   if (!impl_) return;
   Impl& m = *impl_;
   if (m.stream) cudaStreamSynchronize(m.stream);
+  for (auto& [t, e] : m.pending) cudaEventDestroy(e);
+  for (cudaEvent_t e : m.spare) cudaEventDestroy(e);
   if (m.nccl) ncclCommDestroy(m.nccl);
   if (m.barrier_buf) cudaFree(m.barrier_buf);
   if (m.ready) cudaEventDestroy(m.ready);
@@ -123,7 +130,60 @@ void NcclCommunicator::begin() {
   }
 }
 
-void NcclCommunicator::end() { CGRPO_CUDA(cudaStreamSynchronize(impl_->stream)); }
+void NcclCommunicator::end() {
+  if (!impl_->deferring) CGRPO_CUDA(cudaStreamSynchronize(impl_->stream));
+}
+
+Communicator::Ticket NcclCommunicator::record() {
+  Impl& m = *impl_;
+  cudaEvent_t e = nullptr;
+  if (m.spare.empty()) {
+    CGRPO_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  } else {
+    e = m.spare.back();
+    m.spare.pop_back();
+  }
+  CGRPO_CUDA(cudaEventRecord(e, m.stream));
+  m.pending[m.next] = e;
+  return m.next++;
+}
+
+Communicator::Ticket NcclCommunicator::start_all_gather(const TensorView& send, const TensorView& recv) {
+  impl_->deferring = true;
+  try {
+    all_gather(send, recv);
+  } catch (...) {
+    impl_->deferring = false;
+    throw;
+  }
+  impl_->deferring = false;
+  return record();
+}
+
+Communicator::Ticket NcclCommunicator::start_reduce_scatter(const TensorView& send, const TensorView& recv,
+                                                            ReduceOp op) {
+  impl_->deferring = true;
+  try {
+    reduce_scatter(send, recv, op);
+  } catch (...) {
+    impl_->deferring = false;
+    throw;
+  }
+  impl_->deferring = false;
+  return record();
+}
+
+void NcclCommunicator::wait(Ticket t) {
+  Impl& m = *impl_;
+  auto it = m.pending.find(t);
+  CGRPO_CHECK(it != m.pending.end(), "NcclCommunicator::wait: unknown or already completed ticket ", t);
+  if (m.compute)
+    CGRPO_CUDA(cudaStreamWaitEvent(m.compute, it->second, 0));  // compute continues after the collective
+  else
+    CGRPO_CUDA(cudaEventSynchronize(it->second));
+  m.spare.push_back(it->second);
+  m.pending.erase(it);
+}
 
 void NcclCommunicator::copy_local(void* dst, const void* src, size_t bytes) {
   if (dst == src || bytes == 0) return;

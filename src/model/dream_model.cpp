@@ -141,7 +141,7 @@ size_t DreamModel::activation_bytes(int64_t B, int64_t L, bool grad) const {
   const int64_t N = B * L, nl = cfg_.num_hidden_layers;
   const int64_t xs = (grad ? nl + 1 : 2) * N * H_;
   const int64_t acts = ((grad && !recompute_) ? nl : 1) * acts_floats(N, B);
-  return static_cast<size_t>(xs + acts + N * H_ + N) * sizeof(float) + static_cast<size_t>(N) * sizeof(int32_t);
+  return static_cast<size_t>(xs + acts + N * H_ + N) * sizeof(float) + static_cast<size_t>(N) * 9;  // + ids, pos, mask
 }
 
 void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float* x_out) {
@@ -202,10 +202,12 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   be_.upload(pos_host_.data(), ids + N_, size_t(N_) * 4);
   if (has_mask_) be_.upload(in.key_mask, ids + 2 * N_, size_t(N_));
   hold(0);
+  src_->prefetch(1);  // ZeRO-3: the next unit's gather overlaps this unit's compute
   be_.embedding_fwd(P(layout_.embed(), cfg_.vocab_size, H_), ids, view(x_at(0), N_, H_, H_));  // h0 = E[ids]
   drop(0);
   for (int64_t l = 0; l < nl; ++l) {
     hold(int(1 + l));
+    src_->prefetch(int(2 + l));
     layer_forward(l, x_at(l), layer_acts(l), x_at(l + 1));
     drop(int(1 + l));
   }
@@ -328,6 +330,7 @@ void DreamModel::backward(const float* dlogp) {
   const int head_unit = int(nl + 1), tied_unit = unit_of(layout_.head());
   hold(head_unit);
   hold(tied_unit);
+  src_->prefetch(int(nl));  // the last layer, acquired next
   open_grads(head_unit);
   open_grads(tied_unit);
   be_.zero(view(q.dhsel, R, H_, H_));
@@ -348,6 +351,7 @@ void DreamModel::backward(const float* dlogp) {
   for (int64_t l = nl - 1; l >= 0; --l) {
     const int u = int(1 + l);
     hold(u);
+    if (u > 1) src_->prefetch(u - 1);
     open_grads(u);
     const Acts a = layer_acts(l);
     if (recompute_) layer_forward(l, x_at(l), a, dres + N * H_);  // output goes to the da scratch, unused

@@ -31,7 +31,7 @@ void ZeroEngine::zero(Buffer& b) {
 }
 
 ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb, int gb,
-                   const std::vector<int>& gathered_once) {
+                   const std::vector<int>& gathered_once, bool overlap) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage ", stage);
   ZeroPlan p;
   p.stage = stage;
@@ -51,6 +51,11 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
   p.master_bytes = pb == 4 ? 0 : (stage == 0 ? psi : shard) * 4;
   p.moments_bytes = (stage == 0 ? psi : shard) * 8;
   p.scratch_bytes = stage >= 2 ? p.max_unit_padded / W * 4 : 0;
+  if (overlap) {
+    if (stage >= 2) p.grads_bytes += p.max_unit_padded * gb;
+    p.scratch_bytes *= 2;
+    p.gathered_bytes *= 2;
+  }
   // per rank: (W-1) blocks of S elements per collective leg (direct exchange; Communicator accounting)
   const int64_t leg = (W - 1) * shard;
   p.sent_bytes_per_step = stage == 0 ? 2 * leg * gb : stage == 3 ? 2 * leg * pb + leg * gb : leg * gb + leg * pb;
@@ -84,7 +89,8 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
     x.decay = decay_segments(x.spec, stage == 0 ? 0 : r * S, owned);
     max_shard = std::max(max_shard, S);
   }
-  if (stage >= 2 && trainable) scratch_ = zeroed(max_shard, MemCategory::Workspace);
+  max_shard_ = max_shard;
+  set_overlap(comm.overlaps());
 }
 
 std::vector<DecaySegment> ZeroEngine::decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const {
@@ -145,9 +151,40 @@ void ZeroEngine::acquire(int u) {
   Unit& x = units_[u];
   if (stage_ < 3) return;
   if (x.acquired++ > 0) return;
+  if (x.prefetched) {  // started by prefetch(u): complete it
+    comm_.wait(x.gather_ticket);
+    x.prefetched = false;
+    return;
+  }
   const int64_t S = x.padded / comm_.world_size();
   x.gathered = be_.alloc(size_t(x.padded * 4), MemCategory::Params);
   comm_.all_gather(flat(x.params.as<float>(), S), flat(x.gathered.as<float>(), x.padded));
+}
+
+void ZeroEngine::prefetch(int u) {
+  if (stage_ < 3 || !overlap_ || u < 0 || u >= num_units()) return;
+  Unit& x = units_[u];
+  if (x.acquired > 0 || x.prefetched) return;
+  const int64_t S = x.padded / comm_.world_size();
+  x.gathered = be_.alloc(size_t(x.padded * 4), MemCategory::Params);
+  x.gather_ticket = comm_.start_all_gather(flat(x.params.as<float>(), S), flat(x.gathered.as<float>(), x.padded));
+  x.prefetched = true;
+}
+
+void ZeroEngine::drop_prefetches() {
+  for (Unit& x : units_)
+    if (x.prefetched) {
+      comm_.wait(x.gather_ticket);
+      x.prefetched = false;
+      x.gathered.reset();
+    }
+}
+
+void ZeroEngine::set_overlap(bool on) {
+  finish_reduce();
+  drop_prefetches();
+  overlap_ = on;
+  if (stage_ >= 2 && trainable_) scratch_ = zeroed(max_shard_ * (overlap_ ? 2 : 1), MemCategory::Workspace);
 }
 
 const float* ZeroEngine::params(int u) const {
@@ -177,10 +214,30 @@ void ZeroEngine::reduce_grads(int u) {
   CGRPO_CHECK(!x.grads.empty(), "reduce_grads(", x.spec.name, ") without gradients");
   const int64_t S = x.padded / comm_.world_size();
   // reduce into the workspace, then accumulate: the shard sums over micro-batches
-  float* tmp = scratch_.as<float>();
-  comm_.reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(tmp, S));
-  be_.axpby(S, 1.0f, tmp, 1.0f, x.grad_shard.as<float>());
-  x.grads.reset();
+  if (!overlap_) {
+    float* tmp = scratch_.as<float>();
+    comm_.reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(tmp, S));
+    be_.axpby(S, 1.0f, tmp, 1.0f, x.grad_shard.as<float>());
+    x.grads.reset();
+    return;
+  }
+  // Overlapped: start unit u's reduce-scatter into the free half of the workspace and finish the previous
+  // unit's (accumulate, free its full gradient), so u's collective runs during the next unit's backward.
+  finish_reduce();
+  slot_ ^= 1;
+  float* tmp = scratch_.as<float>() + slot_ * max_shard_;
+  rs_ticket_ = comm_.start_reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(tmp, S));
+  rs_unit_ = u;
+}
+
+void ZeroEngine::finish_reduce() {
+  if (rs_unit_ < 0) return;
+  Unit& x = units_[rs_unit_];
+  comm_.wait(rs_ticket_);
+  const int64_t S = x.padded / comm_.world_size();
+  be_.axpby(S, 1.0f, scratch_.as<float>() + slot_ * max_shard_, 1.0f, x.grad_shard.as<float>());
+  x.grads.reset();  // stream-ordered after the wait on a device
+  rs_unit_ = -1;
 }
 
 int64_t ZeroEngine::owned_numel(const Unit& x) const { return stage_ == 0 ? x.padded : x.padded / comm_.world_size(); }
@@ -192,6 +249,8 @@ float* ZeroEngine::owned_params(Unit& x) {
 
 double ZeroEngine::step(double lr, double max_norm) {
   CGRPO_CHECK(trainable_, "step() on a frozen engine");
+  finish_reduce();
+  drop_prefetches();
   const int W = comm_.world_size();
   // 1. finish the reduction
   for (Unit& x : units_) {

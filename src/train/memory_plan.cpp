@@ -23,7 +23,8 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   const ParamLayout layout(mc);
   // DreamModel gathers its embedding (unit 0) and head unit (last) once per step (model/param_source.h)
   const int last = int(layout.units().size()) - 1;
-  p.zero = plan_zero(units_from_layout(layout, {}), world, stage, pb, gb, {0, last});
+  const bool overlap = cfg.parallel.backend == "cuda";  // NCCL overlaps: ZeroEngine::set_overlap
+  p.zero = plan_zero(units_from_layout(layout, {}), world, stage, pb, gb, {0, last}, overlap);
   if (mode == "grpo") {
     p.seq_len = cfg.grpo.max_prompt_length + cfg.rollout.max_new_tokens;
     p.micro_rows = rows > 0 ? rows : 3 * cfg.grpo.per_device_batch;

@@ -62,6 +62,23 @@ class Communicator {
   void broadcast(const TensorView& buf, int root);
   void barrier();
 
+  // Started collectives, completed by wait(ticket) (ZeRO overlap: a unit's reduce-scatter runs during the next
+  // unit's backward, ZeRO-3 gathers the next unit during this one's compute). The buffers must stay untouched
+  // until wait() returns. A device communicator runs them on its own stream and wait() orders the compute stream
+  // after them without blocking the host; the base class runs them at start and wait() does nothing.
+  using Ticket = uint64_t;
+  virtual Ticket start_all_gather(const TensorView& send, const TensorView& recv) {
+    all_gather(send, recv);
+    return 0;
+  }
+  virtual Ticket start_reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op = ReduceOp::Sum) {
+    reduce_scatter(send, recv, op);
+    return 0;
+  }
+  virtual void wait(Ticket) {}
+  // True when start_* returns before the collective finishes (so overlapping is worth its extra memory).
+  virtual bool overlaps() const { return false; }
+
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = CommStats{}; }
 

@@ -16,8 +16,10 @@
 // - Streams: the collectives run on this communicator's own stream. Each call first waits for the compute
 //   stream given to set_compute_stream() (an event, no host block), or, if none was given, for the whole
 //   device (cudaDeviceSynchronize); and it synchronises its own stream before returning, so the result is
-//   ready when the call returns. Overlapping communication with compute (returning before the stream
-//   finishes, with events for the consumer) is future work (issue 12).
+//   ready when the call returns. start_all_gather / start_reduce_scatter return right after enqueueing, with a
+//   ticket for an event recorded on the collective stream; wait(ticket) makes the compute stream wait for that
+//   event (cudaStreamWaitEvent: no host block), so compute queued after wait() sees the result, and buffers
+//   freed stream-ordered on the compute stream after wait() are not freed under the collective.
 // - Byte accounting is the base class's, from the views, so it matches MPI and LocalCommunicator exactly.
 // This header has no CUDA or NCCL includes; only src/comm/cuda_nccl_communicator.cpp defines the class.
 #pragma once
@@ -39,6 +41,10 @@ class NcclCommunicator final : public Communicator {
   void* stream() const;  // cudaStream_t of the collectives
   // Collectives wait for work queued on this stream (cudaStream_t, e.g. CudaContext::stream()) first.
   void set_compute_stream(void* stream);
+  Ticket start_all_gather(const TensorView& send, const TensorView& recv) override;
+  Ticket start_reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op = ReduceOp::Sum) override;
+  void wait(Ticket t) override;
+  bool overlaps() const override { return true; }
 
  protected:
   void do_all_gather(const TensorView& send, const TensorView& recv) override;
@@ -54,7 +60,8 @@ class NcclCommunicator final : public Communicator {
   static std::unique_ptr<Boot> boot(MPI_Comm comm);  // dup, rank, world, node-local rank
   explicit NcclCommunicator(std::unique_ptr<Boot> boot);
   void begin();  // wait for the producer of the buffers
-  void end();    // synchronise the collective stream
+  void end();    // synchronise the collective stream (not while deferring: start_* record an event instead)
+  Ticket record();  // an event on the collective stream after the work queued so far
   std::unique_ptr<Impl> impl_;
 };
 

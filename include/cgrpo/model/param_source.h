@@ -9,6 +9,8 @@
 //   backward: grads(head) ... release(head) grads_done(head); for l = last..0: acquire(1+l), grads(1+l),
 //             release(1+l), grads_done(1+l); then grads(0), grads_done(0) (the embedding backward needs no
 //             parameters). A tied head also holds unit 0 from logprobs() to the end of backward.
+//   prefetch(v) is called right after acquire(u) for the unit v the model will acquire next (forward: u + 1;
+//   backward: the previous layer), never for a unit it will not acquire.
 #pragma once
 
 namespace cgrpo {
@@ -23,6 +25,8 @@ class ParamSource {
   virtual float* grads(int unit) = 0;
   // Backward has finished adding into unit u's gradients for this micro-batch.
   virtual void grads_done(int unit) = 0;
+  // Hint: acquire(unit) comes next, after the current unit's compute (ZeRO-3 starts the gather now).
+  virtual void prefetch(int /*unit*/) {}
 };
 
 }  // namespace cgrpo

@@ -26,6 +26,7 @@ class EngineParamSource final : public ParamSource {
   void release(int u) override { e_.release(u); }
   float* grads(int u) override { return e_.grads(u); }
   void grads_done(int u) override { e_.reduce_grads(u); }
+  void prefetch(int u) override { e_.prefetch(u); }
 
  private:
   ZeroEngine& e_;

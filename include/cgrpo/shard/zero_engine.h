@@ -60,8 +60,10 @@ struct ZeroPlan {
 };
 // gathered_once: units all-gathered once per step at stage 3 instead of twice (the Dream model keeps its
 // head unit from forward through backward, and its embedding backward needs no parameters); empty = none.
+// overlap: the engine's overlapped mode (set_overlap; on with NCCL): one more transient full-unit gradient and a
+// second scratch shard at stages 2-3, a second gathered unit at stage 3.
 ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int param_bytes = 4, int grad_bytes = 4,
-                   const std::vector<int>& gathered_once = {});
+                   const std::vector<int>& gathered_once = {}, bool overlap = false);
 
 class ZeroEngine {
  public:
@@ -97,11 +99,19 @@ class ZeroEngine {
   float* moment2(int u) { return units_[u].v.as<float>(); }
 
   // --- compute side, called by the training loop around each unit's forward / backward
-  void acquire(int u);                   // stage 3: all-gather unit u; no-op otherwise
+  void acquire(int u);                   // stage 3: all-gather unit u (or complete its prefetch); no-op otherwise
+  void prefetch(int u);                  // stage 3 with overlap: start gathering unit u for a coming acquire(u)
   const float* params(int u) const;      // full params [unit_padded], valid while acquired (always at stage < 3)
   void release(int u);                   // stage 3: free the gathered unit
   float* grads(int u);                   // full gradient accumulator [unit_padded] (allocated zeroed at stage >= 2)
   void reduce_grads(int u);              // stage >= 2: reduce-scatter unit u into its shard, free the full grad
+
+  // Overlap (default: comm.overlaps(), i.e. on for NCCL): reduce_grads(u) starts u's reduce-scatter and completes
+  // the previous unit's, and prefetch() starts gathers early; step() completes whatever is outstanding. Costs one
+  // more transient full-unit gradient, a second workspace shard and (stage 3) a second gathered unit. Results are
+  // bit-identical either way; on a host communicator it only reorders the same work (tests use that).
+  void set_overlap(bool on);
+  bool overlap() const { return overlap_; }
 
   // --- optimizer step: finishes the gradient reduction (stages 0/1), clips by the global norm (max_norm <= 0:
   // no clipping), runs AdamW on the local shards, re-gathers params (stages 0-2), zeroes gradients.
@@ -128,6 +138,8 @@ class ZeroEngine {
     Buffer m, v;     // [padded] at stage 0, [shard] otherwise
     std::vector<DecaySegment> decay;  // over the part AdamW updates (full or shard)
     int acquired = 0;
+    bool prefetched = false;      // gathered is being filled by a started all-gather
+    Communicator::Ticket gather_ticket = 0;
   };
   float* owned_params(Unit& x);  // the elements this rank updates: full buffer (stage 0) or its shard
   int64_t owned_numel(const Unit& x) const;
@@ -136,11 +148,18 @@ class ZeroEngine {
   Buffer zeroed(int64_t numel, MemCategory cat);
   void zero(Buffer& b);
   void all_reduce_scalar(float& v);
+  void finish_reduce();    // complete the outstanding overlapped reduce-scatter, if any
+  void drop_prefetches();  // complete and free gathers that were started but never acquired
 
   Buffer scalar_;  // device staging for the norm's all-reduce
   Backend& be_;
   std::vector<Unit> units_;
-  Buffer scratch_;  // [max shard] reduce-scatter landing zone (stages 2-3)
+  Buffer scratch_;  // [max shard] reduce-scatter landing zone (stages 2-3); two halves when overlapping
+  int64_t max_shard_ = 0;
+  bool overlap_ = false;
+  int slot_ = 0;                        // half of scratch_ the outstanding reduce-scatter lands in
+  int rs_unit_ = -1;                    // unit whose reduce-scatter is outstanding, -1 = none
+  Communicator::Ticket rs_ticket_ = 0;
   Communicator& comm_;
   int stage_;
   AdamWParams hp_;
