@@ -64,4 +64,19 @@ int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* 
   return t.stride(0);
 }
 
+AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                            const TensorView& o) {
+  CGRPO_CHECK(s.B > 0 && s.L > 0 && s.head_dim > 0 && s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0,
+              "attention: bad shape B=", s.B, " L=", s.L, " heads=", s.n_heads, " kv_heads=", s.n_kv_heads,
+              " head_dim=", s.head_dim, hint("num_attention_heads must be a multiple of num_key_value_heads"));
+  const int64_t N = s.B * s.L;
+  AttnLayout a;
+  a.ldq = row_stride(q, N, s.n_heads * s.head_dim, "attention q");     // [B*L, heads*hd]
+  a.ldk = row_stride(k, N, s.n_kv_heads * s.head_dim, "attention k");  // [B*L, kv_heads*hd]
+  a.ldv = row_stride(v, N, s.n_kv_heads * s.head_dim, "attention v");  // [B*L, kv_heads*hd]
+  a.ldo = row_stride(o, N, s.n_heads * s.head_dim, "attention o");     // [B*L, heads*hd]
+  a.group = s.n_heads / s.n_kv_heads;
+  return a;
+}
+
 }  // namespace cgrpo

@@ -16,23 +16,6 @@
 namespace cgrpo {
 
 namespace {
-struct AttnViews {
-  int64_t ldq, ldk, ldv, ldo, group;
-};
-AttnViews check_attn(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
-                     const TensorView& o) {
-  CGRPO_CHECK(s.B > 0 && s.L > 0 && s.head_dim > 0 && s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0,
-              "attention: bad shape B=", s.B, " L=", s.L, " heads=", s.n_heads, " kv_heads=", s.n_kv_heads,
-              " head_dim=", s.head_dim, hint("num_attention_heads must be a multiple of num_key_value_heads"));
-  const int64_t N = s.B * s.L;
-  AttnViews a;
-  a.ldq = row_stride(q, N, s.n_heads * s.head_dim, "attention q");     // [B*L, heads*hd]
-  a.ldk = row_stride(k, N, s.n_kv_heads * s.head_dim, "attention k");  // [B*L, kv_heads*hd]
-  a.ldv = row_stride(v, N, s.n_kv_heads * s.head_dim, "attention v");  // [B*L, kv_heads*hd]
-  a.ldo = row_stride(o, N, s.n_heads * s.head_dim, "attention o");     // [B*L, heads*hd]
-  a.group = s.n_heads / s.n_kv_heads;
-  return a;
-}
 const float* fp(const TensorView& t) { return static_cast<const float*>(t.data); }
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -52,7 +35,7 @@ void run_blas_serial(CpuThreadPool& pool, int64_t n, const CpuThreadPool::Fn& fn
 
 void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                                const uint8_t* key_mask, const TensorView& o, float* lse) {
-  const AttnViews a = check_attn(s, q, k, v, o);
+  const AttnLayout a = attention_layout(s, q, k, v, o);
   const int64_t L = s.L, hd = s.head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(double(hd)));
   for (int t = 0; t < pool().size(); ++t) thread_workspace(t, static_cast<size_t>(L * L));
@@ -94,8 +77,8 @@ void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const Te
 void CpuBackend::attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                                const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
                                const TensorView& dq, const TensorView& dk, const TensorView& dv) {
-  const AttnViews a = check_attn(s, q, k, v, o);
-  const AttnViews d = check_attn(s, dq, dk, dv, dout);
+  const AttnLayout a = attention_layout(s, q, k, v, o);
+  const AttnLayout d = attention_layout(s, dq, dk, dv, dout);
   const int64_t L = s.L, hd = s.head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(double(hd)));
   for (int t = 0; t < pool().size(); ++t) thread_workspace(t, static_cast<size_t>(2 * L * L));

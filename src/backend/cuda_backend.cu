@@ -236,15 +236,6 @@ void CudaBackend::rmsnorm_bwd(const TensorView&, const TensorView&, const Tensor
 }
 void CudaBackend::rope_fwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_fwd"); }
 void CudaBackend::rope_bwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_bwd"); }
-void CudaBackend::attention_fwd(const AttnShape&, const TensorView&, const TensorView&, const TensorView&,
-                                const uint8_t*, const TensorView&, float*) {
-  CGRPO_CUDA_TODO("attention_fwd");
-}
-void CudaBackend::attention_bwd(const AttnShape&, const TensorView&, const TensorView&, const TensorView&,
-                                const uint8_t*, const TensorView&, const float*, const TensorView&, const TensorView&,
-                                const TensorView&, const TensorView&) {
-  CGRPO_CUDA_TODO("attention_bwd");
-}
 void CudaBackend::swiglu_fwd(const TensorView&, const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("swiglu_fwd"); }
 void CudaBackend::swiglu_bwd(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
                              const TensorView&) {

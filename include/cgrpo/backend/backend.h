@@ -136,6 +136,14 @@ inline TensorView rows_view(const float* p, int64_t rows, int64_t cols, int64_t 
 // Checks that t is a 2-D fp32 [rows, cols] row tensor (inner stride 1) and returns its row stride.
 int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what);
 
+// Row strides of attention's q, k, v, o (or dq, dk, dv, dout) views and the GQA group size n_heads / n_kv_heads,
+// after checking the shape and every view; shared by every backend so the messages are the same.
+struct AttnLayout {
+  int64_t ldq, ldk, ldv, ldo, group;
+};
+AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                            const TensorView& o);
+
 // kind: "cpu" or "cuda". local_rank picks the device on multi-GPU nodes. threads: 0 = leave the BLAS default.
 std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank = 0, int threads = 0);
 

@@ -6,8 +6,9 @@
 //            batched with broadcast (batch stride 0), alpha/beta, k = 0 handled as C = beta C, a per-shape
 //            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); the Device::CUDA
 //            Buffer allocator (cudaMalloc/cudaFree); host<->device copies for tests and loaders;
-//            NcclCommunicator (comm/nccl_communicator.h).
-//   remains: every other op (copy, zero, embedding, rmsnorm, rope, attention, swiglu, bias, the fused
+//            NcclCommunicator (comm/nccl_communicator.h); attention fwd/bwd as fp32 SIMT flash attention
+//            (cuda_ops_attention.cu, FlashAttention-2 tiling in flash_tile.h, no [L, L] buffer, deterministic).
+//   remains: every other op (copy, zero, embedding, rmsnorm, rope, swiglu, bias, the fused
 //            vocabulary-chunked logsoftmax_gather) is fatal "not implemented on CUDA yet"; bf16 params and
 //            activations with fp32 master weights (§3.4) in the model and optimizer; AdamW on device;
 //            compute/comm overlap (NcclCommunicator synchronises its stream per call); GPU tests of every op
@@ -38,6 +39,8 @@ class CudaBackend final : public Backend {
   void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
             float alpha = 1.0f, float beta = 0.0f) override;
   size_t gemm_plans_cached() const;  // distinct (shape, layout, dtype, alignment) keys seen so far
+  // Bytes of the attention workspace (backward's D = rowsum(dO o O), [B, heads, L] fp32), grown on demand.
+  size_t attention_workspace_bytes() const { return attn_ws_.bytes(); }
 
   // Stream-ordered copies on the context's stream; download() waits for the copy (and all work before it).
   void upload(const void* host, void* device_ptr, size_t bytes) override;
@@ -51,6 +54,14 @@ class CudaBackend final : public Backend {
              double lr, int64_t step, const AdamWParams& hp, float grad_scale) override;
   void cast(const TensorView& src, const TensorView& dst) override;
 
+  // fp32 flash attention (cuda_ops_attention.cu): head_dim 16, 32, 64 or 128; q, k, v, o, lse, key_mask and
+  // the gradients in device memory.
+  void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                     const uint8_t* key_mask, const TensorView& o, float* lse) override;
+  void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
+                     const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
+                     const TensorView& dq, const TensorView& dk, const TensorView& dv) override;
+
   // Not implemented on CUDA yet (issue 12): each is fatal, naming the op.
   void copy(const TensorView& src, const TensorView& dst) override;
   void zero(const TensorView& t) override;
@@ -61,11 +72,6 @@ class CudaBackend final : public Backend {
                    const TensorView& dx, const TensorView& dw) override;
   void rope_fwd(const TensorView& x, int64_t head_dim, const int32_t* pos, float theta) override;
   void rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t* pos, float theta) override;
-  void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
-                     const uint8_t* key_mask, const TensorView& o, float* lse) override;
-  void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
-                     const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
-                     const TensorView& dq, const TensorView& dk, const TensorView& dv) override;
   void swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) override;
   void swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
                   const TensorView& du) override;
@@ -82,6 +88,8 @@ class CudaBackend final : public Backend {
   struct GemmCache;
   CudaContext ctx_;
   std::unique_ptr<GemmCache> gemm_cache_;
+  Buffer attn_ws_;  // attention workspace, declared last so it is freed before the context's stream
+  float* attention_workspace(size_t floats);  // at least `floats` floats (grows; waits for the stream first)
 };
 
 }  // namespace cgrpo
