@@ -1,6 +1,6 @@
 // bench_model: forward+backward tokens/s of a DreamModel preset on a backend, and the fraction of the
 // measured GEMM peak it reaches (model FLOPs utilisation against the same backend's best square GEMM).
-// Usage: bench_model [preset=small] [B=4] [L=256] [iters=3] [recompute=0] [backend=cpu|cuda]
+// Usage: bench_model [preset=small] [B=4] [L=256] [iters=3] [recompute=0] [backend=cpu|cuda] [tf32=0]
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   const std::string kind = argc > 6 ? argv[6] : "cpu";
   std::unique_ptr<Backend> bep = make_backend(kind, 0, 0);
   Backend& be = *bep;
+  const bool tf32 = argc > 7 && std::atoi(argv[7]) != 0;
+  be.allow_tf32(tf32);
   auto dev = [&](const std::vector<float>& h, MemCategory cat) {
     Buffer d = be.alloc(h.size() * 4, cat);
     be.upload(h.data(), d.data(), h.size() * 4);
@@ -63,11 +65,7 @@ int main(int argc, char** argv) {
     targets[i] = int32_t(rng.u32(N + i) % uint32_t(cfg.vocab_size));
   }
   std::vector<float> logp(N), dlogp(N, -1.0f / float(N));
-  // matmul FLOPs per token, forward: 2 * (linear params incl. head) + attention 4 * L * QW per layer.
-  const double lin = double(model.layout().total()) - double(cfg.vocab_size * cfg.hidden_size) *
-                                                          (cfg.tie_word_embeddings ? 0 : 1);
-  const double attn = 4.0 * double(L) * double(cfg.num_attention_heads * cfg.head_dim()) * cfg.num_hidden_layers;
-  const double fwd_flops = double(N) * (2.0 * lin + attn);
+  const double fwd_flops = double(N) * model.forward_flops_per_token(L);
   const double step_flops = fwd_flops * (recompute ? 4.0 : 3.0);  // bwd = 2 x fwd (+1 fwd when recomputing)
   double best = 1e30;
   for (int it = 0; it < iters + 1; ++it) {  // first iteration warms up (allocations)
@@ -83,5 +81,8 @@ int main(int argc, char** argv) {
   std::printf("gemm peak (%lld^3): %.1f GFLOP/s\n", (long long)n, peak / 1e9);
   std::printf("forward+backward: %.3f s/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of gemm peak\n", best,
               double(N) / best, step_flops / best / 1e9, 100.0 * step_flops / best / peak);
+  if (be.peak_flops() > 0)
+    std::printf("MFU: %.1f%% of the device's nominal %.0f TFLOP/s (%s math)\n", 100.0 * step_flops / best / be.peak_flops(),
+                be.peak_flops() / 1e12, tf32 ? "tf32" : "fp32");
   return 0;
 }

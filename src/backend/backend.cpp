@@ -79,4 +79,9 @@ AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const Tenso
   return a;
 }
 
+void Backend::allow_tf32(bool on) {
+  CGRPO_CHECK(!on, "parallel.tf32 = true needs the CUDA backend (backend '", name(), "' has no TF32 math)",
+              hint("set parallel.tf32 = false or parallel.backend = cuda"));
+}
+
 }  // namespace cgrpo

@@ -28,6 +28,7 @@ static void visit(C& c, V&& v) {
   v("parallel", "reduce_dtype", c.parallel.reduce_dtype, "gradient reduction dtype: f32 | bf16");
   v("parallel", "zero3_rollout_gather", c.parallel.zero3_rollout_gather, "once | per_unit: ZeRO-3 weights for generation");
   v("parallel", "threads", c.parallel.threads, "BLAS threads per rank; 0 = OPENBLAS_NUM_THREADS or all cores");
+  v("parallel", "tf32", c.parallel.tf32, "cuda: fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs, fp32 accumulate)");
   v("rollout", "steps", c.rollout.steps, "denoising steps (diffusion_steps)");
   v("rollout", "tokens_per_step", c.rollout.tokens_per_step, "> 0: steps = max_new_tokens / tokens_per_step");
   v("rollout", "max_new_tokens", c.rollout.max_new_tokens, "completion length K (fixed canvas)");

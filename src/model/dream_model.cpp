@@ -137,6 +137,12 @@ DreamModel::Acts DreamModel::layer_acts(int64_t l) const {
   return acts_at(acts_.as<float>() + slot * acts_floats(N_, B_), N_, B_);
 }
 
+double DreamModel::forward_flops_per_token(int64_t L) const {
+  const double embed = double(cfg_.vocab_size) * double(H_);
+  const double lin = double(layout_.total()) - (cfg_.tie_word_embeddings ? 0.0 : embed);  // head counts once
+  return 2.0 * lin + 4.0 * double(L) * double(QW_) * double(cfg_.num_hidden_layers);
+}
+
 size_t DreamModel::activation_bytes(int64_t B, int64_t L, bool grad) const {
   const int64_t N = B * L, nl = cfg_.num_hidden_layers;
   const int64_t xs = (grad ? nl + 1 : 2) * N * H_;

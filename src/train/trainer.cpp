@@ -133,6 +133,7 @@ void Trainer::init_model() {
   layout_ = std::make_unique<ParamLayout>(mc_);
   be_ = make_backend(cfg_.parallel.backend, comm_.local_rank(), int(cfg_.parallel.threads));
   dcomm_ = make_device_communicator(*be_);
+  be_->allow_tf32(cfg_.parallel.tf32);
   model_ = std::make_unique<DreamModel>(mc_, *be_);
   model_->set_recompute(cfg_.model.gradient_checkpointing);
   const auto units = units_from_layout(*layout_, cfg_.optim.wd_exclude_list());
@@ -212,6 +213,15 @@ void Trainer::checkpoint(const std::string& phase, PhaseTimes* phases) {
   m.config_ini = cfg_.to_ini();
   save_checkpoint(ckpt_dir_, m, *policy_, ref_.get(), int(cfg_.checkpoint.keep_last));
   if (phases) phases->add("checkpoint", t.elapsed_ms());
+}
+
+// Model FLOPs utilisation of `tokens` trained (forward + backward, + a recompute forward) over all ranks in
+// `ms`, against the backend's nominal dense peak; 0 when the backend does not know its peak (CPU).
+double Trainer::step_mfu(double tokens, int64_t seq_len, double ms) const {
+  const double peak = be_->peak_flops();
+  if (peak <= 0 || ms <= 0) return 0.0;
+  const double passes = cfg_.model.gradient_checkpointing ? 4.0 : 3.0;
+  return passes * model_->forward_flops_per_token(seq_len) * tokens / (ms * 1e-3) / (double(world_) * peak);
 }
 
 void Trainer::log_step(const std::string& phase, int64_t step, int64_t total, double loss, const std::string& extra,
@@ -318,13 +328,16 @@ void Trainer::sft_loop() {
     const int64_t sent = pcomm().stats().bytes_sent();
     const double loss = sum_over_ranks(comm_, loss_local);
     const double ms = step_timer.elapsed_ms();
-    char extra[96];
-    std::snprintf(extra, sizeof(extra), " | gnorm %.3f | lr %.2e", gnorm, lr.lr(sft_step_ - 1));
+    const double mfu = step_mfu(double(B_global * cv.len), cv.len, ms);
+    char extra[128];
+    std::snprintf(extra, sizeof(extra), " | gnorm %.3f | lr %.2e%s", gnorm, lr.lr(sft_step_ - 1),
+                  mfu > 0 ? (" | MFU " + std::to_string(int(100 * mfu + 0.5)) + "%").c_str() : "");
     log_step("sft", sft_step_, total, loss, extra, phases, ms, double(B_global * cv.len) / (ms * 1e-3));
     if (metrics_) {
       nlohmann::json j = {{"phase", "sft"}, {"step", sft_step_}, {"loss", loss}, {"grad_norm", gnorm},
                           {"lr", lr.lr(sft_step_ - 1)}, {"step_ms", ms}, {"tokens_per_s", double(B_global * cv.len) / (ms * 1e-3)},
                           {"comm_bytes_sent", sent}};
+      if (mfu > 0) j["mfu"] = mfu;
       for (const auto& [k, v] : phases.all()) j["ms_" + k] = v;
       std::fprintf(metrics_, "%s\n", j.dump().c_str());
       std::fflush(metrics_);
@@ -528,9 +541,12 @@ void Trainer::grpo_loop() {
       phases.add("comm", pcomm().stats().time_ms());
       const int64_t sent = pcomm().stats().bytes_sent();
       pcomm().reset_stats();
-      char extra[256];
-      std::snprintf(extra, sizeof(extra), " | reward %.3f ± %.3f | kl %.4f | clip %.3f | len %.1f | gnorm %.3f | lr %.2e",
-                    reward_mean, reward_std, g[1] / world_, g[4] / world_, g[8] / n, gnorm, lr_now);
+      // the train phase's MFU: μ iterations so far, each a 3-version forward + backward over every completion
+      const double train_mfu = step_mfu(3.0 * n * double(L) * double(u + 1), L, phases.get("train"));
+      char extra[288];
+      std::snprintf(extra, sizeof(extra), " | reward %.3f ± %.3f | kl %.4f | clip %.3f | len %.1f | gnorm %.3f | lr %.2e%s",
+                    reward_mean, reward_std, g[1] / world_, g[4] / world_, g[8] / n, gnorm, lr_now,
+                    train_mfu > 0 ? (" | train MFU " + std::to_string(int(100 * train_mfu + 0.5)) + "%").c_str() : "");
       log_step("grpo", grpo_step_, total, g[0] / world_, extra, phases, step_ms, tok_s);
       if (metrics_) {
         nlohmann::json j = {{"phase", "grpo"}, {"step", grpo_step_}, {"loss", g[0] / world_},
@@ -539,6 +555,7 @@ void Trainer::grpo_loop() {
                             {"clip_ratio_region", g[4] / world_}, {"zero_std_ratio", g[9] / world_},
                             {"completion_length", g[8] / n}, {"grad_norm", gnorm}, {"lr", lr_now},
                             {"tokens_per_s", tok_s}, {"step_ms", step_ms}, {"comm_bytes_sent", sent}};
+        if (train_mfu > 0) j["train_mfu"] = train_mfu;
         const auto names = rewards_->names();
         for (size_t k = 0; k < names.size(); ++k) {
           const double m = g[10 + 2 * k] / n;

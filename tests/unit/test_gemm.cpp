@@ -77,3 +77,10 @@ TEST_CASE("cpu gemm: shape mismatches are clear errors", "[unit][backend]") {
                               TensorView::of(x.data(), {3, 2})),
                       Catch::Contains("is not [2,2]"));
 }
+
+TEST_CASE("cpu backend: no TF32 math and no known peak; asking for TF32 is a clear error", "[unit][gemm]") {
+  CpuBackend be(1);
+  CHECK(be.peak_flops() == 0.0);
+  be.allow_tf32(false);
+  REQUIRE_THROWS_WITH(be.allow_tf32(true), Catch::Contains("parallel.tf32 = true needs the CUDA backend"));
+}

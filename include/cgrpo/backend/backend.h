@@ -41,6 +41,12 @@ class Backend {
   virtual void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
                     float alpha = 1.0f, float beta = 0.0f) = 0;
 
+  // Dense peak FLOP/s of the matmul math this backend runs (the MFU denominator); 0 = unknown (CPU).
+  virtual double peak_flops() const { return 0.0; }
+  // fp32 GEMMs on TF32 tensor cores (fp32 storage and accumulation, inputs rounded to a 10-bit mantissa),
+  // PyTorch's allow_tf32. Only the CUDA backend has it; asking another backend for it is fatal.
+  virtual void allow_tf32(bool on);
+
   // --- memory on this backend's device. Every pointer an op takes is device memory unless it says "host".
   Buffer alloc(size_t bytes, MemCategory category) const { return Buffer(bytes, device(), category); }
   // Stream-ordered copies. upload() returns once the host memory may be reused; download() returns once the

@@ -28,6 +28,7 @@ struct ParallelSection {
   std::string reduce_dtype = "f32";
   std::string zero3_rollout_gather = "once";  // once | per_unit: weights for generation under ZeRO-3
   int64_t threads = 0;              // BLAS threads per rank; 0 = OPENBLAS_NUM_THREADS or all cores
+  bool tf32 = false;                // CUDA: fp32 GEMMs on TF32 tensor cores
   int stage() const;                // zero_stage resolved to 0..3
 };
 

@@ -66,6 +66,11 @@ class DreamModel {
   // forward(grad = true) + logprobs() pair.
   void backward(const float* dlogp);
 
+  // Model FLOPs of one forward per token of a length-L sequence (the usual MFU count, PaLM appendix B):
+  // 2 x the matmul parameters (every projection and the LM head) + 4 L x q-width per layer (QK^T and PV).
+  // A training step is 3x that (backward = 2x forward); recompute adds one more forward.
+  double forward_flops_per_token(int64_t L) const;
+
   // Bytes of activation memory forward(grad) holds for a [B, L] batch under the current recompute setting.
   size_t activation_bytes(int64_t B, int64_t L, bool grad) const;
   // Bytes of the model's own scratch for R requested rows: selected rows (Activations) and the backward

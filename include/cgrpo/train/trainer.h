@@ -59,6 +59,7 @@ class Trainer {
   std::vector<int32_t> prompt_ids(const Prompt& p) const;
   std::vector<RewardSample> reward_samples(const std::vector<const Prompt*>& prompts,
                                            const std::vector<std::string>& completions) const;
+  double step_mfu(double tokens, int64_t seq_len, double ms) const;
   void log_step(const std::string& phase, int64_t step, int64_t total, double loss, const std::string& extra,
                 const PhaseTimes& phases, double step_ms, double tokens_per_s);
 
