@@ -5,7 +5,8 @@
 //            row-major views mapped onto column-major by swapping operands (colmajor_gemm.h), strided
 //            batched with broadcast (batch stride 0), alpha/beta, k = 0 handled as C = beta C, a per-shape
 //            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); the Device::CUDA
-//            Buffer allocator (cudaMalloc/cudaFree); host<->device copies for tests and loaders;
+//            Buffer allocator (stream-ordered cudaMallocAsync/cudaFreeAsync, the pool keeps freed memory);
+//            host<->device copies for tests and loaders; device-side index checks reported at synchronize();
 //            NcclCommunicator (comm/nccl_communicator.h).
 //   remains: every other op (copy, zero, embedding, rmsnorm, rope, attention, swiglu, bias, the fused
 //            vocabulary-chunked logsoftmax_gather) is fatal "not implemented on CUDA yet"; bf16 params and
@@ -14,10 +15,11 @@
 //            and a whole training step against CpuBackend; MFU in the progress line.
 //
 // This header has no CUDA includes, so CPU code can name the type; only src/**/*.cu and cuda_*.cpp define it.
-// All gemm calls are stream-ordered on context().stream(); download() and synchronize() wait for them.
+// All ops are stream-ordered on context().stream(); download() and synchronize() wait for them.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "cgrpo/backend/backend.h"
@@ -51,7 +53,6 @@ class CudaBackend final : public Backend {
              double lr, int64_t step, const AdamWParams& hp, float grad_scale) override;
   void cast(const TensorView& src, const TensorView& dst) override;
 
-  // Not implemented on CUDA yet (issue 12): each is fatal, naming the op.
   void copy(const TensorView& src, const TensorView& dst) override;
   void zero(const TensorView& t) override;
   void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) override;
@@ -61,6 +62,7 @@ class CudaBackend final : public Backend {
                    const TensorView& dx, const TensorView& dw) override;
   void rope_fwd(const TensorView& x, int64_t head_dim, const int32_t* pos, float theta) override;
   void rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t* pos, float theta) override;
+  // Not implemented on CUDA yet (issue 12): each is fatal, naming the op.
   void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                      const uint8_t* key_mask, const TensorView& o, float* lse) override;
   void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -78,10 +80,31 @@ class CudaBackend final : public Backend {
                              const TensorView& dW) override;
   size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const override;
 
+  // Scratch device memory owned by the backend (MemCategory::Workspace); grows to the largest request, never
+  // shrinks. Stream-ordered: valid for work queued on context().stream() until the next call that grows it.
+  float* workspace(size_t floats);
+  size_t workspace_capacity_bytes() const { return ws_.bytes(); }
+
+  // The device's default memory pool, which backs every Device::CUDA Buffer.
+  struct PoolStats {
+    uint64_t reserved_bytes = 0;     // held by the pool (cudaMemPoolAttrReservedMemCurrent)
+    uint64_t used_bytes = 0;         // handed out to live allocations (cudaMemPoolAttrUsedMemCurrent)
+    uint64_t release_threshold = 0;  // cudaMemPoolAttrReleaseThreshold (UINT64_MAX: never trimmed)
+  };
+  PoolStats pool_stats() const;
+
  private:
   struct GemmCache;
+  // Waits for the stream, then turns a device-side error record (a bad id found by a kernel) into a fatal
+  // error and clears it. Called by synchronize() and download().
+  void sync_and_check();
+  void* device_error() const { return err_dev_.data(); }  // cuda::DeviceError*
+
   CudaContext ctx_;
   std::unique_ptr<GemmCache> gemm_cache_;
+  Buffer ws_;              // workspace(), see above
+  Buffer err_dev_;         // cuda::DeviceError on the device, zero = no error
+  void* err_host_ = nullptr;  // pinned host copy of it
 };
 
 }  // namespace cgrpo
