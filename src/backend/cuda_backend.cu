@@ -334,13 +334,6 @@ void CudaBackend::synchronize() { sync_and_check(); }
 
 #define CGRPO_CUDA_TODO(op) CGRPO_FAIL("CudaBackend::" op " is not implemented on CUDA yet (issue 12)", \
                                        hint("set parallel.backend = cpu"))
-void CudaBackend::axpby(int64_t, float, const float*, float, float*) { CGRPO_CUDA_TODO("axpby"); }
-double CudaBackend::sumsq(const float*, int64_t) { CGRPO_CUDA_TODO("sumsq"); }
-void CudaBackend::adamw(float*, const float*, float*, float*, int64_t, const std::vector<DecaySegment>&, double, int64_t,
-                        const AdamWParams&, float) {
-  CGRPO_CUDA_TODO("adamw");
-}
-void CudaBackend::cast(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("cast"); }
 void CudaBackend::copy(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("copy"); }
 void CudaBackend::zero(const TensorView&) { CGRPO_CUDA_TODO("zero"); }
 void CudaBackend::embedding_fwd(const TensorView&, const int32_t*, const TensorView&) { CGRPO_CUDA_TODO("embedding_fwd"); }
