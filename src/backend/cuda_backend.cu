@@ -334,26 +334,6 @@ void CudaBackend::synchronize() { sync_and_check(); }
 
 #define CGRPO_CUDA_TODO(op) CGRPO_FAIL("CudaBackend::" op " is not implemented on CUDA yet (issue 12)", \
                                        hint("set parallel.backend = cpu"))
-void CudaBackend::copy(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("copy"); }
-void CudaBackend::zero(const TensorView&) { CGRPO_CUDA_TODO("zero"); }
-void CudaBackend::embedding_fwd(const TensorView&, const int32_t*, const TensorView&) { CGRPO_CUDA_TODO("embedding_fwd"); }
-void CudaBackend::embedding_bwd(const TensorView&, const int32_t*, const TensorView&) { CGRPO_CUDA_TODO("embedding_bwd"); }
-void CudaBackend::rmsnorm_fwd(const TensorView&, const TensorView&, float, const TensorView&, float*) {
-  CGRPO_CUDA_TODO("rmsnorm_fwd");
-}
-void CudaBackend::rmsnorm_bwd(const TensorView&, const TensorView&, const TensorView&, const float*, const TensorView&,
-                              const TensorView&) {
-  CGRPO_CUDA_TODO("rmsnorm_bwd");
-}
-void CudaBackend::rope_fwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_fwd"); }
-void CudaBackend::rope_bwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_bwd"); }
-void CudaBackend::swiglu_fwd(const TensorView&, const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("swiglu_fwd"); }
-void CudaBackend::swiglu_bwd(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
-                             const TensorView&) {
-  CGRPO_CUDA_TODO("swiglu_bwd");
-}
-void CudaBackend::bias_add(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("bias_add"); }
-void CudaBackend::bias_bwd(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("bias_bwd"); }
 void CudaBackend::logsoftmax_gather_fwd(const TensorView&, const TensorView&, const int32_t*, int64_t, float*, float*) {
   CGRPO_CUDA_TODO("logsoftmax_gather_fwd");
 }
