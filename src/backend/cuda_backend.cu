@@ -334,16 +334,6 @@ void CudaBackend::synchronize() { sync_and_check(); }
 
 #define CGRPO_CUDA_TODO(op) CGRPO_FAIL("CudaBackend::" op " is not implemented on CUDA yet (issue 12)", \
                                        hint("set parallel.backend = cpu"))
-void CudaBackend::logsoftmax_gather_fwd(const TensorView&, const TensorView&, const int32_t*, int64_t, float*, float*) {
-  CGRPO_CUDA_TODO("logsoftmax_gather_fwd");
-}
-void CudaBackend::logsoftmax_gather_bwd(const TensorView&, const TensorView&, const int32_t*, int64_t, const float*,
-                                        const float*, const TensorView&, const TensorView&) {
-  CGRPO_CUDA_TODO("logsoftmax_gather_bwd");
-}
-size_t CudaBackend::logsoftmax_gather_workspace_bytes(int64_t, int64_t, int64_t) const {
-  CGRPO_CUDA_TODO("logsoftmax_gather_workspace_bytes");
-}
 void CudaBackend::attention_fwd(const AttnShape&, const TensorView&, const TensorView&, const TensorView&,
                                 const uint8_t*, const TensorView&, float*) {
   CGRPO_CUDA_TODO("attention_fwd");
