@@ -4,15 +4,30 @@
 //   exists:  gemm through cuBLASLt (fp32 or bf16 A/B, fp32 or bf16 C, CUBLAS_COMPUTE_32F accumulate,
 //            row-major views mapped onto column-major by swapping operands (colmajor_gemm.h), strided
 //            batched with broadcast (batch stride 0), alpha/beta, k = 0 handled as C = beta C, a per-shape
-//            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); the Device::CUDA
-//            Buffer allocator (stream-ordered cudaMallocAsync/cudaFreeAsync, the pool keeps freed memory);
-//            host<->device copies for tests and loaders; device-side index checks reported at synchronize();
-//            NcclCommunicator (comm/nccl_communicator.h).
-//   remains: every other op (copy, zero, embedding, rmsnorm, rope, attention, swiglu, bias, the fused
-//            vocabulary-chunked logsoftmax_gather) is fatal "not implemented on CUDA yet"; bf16 params and
-//            activations with fp32 master weights (§3.4) in the model and optimizer; AdamW on device;
-//            compute/comm overlap (NcclCommunicator synchronises its stream per call); GPU tests of every op
-//            and a whole training step against CpuBackend; MFU in the progress line.
+//            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); a stream-ordered
+//            caching allocator for Device::CUDA Buffers (cudaMallocAsync/cudaFreeAsync from the device's
+//            default pool, release threshold UINT64_MAX: steady-state training does no cudaMalloc);
+//            host<->device copies; every fp32 model op except attention (src/backend/cuda_ops_basic.cu:
+//            copy, zero, embedding, RMSNorm, RoPE, SwiGLU, bias), the flat-vector ops of the optimizer and
+//            ZeRO engine (cuda_ops_flat.cu: axpby, sumsq, AdamW, casts) and the fused vocabulary-chunked
+//            logsoftmax_gather (cuda_ops_logsoftmax.cu), each tested against CpuBackend (tests/gpu); their
+//            per-element math lives in kernel_math.h, unit-tested on the CPU; NcclCommunicator
+//            (comm/nccl_communicator.h).
+//   remains: attention_fwd/bwd (fatal "not implemented on CUDA yet"); bf16 params and activations with fp32
+//            master weights (§3.4) in the model and optimizer; compute/comm overlap (NcclCommunicator
+//            synchronises its stream per call); a whole training step on CUDA against CpuBackend; MFU.
+//
+// Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
+// use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
+// bias_add, axpby, adamw, cast. Within rounding of it (documented per op in the .cu files): the rest.
+//
+// Bad indices (token ids, targets) are checked on the device: the kernel skips the access and records the
+// first offender; the next synchronize() or download() (sumsq included) is fatal with the op, position and id.
+//
+// Memory model: one CudaBackend per process. Device::CUDA Buffers are allocated and freed in stream order on
+// the stream of the most recently constructed live CudaBackend; use them on that stream (all ops do), or
+// after synchronize(). Another CudaBackend alive at the same time (tests) takes the allocator stream over
+// until it is destroyed.
 //
 // This header has no CUDA includes, so CPU code can name the type; only src/**/*.cu and cuda_*.cpp define it.
 // All ops are stream-ordered on context().stream(); download() and synchronize() wait for them.
