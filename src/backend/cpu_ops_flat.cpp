@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/kernel_math.h"
 #include "cgrpo/core/dtype.h"
 
 namespace cgrpo {
@@ -19,7 +20,7 @@ void CpuBackend::copy_bytes(void* dst, const void* src, size_t bytes) {
 }
 
 void CpuBackend::axpby(int64_t n, float a, const float* x, float b, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a * x[i] + b * y[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = kmath::axpby_f32(a, x[i], b, y[i]);  // fma(a, x, b y), as the CUDA kernel
 }
 
 double CpuBackend::sumsq(const float* x, int64_t n) {

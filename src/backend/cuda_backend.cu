@@ -1,26 +1,73 @@
-// CudaBackend: gemm on cuBLASLt; the other ops are not implemented on CUDA yet (cuda_backend.h).
+// CudaBackend: construction, the stream-ordered Buffer allocator, host<->device copies, the device-side error
+// record and workspace, and gemm on cuBLASLt. The other ops live in cuda_ops_basic.cu, cuda_ops_flat.cu and
+// cuda_ops_logsoftmax.cu; attention is not implemented on CUDA yet (cuda_backend.h).
+//
+// Allocator: Device::CUDA Buffers come from cudaMallocAsync / cudaFreeAsync on the stream of the most
+// recently constructed live CudaBackend, out of the device's default memory pool with its release threshold
+// at UINT64_MAX, so freed memory stays in the pool and a steady-state training step never reaches cudaMalloc.
+// Allocation and free are ordered on that stream: the backend's own ops (all on that stream) may use a Buffer
+// as soon as it is constructed, and a Buffer freed while kernels that read it are still queued is not reused
+// before they finish. The DeviceAllocator hook is a plain function pair, so the stream is file-static state;
+// one CudaBackend per process is the model (a second one, as tests make, takes the stream over until it is
+// destroyed; with none alive, allocation falls back to the legacy stream and waits).
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <map>
+#include <mutex>
+#include <vector>
 
 #include "cgrpo/backend/colmajor_gemm.h"
 #include "cgrpo/backend/cuda_backend.h"
 #include "cgrpo/core/buffer.h"
 #include "cuda_check.h"
+#include "cuda_kernels.cuh"
 
 namespace cgrpo {
 
 namespace {
 
+// The streams of the live CudaBackends, most recent last. Leaked on purpose: Buffers may be freed during
+// static destruction, after a function-local static would be gone.
+struct AllocStreams {
+  std::mutex mu;
+  std::vector<cudaStream_t> live;
+};
+AllocStreams& alloc_streams() {
+  static AllocStreams* s = new AllocStreams;
+  return *s;
+}
+
 void* cuda_alloc(size_t bytes) {
+  AllocStreams& st = alloc_streams();
+  std::lock_guard<std::mutex> lock(st.mu);
+  const cudaStream_t s = st.live.empty() ? cudaStream_t(0) : st.live.back();
   void* p = nullptr;
-  CGRPO_CUDA(cudaMalloc(&p, bytes));
+  const cudaError_t e = cudaMallocAsync(&p, bytes, s);
+  if (e != cudaSuccess) cudaGetLastError();  // not sticky: clear it so later launch checks do not see it
+  CGRPO_CHECK(e == cudaSuccess, "cudaMallocAsync of ", bytes, " bytes -> ", cudaGetErrorName(e), ": ",
+              cudaGetErrorString(e), hint("out of device memory: reduce the micro-batch size or shard more "
+                                          "(parallel.zero_stage)"));
+  if (st.live.empty()) CGRPO_CUDA(cudaStreamSynchronize(s));  // no backend stream: usable anywhere once it returns
+  // The kernels' float4 paths and the workspace carver (256-byte pieces, doubles) rely on it; pools give it.
+  CGRPO_CHECK(reinterpret_cast<uintptr_t>(p) % 256 == 0, "cudaMallocAsync returned ", p, ", not 256-byte aligned");
   return p;
 }
-void cuda_free(void* p) { cudaFree(p); }
+
+void cuda_free(void* p) {
+  AllocStreams& st = alloc_streams();
+  std::lock_guard<std::mutex> lock(st.mu);
+  const cudaError_t e = cudaFreeAsync(p, st.live.empty() ? cudaStream_t(0) : st.live.back());
+  if (e == cudaSuccess) return;
+  cudaGetLastError();
+  // At process exit the runtime may already be gone; the memory goes with it.
+  if (e == cudaErrorCudartUnloading || e == cudaErrorContextIsDestroyed) return;
+  CGRPO_FAIL("cudaFreeAsync(", p, ") -> ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
+}
 
 cudaDataType_t cuda_type(DType t) {
   switch (t) {
@@ -134,12 +181,84 @@ struct CudaBackend::GemmCache {
 
 CudaBackend::CudaBackend(int device, size_t workspace_bytes)
     : ctx_(device, workspace_bytes), gemm_cache_(std::make_unique<GemmCache>()) {
+  int pools = 0;
+  CGRPO_CUDA(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device));
+  CGRPO_CHECK(pools != 0, "CUDA device ", device, " does not support stream-ordered memory pools",
+              hint("the CUDA backend needs a driver with cudaMallocAsync (CUDA 11.2 or newer)"));
+  cudaMemPool_t pool = nullptr;
+  CGRPO_CUDA(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t keep_all = UINT64_MAX;  // never return freed memory to the driver at synchronisation points
+  CGRPO_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+  {
+    AllocStreams& st = alloc_streams();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.live.push_back(static_cast<cudaStream_t>(ctx_.stream()));
+  }
   set_device_allocator(Device::CUDA, DeviceAllocator{&cuda_alloc, &cuda_free});
+
+  err_dev_ = Buffer(sizeof(cuda::DeviceError), Device::CUDA, MemCategory::Other);
+  CGRPO_CUDA(cudaMemsetAsync(err_dev_.data(), 0, sizeof(cuda::DeviceError), static_cast<cudaStream_t>(ctx_.stream())));
+  CGRPO_CUDA(cudaMallocHost(&err_host_, sizeof(cuda::DeviceError)));
+  std::memset(err_host_, 0, sizeof(cuda::DeviceError));
+  ctx_.synchronize();
 }
 
 CudaBackend::~CudaBackend() {
-  if (ctx_.stream()) cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream()));
+  // Unchecked: a destructor must not throw, and at process exit the runtime may already be unloading.
+  const cudaStream_t s = static_cast<cudaStream_t>(ctx_.stream());
+  ws_.reset();  // freed in order on this backend's stream (still the allocator stream)
+  attn_ws_.reset();
+  err_dev_.reset();
+  if (s) cudaStreamSynchronize(s);
+  {
+    AllocStreams& st = alloc_streams();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.live.erase(std::remove(st.live.begin(), st.live.end(), s), st.live.end());
+  }
+  if (err_host_) cudaFreeHost(err_host_);
   gemm_cache_.reset();
+}
+
+float* CudaBackend::workspace(size_t floats) {
+  const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
+  // The old buffer is freed in stream order: kernels already queued on it finish before it is reused.
+  if (ws_.bytes() < bytes) ws_ = Buffer(bytes, Device::CUDA, MemCategory::Workspace);
+  return ws_.as<float>();
+}
+
+CudaBackend::PoolStats CudaBackend::pool_stats() const {
+  cudaMemPool_t pool = nullptr;
+  CGRPO_CUDA(cudaDeviceGetDefaultMemPool(&pool, ctx_.device()));
+  PoolStats p;
+  CGRPO_CUDA(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &p.reserved_bytes));
+  CGRPO_CUDA(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &p.used_bytes));
+  CGRPO_CUDA(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &p.release_threshold));
+  return p;
+}
+
+void CudaBackend::sync_and_check() {
+  const cudaStream_t s = static_cast<cudaStream_t>(ctx_.stream());
+  CGRPO_CUDA(cudaMemcpyAsync(err_host_, err_dev_.data(), sizeof(cuda::DeviceError), cudaMemcpyDeviceToHost, s));
+  ctx_.synchronize();
+  cuda::DeviceError e;
+  std::memcpy(&e, err_host_, sizeof(e));
+  if (e.flag == 0) return;
+  // Clear it first, so a caller that catches the error (tests) can go on.
+  CGRPO_CUDA(cudaMemsetAsync(err_dev_.data(), 0, sizeof(cuda::DeviceError), s));
+  ctx_.synchronize();
+  std::memset(err_host_, 0, sizeof(cuda::DeviceError));
+  switch (e.code) {
+    case cuda::kErrEmbeddingFwdId:
+    case cuda::kErrEmbeddingBwdId:
+      CGRPO_FAIL(e.code == cuda::kErrEmbeddingFwdId ? "embedding_fwd" : "embedding_bwd", ": token id ", e.value,
+                 " at position ", e.index, " is outside the vocabulary [0, ", e.bound, ") (found on the device)",
+                 hint("check the tokenizer / vocab_size in config.json"));
+    case cuda::kErrTarget:
+      CGRPO_FAIL("logsoftmax_gather: target ", e.value, " of row ", e.index, " is outside the vocabulary [0, ",
+                 e.bound, ") (found on the device)");
+    default:
+      CGRPO_FAIL("CUDA kernel reported error code ", e.code, " (index ", e.index, ", value ", e.value, ")");
+  }
 }
 
 size_t CudaBackend::gemm_plans_cached() const { return gemm_cache_->plans.size(); }
@@ -203,8 +322,8 @@ void CudaBackend::upload(const void* host, void* device_ptr, size_t bytes) {
 }
 
 void CudaBackend::download(const void* device_ptr, void* host, size_t bytes) {
-  CGRPO_CUDA(cudaMemcpyAsync(host, device_ptr, bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(ctx_.stream())));
-  ctx_.synchronize();
+  if (bytes) CGRPO_CUDA(cudaMemcpyAsync(host, device_ptr, bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(ctx_.stream())));
+  sync_and_check();
 }
 
 void CudaBackend::copy_bytes(void* dst, const void* src, size_t bytes) {
@@ -212,47 +331,7 @@ void CudaBackend::copy_bytes(void* dst, const void* src, size_t bytes) {
   CGRPO_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(ctx_.stream())));
 }
 
-void CudaBackend::synchronize() { ctx_.synchronize(); }
+void CudaBackend::synchronize() { sync_and_check(); }
 
-#define CGRPO_CUDA_TODO(op) CGRPO_FAIL("CudaBackend::" op " is not implemented on CUDA yet (issue 12)", \
-                                       hint("set parallel.backend = cpu"))
-void CudaBackend::axpby(int64_t, float, const float*, float, float*) { CGRPO_CUDA_TODO("axpby"); }
-double CudaBackend::sumsq(const float*, int64_t) { CGRPO_CUDA_TODO("sumsq"); }
-void CudaBackend::adamw(float*, const float*, float*, float*, int64_t, const std::vector<DecaySegment>&, double, int64_t,
-                        const AdamWParams&, float) {
-  CGRPO_CUDA_TODO("adamw");
-}
-void CudaBackend::cast(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("cast"); }
-void CudaBackend::copy(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("copy"); }
-void CudaBackend::zero(const TensorView&) { CGRPO_CUDA_TODO("zero"); }
-void CudaBackend::embedding_fwd(const TensorView&, const int32_t*, const TensorView&) { CGRPO_CUDA_TODO("embedding_fwd"); }
-void CudaBackend::embedding_bwd(const TensorView&, const int32_t*, const TensorView&) { CGRPO_CUDA_TODO("embedding_bwd"); }
-void CudaBackend::rmsnorm_fwd(const TensorView&, const TensorView&, float, const TensorView&, float*) {
-  CGRPO_CUDA_TODO("rmsnorm_fwd");
-}
-void CudaBackend::rmsnorm_bwd(const TensorView&, const TensorView&, const TensorView&, const float*, const TensorView&,
-                              const TensorView&) {
-  CGRPO_CUDA_TODO("rmsnorm_bwd");
-}
-void CudaBackend::rope_fwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_fwd"); }
-void CudaBackend::rope_bwd(const TensorView&, int64_t, const int32_t*, float) { CGRPO_CUDA_TODO("rope_bwd"); }
-void CudaBackend::swiglu_fwd(const TensorView&, const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("swiglu_fwd"); }
-void CudaBackend::swiglu_bwd(const TensorView&, const TensorView&, const TensorView&, const TensorView&,
-                             const TensorView&) {
-  CGRPO_CUDA_TODO("swiglu_bwd");
-}
-void CudaBackend::bias_add(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("bias_add"); }
-void CudaBackend::bias_bwd(const TensorView&, const TensorView&) { CGRPO_CUDA_TODO("bias_bwd"); }
-void CudaBackend::logsoftmax_gather_fwd(const TensorView&, const TensorView&, const int32_t*, int64_t, float*, float*) {
-  CGRPO_CUDA_TODO("logsoftmax_gather_fwd");
-}
-void CudaBackend::logsoftmax_gather_bwd(const TensorView&, const TensorView&, const int32_t*, int64_t, const float*,
-                                        const float*, const TensorView&, const TensorView&) {
-  CGRPO_CUDA_TODO("logsoftmax_gather_bwd");
-}
-size_t CudaBackend::logsoftmax_gather_workspace_bytes(int64_t, int64_t, int64_t) const {
-  CGRPO_CUDA_TODO("logsoftmax_gather_workspace_bytes");
-}
-#undef CGRPO_CUDA_TODO
 
 }  // namespace cgrpo

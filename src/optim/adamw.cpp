@@ -1,29 +1,26 @@
 #include "cgrpo/optim/adamw.h"
 
-#include <cmath>
-
+#include "cgrpo/backend/kernel_math.h"
 #include "cgrpo/core/error.h"
 
 namespace cgrpo {
 
+// The per-step scalars and the element update are kmath's (backend/kernel_math.h), shared with the CUDA
+// kernel so that CPU and GPU give the same bits: every multiply-add there is an explicit fma, placed where
+// GCC -mfma used to fuse this loop, so the compiler cannot choose differently on either side.
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const std::vector<DecaySegment>& segments,
                 double lr, int64_t step, const AdamWParams& hp, float grad_scale) {
   CGRPO_CHECK(step >= 1, "AdamW step count starts at 1, got ", step);
-  const float b1 = static_cast<float>(hp.beta1), b2 = static_cast<float>(hp.beta2);
-  const float bc1 = static_cast<float>(1.0 - std::pow(hp.beta1, double(step)));
-  const float bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(hp.beta2, double(step))));
-  const float step_size = static_cast<float>(lr) / bc1;
-  const float eps = static_cast<float>(hp.eps);
+  const kmath::AdamWConsts k = kmath::adamw_consts(lr, step, hp);
   int64_t covered = 0;
   for (const DecaySegment& s : segments) {
     CGRPO_CHECK(s.offset == covered && s.offset + s.count <= n, "AdamW decay segments do not tile the shard");
-    const float keep = s.decay ? static_cast<float>(1.0 - lr * hp.weight_decay) : 1.0f;
+    const float keep = s.decay ? k.keep_decay : 1.0f;
     for (int64_t i = s.offset; i < s.offset + s.count; ++i) {
-      const float gi = g[i] * grad_scale;
-      m[i] = b1 * m[i] + (1.0f - b1) * gi;
-      v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-      const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-      p[i] = p[i] * keep - step_size * m[i] / denom;
+      const kmath::AdamWElem e = kmath::adamw_element(p[i], g[i], m[i], v[i], keep, grad_scale, k);
+      p[i] = e.p;
+      m[i] = e.m;
+      v[i] = e.v;
     }
     covered += s.count;
   }

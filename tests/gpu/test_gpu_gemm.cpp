@@ -12,66 +12,10 @@
 #include "cgrpo/comm/mpi_communicator.h"
 #include "cgrpo/comm/nccl_communicator.h"
 #include "cgrpo/core/philox.h"
+#include "gpu_test_util.h"
 
 using namespace cgrpo;
-
-namespace {
-std::vector<float> randn(size_t n, uint32_t sample) {
-  std::vector<float> v(n);
-  RngStream(7, RngPurpose::Test, 0, sample).fill_normal(v.data(), static_cast<int64_t>(n), 0.0f, 1.0f);
-  return v;
-}
-std::vector<float> round_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
-  return v;
-}
-std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
-  std::vector<uint16_t> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
-  return h;
-}
-
-// The device NcclCommunicator picks too under mpirun: node-local rank % device count.
-CudaBackend& gpu() {
-  static CudaBackend be([] {
-    const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    return (lr ? std::atoi(lr) : 0) % cuda_device_info().device_count;
-  }());
-  return be;
-}
-
-// A device copy of a host vector, as a view with `dims` (and the given row stride when > 0).
-struct Dev {
-  Buffer buf;
-  TensorView view;
-  template <class T>
-  Dev(const std::vector<T>& host, DType t, std::initializer_list<int64_t> dims, int64_t ld = 0)
-      : buf(host.size() * sizeof(T) + 64, Device::CUDA) {
-    gpu().upload(host.data(), buf.data(), host.size() * sizeof(T));
-    view = TensorView(buf.data(), t, dims, Device::CUDA);
-    if (ld > 0) {
-      view.strides[view.ndim - 2] = ld;
-      if (view.ndim == 3) view.strides[0] = view.shape[0] > 1 ? view.shape[1] * ld : 0;
-    }
-  }
-  template <class T>
-  std::vector<T> get(size_t n) {
-    std::vector<T> h(n);
-    gpu().download(buf.data(), h.data(), n * sizeof(T));
-    return h;
-  }
-};
-
-// |got - want| <= rel * (|want| + sqrt(k) * scale), the bound of an fp32 dot product of length k
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, int64_t k) {
-  REQUIRE(got.size() == want.size());
-  const double scale = std::sqrt(double(std::max<int64_t>(k, 1)));
-  for (size_t i = 0; i < want.size(); ++i) {
-    INFO("element " << i << ": got " << got[i] << " want " << want[i]);
-    REQUIRE(std::abs(double(got[i]) - want[i]) <= rel * (std::abs(double(want[i])) + scale));
-  }
-}
-}  // namespace
+using namespace gpu_test;
 
 TEST_CASE("cuda gemm fp32: four transpose combinations, odd sizes, alpha and beta", "[gpu][gemm]") {
   CpuBackend cpu(1);
@@ -173,7 +117,6 @@ TEST_CASE("cuda gemm: plans are cached per shape; wrong devices and dtypes are f
   TensorView bad = dc.view;
   bad.dtype = DType::F16;
   REQUIRE_THROWS_WITH(gpu().gemm(da.view, false, db.view, false, bad), Catch::Contains("supports"));
-  REQUIRE_THROWS_WITH(gpu().zero(dc.view), Catch::Contains("not implemented on CUDA yet"));
   auto be = make_backend("cuda", 0);
   CHECK(std::string(be->name()) == "cuda");
 }

@@ -4,21 +4,38 @@
 //   exists:  gemm through cuBLASLt (fp32 or bf16 A/B, fp32 or bf16 C, CUBLAS_COMPUTE_32F accumulate,
 //            row-major views mapped onto column-major by swapping operands (colmajor_gemm.h), strided
 //            batched with broadcast (batch stride 0), alpha/beta, k = 0 handled as C = beta C, a per-shape
-//            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); the Device::CUDA
-//            Buffer allocator (cudaMalloc/cudaFree); host<->device copies for tests and loaders;
-//            NcclCommunicator (comm/nccl_communicator.h); attention fwd/bwd as fp32 SIMT flash attention
-//            (cuda_ops_attention.cu, FlashAttention-2 tiling in flash_tile.h, no [L, L] buffer, deterministic).
-//   remains: every other op (copy, zero, embedding, rmsnorm, rope, swiglu, bias, the fused
-//            vocabulary-chunked logsoftmax_gather) is fatal "not implemented on CUDA yet"; bf16 params and
-//            activations with fp32 master weights (§3.4) in the model and optimizer; AdamW on device;
-//            compute/comm overlap (NcclCommunicator synchronises its stream per call); GPU tests of every op
-//            and a whole training step against CpuBackend; MFU in the progress line.
+//            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); a stream-ordered
+//            caching allocator for Device::CUDA Buffers (cudaMallocAsync/cudaFreeAsync from the device's
+//            default pool, release threshold UINT64_MAX: steady-state training does no cudaMalloc);
+//            host<->device copies; every fp32 model op (src/backend/cuda_ops_basic.cu:
+//            copy, zero, embedding, RMSNorm, RoPE, SwiGLU, bias), the flat-vector ops of the optimizer and
+//            ZeRO engine (cuda_ops_flat.cu: axpby, sumsq, AdamW, casts) and the fused vocabulary-chunked
+//            logsoftmax_gather (cuda_ops_logsoftmax.cu), each tested against CpuBackend (tests/gpu); their
+//            per-element math lives in kernel_math.h, unit-tested on the CPU; NcclCommunicator
+//            (comm/nccl_communicator.h); attention fwd/bwd as fp32 SIMT flash attention (cuda_ops_attention.cu,
+//            FlashAttention-2 tiling in flash_tile.h, no [L, L] buffer); TF32 math (allow_tf32) and the
+//            device's nominal peak (peak_flops) for MFU. None of it has run on a GPU yet (no device was lent).
+//   remains: bf16 params and activations with fp32 master weights (§3.4) in the model and optimizer; the
+//            sampler's per-step work on the device; measured numbers.
+//
+// Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
+// use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
+// bias_add, axpby, adamw, cast, attention (none bit-identical to the CPU). Within rounding of it (documented per op in the .cu files): the rest.
+//
+// Bad indices (token ids, targets) are checked on the device: the kernel skips the access and records the
+// first offender; the next synchronize() or download() (sumsq included) is fatal with the op, position and id.
+//
+// Memory model: one CudaBackend per process. Device::CUDA Buffers are allocated and freed in stream order on
+// the stream of the most recently constructed live CudaBackend; use them on that stream (all ops do), or
+// after synchronize(). Another CudaBackend alive at the same time (tests) takes the allocator stream over
+// until it is destroyed.
 //
 // This header has no CUDA includes, so CPU code can name the type; only src/**/*.cu and cuda_*.cpp define it.
-// All gemm calls are stream-ordered on context().stream(); download() and synchronize() wait for them.
+// All ops are stream-ordered on context().stream(); download() and synchronize() wait for them.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "cgrpo/backend/backend.h"
@@ -62,7 +79,6 @@ class CudaBackend final : public Backend {
                      const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
                      const TensorView& dq, const TensorView& dk, const TensorView& dv) override;
 
-  // Not implemented on CUDA yet (issue 12): each is fatal, naming the op.
   void copy(const TensorView& src, const TensorView& dst) override;
   void zero(const TensorView& t) override;
   void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) override;
@@ -84,10 +100,31 @@ class CudaBackend final : public Backend {
                              const TensorView& dW) override;
   size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const override;
 
+  // Scratch device memory owned by the backend (MemCategory::Workspace); grows to the largest request, never
+  // shrinks. Stream-ordered: valid for work queued on context().stream() until the next call that grows it.
+  float* workspace(size_t floats);
+  size_t workspace_capacity_bytes() const { return ws_.bytes(); }
+
+  // The device's default memory pool, which backs every Device::CUDA Buffer.
+  struct PoolStats {
+    uint64_t reserved_bytes = 0;     // held by the pool (cudaMemPoolAttrReservedMemCurrent)
+    uint64_t used_bytes = 0;         // handed out to live allocations (cudaMemPoolAttrUsedMemCurrent)
+    uint64_t release_threshold = 0;  // cudaMemPoolAttrReleaseThreshold (UINT64_MAX: never trimmed)
+  };
+  PoolStats pool_stats() const;
+
  private:
   struct GemmCache;
+  // Waits for the stream, then turns a device-side error record (a bad id found by a kernel) into a fatal
+  // error and clears it. Called by synchronize() and download().
+  void sync_and_check();
+  void* device_error() const { return err_dev_.data(); }  // cuda::DeviceError*
+
   CudaContext ctx_;
   std::unique_ptr<GemmCache> gemm_cache_;
+  Buffer ws_;              // workspace(), see above
+  Buffer err_dev_;         // cuda::DeviceError on the device, zero = no error
+  void* err_host_ = nullptr;  // pinned host copy of it
   Buffer attn_ws_;  // attention workspace, declared last so it is freed before the context's stream
   float* attention_workspace(size_t floats);  // at least `floats` floats (grows; waits for the stream first)
 };

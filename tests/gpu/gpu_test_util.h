@@ -1,0 +1,147 @@
+// Shared helpers of the GPU tests (header only): the process's CudaBackend, device copies of host vectors,
+// row tensors stored as column blocks of wider matrices, and comparisons.
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <vector>
+
+#include "cgrpo/backend/cuda_backend.h"
+#include "cgrpo/core/dtype.h"
+#include "cgrpo/core/philox.h"
+
+namespace gpu_test {
+
+using namespace cgrpo;
+
+inline std::vector<float> randn(size_t n, uint32_t sample, float scale = 1.0f) {
+  std::vector<float> v(n);
+  RngStream(7, RngPurpose::Test, 0, sample).fill_normal(v.data(), static_cast<int64_t>(n), 0.0f, scale);
+  return v;
+}
+inline std::vector<float> round_bf16(std::vector<float> v) {
+  for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+  return v;
+}
+inline std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
+  return h;
+}
+
+// One CudaBackend for the whole test process (inline: shared by every test file). The device the
+// NcclCommunicator picks too under mpirun: node-local rank % device count.
+inline CudaBackend& gpu() {
+  static CudaBackend be([] {
+    const char* lr = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    return (lr ? std::atoi(lr) : 0) % cuda_device_info().device_count;
+  }());
+  return be;
+}
+
+// A device copy of a host vector, as a view with `dims` (and the given row stride when > 0).
+struct Dev {
+  Buffer buf;
+  TensorView view;
+  template <class T>
+  Dev(const std::vector<T>& host, DType t, std::initializer_list<int64_t> dims, int64_t ld = 0)
+      : buf(host.size() * sizeof(T) + 64, Device::CUDA) {
+    gpu().upload(host.data(), buf.data(), host.size() * sizeof(T));
+    view = TensorView(buf.data(), t, dims, Device::CUDA);
+    if (ld > 0) {
+      view.strides[view.ndim - 2] = ld;
+      if (view.ndim == 3) view.strides[0] = view.shape[0] > 1 ? view.shape[1] * ld : 0;
+    }
+  }
+  template <class T>
+  std::vector<T> get(size_t n) {
+    std::vector<T> h(n);
+    gpu().download(buf.data(), h.data(), n * sizeof(T));
+    return h;
+  }
+  template <class T>
+  T* ptr() const { return static_cast<T*>(buf.data()); }
+};
+
+// How a row tensor [N, C] is stored: as columns [off, off + C) of an [N, C + pad] matrix (pad >= off).
+struct Layout {
+  int64_t pad, off;
+};
+// off 0, pad 0: contiguous (float4 path when C % 4 == 0); off 1: unaligned rows (scalar path);
+// off 4, pad 8: a column-block view with a row stride > C that still allows float4.
+inline const std::vector<Layout>& layouts() {
+  static const std::vector<Layout> l = {{0, 0}, {3, 1}, {8, 4}};
+  return l;
+}
+
+// A row tensor with the logical values `vals` [N, C] stored with `lay` on the host and on the device; the
+// padding columns hold other random values, which every op must leave alone.
+struct Rows {
+  int64_t N, C, ld, off;
+  std::vector<float> host;  // [N, ld] backing, the CPU oracle works on it in place
+  Dev dev;                  // the same backing on the device
+  Rows(const std::vector<float>& vals, int64_t n, int64_t c, Layout lay, uint32_t pad_seed = 999)
+      : N(n), C(c), ld(c + lay.pad), off(lay.off), host(backing(vals, n, c, lay, pad_seed)), dev(host, DType::F32, {int64_t(host.size())}) {}
+  TensorView cpu() { return rows_view(host.data() + off, N, C, ld); }
+  TensorView gpu_view() const { return rows_view(dev.ptr<float>() + off, N, C, ld, Device::CUDA); }
+  std::vector<float> got() { return dev.get<float>(host.size()); }
+  // logical [N, C] values of a backing
+  std::vector<float> logical(const std::vector<float>& b) const {
+    std::vector<float> v(size_t(N * C));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = 0; j < C; ++j) v[size_t(n * C + j)] = b[size_t(n * ld + off + j)];
+    return v;
+  }
+
+ private:
+  static std::vector<float> backing(const std::vector<float>& vals, int64_t n, int64_t c, Layout lay, uint32_t seed) {
+    const int64_t ld = c + lay.pad;
+    std::vector<float> b = randn(size_t(std::max<int64_t>(n * ld, 1)), seed);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < c; ++j) b[size_t(r * ld + lay.off + j)] = vals[size_t(r * c + j)];
+    return b;
+  }
+};
+
+inline uint32_t bits(float f) { return f32_bits(f); }
+
+// Bit-identical (NaN payloads included).
+inline void expect_bits(const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (bits(got[i]) == bits(want[i])) continue;
+    INFO(what << " element " << i << ": got " << got[i] << " want " << want[i]);
+    REQUIRE(bits(got[i]) == bits(want[i]));
+  }
+}
+
+// |got - want| <= tol[i]
+inline void expect_within(const std::vector<float>& got, const std::vector<float>& want, const std::vector<double>& tol,
+                          const char* what) {
+  REQUIRE(got.size() == want.size());
+  REQUIRE(tol.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = std::fabs(double(got[i]) - double(want[i]));
+    if (d <= tol[i]) continue;
+    INFO(what << " element " << i << ": got " << got[i] << " want " << want[i] << " |diff| " << d << " > tol "
+              << tol[i]);
+    REQUIRE(d <= tol[i]);
+  }
+}
+
+// |got - want| <= rel * (|want| + sqrt(k) * scale), the bound of an fp32 dot product of length k
+inline void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel, int64_t k) {
+  REQUIRE(got.size() == want.size());
+  const double scale = std::sqrt(double(std::max<int64_t>(k, 1)));
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::abs(double(got[i]) - want[i]) <= rel * (std::abs(double(want[i])) + scale)) continue;
+    INFO("element " << i << ": got " << got[i] << " want " << want[i]);
+    REQUIRE(std::abs(double(got[i]) - want[i]) <= rel * (std::abs(double(want[i])) + scale));
+  }
+}
+
+}  // namespace gpu_test
