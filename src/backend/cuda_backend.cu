@@ -142,13 +142,16 @@ struct CudaBackend::GemmCache {
     return l;
   }
 
-  const Plan& plan(const CudaContext& ctx, const ColMajorGemm& g, DType ab, DType cd, std::array<uint32_t, 3> align) {
+  // tf32: fp32 inputs on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32); part of the key.
+  const Plan& plan(const CudaContext& ctx, const ColMajorGemm& g, DType ab, DType cd, std::array<uint32_t, 3> align,
+                   bool tf32) {
+    const bool fast = tf32 && ab == DType::F32;
     const Key key{int64_t(ab), int64_t(cd), g.trans_a, g.trans_b, g.m, g.n, g.k, g.batch, g.a.ld, g.b.ld, g.c.ld,
-                  g.a.batch_stride, g.b.batch_stride, g.c.batch_stride, align[0], align[1], align[2], 0, 0, 0};
+                  g.a.batch_stride, g.b.batch_stride, g.c.batch_stride, align[0], align[1], align[2], fast, 0, 0};
     auto it = plans.find(key);
     if (it != plans.end()) return it->second;
     Plan& p = plans[key];
-    CGRPO_CUBLAS(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CGRPO_CUBLAS(cublasLtMatmulDescCreate(&p.op, fast ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t ta = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     CGRPO_CUBLAS(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     CGRPO_CUBLAS(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
@@ -294,7 +297,7 @@ void CudaBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, b
   const std::array<uint32_t, 3> align{alignment(B.data, g.a.batch_stride, eab), alignment(A.data, g.b.batch_stride, eab),
                                       alignment(C.data, g.c.batch_stride, ec)};
   cublasLtHandle_t lt = static_cast<cublasLtHandle_t>(ctx_.cublaslt());
-  const GemmCache::Plan& p = gemm_cache_->plan(ctx_, g, A.dtype, C.dtype, align);
+  const GemmCache::Plan& p = gemm_cache_->plan(ctx_, g, A.dtype, C.dtype, align, tf32_);
   if (p.has_algo) {
     CGRPO_CUBLAS(cublasLtMatmul(lt, p.op, &alpha, B.data, p.a, A.data, p.b, &beta, C.data, p.c, C.data, p.c, &p.algo,
                                 ctx_.workspace(), ctx_.workspace_bytes(), stream));
@@ -306,7 +309,7 @@ void CudaBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, b
               (trans_b ? "^T" : ""), " C ", C.str());
   ColMajorGemm one = g;
   one.batch = 1;
-  const GemmCache::Plan& q = gemm_cache_->plan(ctx_, one, A.dtype, C.dtype, align);
+  const GemmCache::Plan& q = gemm_cache_->plan(ctx_, one, A.dtype, C.dtype, align, tf32_);
   CGRPO_CHECK(q.has_algo, "cuBLASLt found no algorithm for gemm A ", A.str(), " B ", B.str(), " C ", C.str());
   for (int64_t i = 0; i < g.batch; ++i)
     CGRPO_CUBLAS(cublasLtMatmul(lt, q.op, &alpha, static_cast<const char*>(B.data) + i * g.a.batch_stride * eab, q.a,
@@ -332,6 +335,26 @@ void CudaBackend::copy_bytes(void* dst, const void* src, size_t bytes) {
 }
 
 void CudaBackend::synchronize() { sync_and_check(); }
+
+void CudaBackend::allow_tf32(bool on) { tf32_ = on; }
+
+// Dense FLOP per SM per clock of the math gemm() runs (NVIDIA A100 / H100 whitepapers: A100 64 FP32 FMA,
+// 512 TF32 / 1024 BF16 tensor FMA per SM per clock; H100 128 FP32 FMA, 1024 TF32 / 2048 BF16), times the SMs
+// and the reported maximum clock. Unknown architectures return 0 (no MFU).
+double CudaBackend::peak_flops() const {
+  int sms = 0, khz = 0, major = 0, minor = 0, dev = ctx_.device();
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0.0;
+  }
+  double per_clock = 0;  // FLOP per SM per clock
+  if (major == 8 && minor == 0) per_clock = tf32_ ? 1024 : 128;
+  if (major == 9 && minor == 0) per_clock = tf32_ ? 2048 : 256;
+  return per_clock * double(sms) * double(khz) * 1e3;
+}
 
 
 }  // namespace cgrpo

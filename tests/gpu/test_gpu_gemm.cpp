@@ -197,3 +197,37 @@ TEST_CASE("nccl communicator under mpirun: collectives match MpiCommunicator, ev
     CHECK(nccl.stats().op[o].bytes_recv == mpi.stats().op[o].bytes_recv);
   }
 }
+
+TEST_CASE("cuda gemm tf32: tensor-core math within TF32 rounding, separate cached plans, a known peak", "[gpu][gemm]") {
+  CpuBackend cpu(1);
+  const int64_t m = 129, n = 257, k = 300;
+  const auto a = randn(size_t(m * k), 41), b = randn(size_t(k * n), 42);
+  std::vector<float> want(size_t(m * n));
+  cpu.gemm(TensorView::of(a.data(), {m, k}), false, TensorView::of(b.data(), {k, n}), false,
+           TensorView::of(want.data(), {m, n}));
+  Dev A(a, DType::F32, {m, k}), B(b, DType::F32, {k, n}), C(std::vector<float>(size_t(m * n)), DType::F32, {m, n});
+  gpu().gemm(A.view, false, B.view, false, C.view);
+  const std::vector<float> fp32 = C.get<float>(size_t(m * n));
+  const double fp32_peak = gpu().peak_flops();
+  const size_t plans = gpu().gemm_plans_cached();
+  gpu().allow_tf32(true);
+  gpu().gemm(A.view, false, B.view, false, C.view);
+  const double tf32_peak = gpu().peak_flops();
+  gpu().allow_tf32(false);
+  CHECK(gpu().gemm_plans_cached() >= plans + 1);
+  // TF32 keeps 10 mantissa bits: each product is off by up to ~2^-10 relative
+  const std::vector<float> got = C.get<float>(size_t(m * n));
+  double worst = 0, vs_fp32 = 0, scale = std::sqrt(double(k));
+  for (size_t i = 0; i < got.size(); ++i) {
+    worst = std::max(worst, std::abs(double(got[i]) - want[i]) / scale);
+    vs_fp32 = std::max(vs_fp32, std::abs(double(got[i]) - fp32[i]) / scale);
+  }
+  INFO("worst |tf32 - cpu| / sqrt(k) = " << worst << ", |tf32 - fp32 gpu| / sqrt(k) = " << vs_fp32);
+  CHECK(worst < 4e-3);
+  CHECK(vs_fp32 > 2e-5);  // TF32 actually ran: fp32 results differ from each other by ~1e-6 only
+  const CudaDeviceInfo info = cuda_device_info();
+  if ((info.sm_major == 8 && info.sm_minor == 0) || info.sm_major == 9) {
+    CHECK(fp32_peak > 1e12);
+    CHECK(tf32_peak > 4 * fp32_peak);
+  }
+}

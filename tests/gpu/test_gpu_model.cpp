@@ -20,15 +20,14 @@
 #include "cgrpo/io/checkpoint.h"
 #include "cgrpo/model/dream_model.h"
 #include "cgrpo/shard/model_units.h"
+#include "gpu_test_util.h"
 
 using namespace cgrpo;
 
 namespace {
 
-CudaBackend& gpu_backend() {
-  static CudaBackend be(0);
-  return be;
-}
+// The process's one CudaBackend (gpu_test_util.h): Buffers are allocated in order on its stream.
+CudaBackend& gpu_backend() { return gpu_test::gpu(); }
 
 void ensure_mpi() {
   int inited = 0;

@@ -49,6 +49,8 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device, size_t workspace_bytes = 32u << 20);
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
+  void allow_tf32(bool on) override;  // fp32 GEMMs on TF32 tensor cores from the next call on
+  double peak_flops() const override;  // of the math gemm() runs (fp32 SIMT or TF32), 0 = unknown arch
   Device device() const override { return Device::CUDA; }
   const CudaContext& context() const { return ctx_; }
 
@@ -122,6 +124,7 @@ class CudaBackend final : public Backend {
 
   CudaContext ctx_;
   std::unique_ptr<GemmCache> gemm_cache_;
+  bool tf32_ = false;
   Buffer ws_;              // workspace(), see above
   Buffer err_dev_;         // cuda::DeviceError on the device, zero = no error
   void* err_host_ = nullptr;  // pinned host copy of it
