@@ -76,7 +76,7 @@ int cmd_eval(int argc, char** argv) {
       completions.push_back(ds[i].canonical_solution);
     }
   } else {
-    gen = std::make_unique<Generator>(model_dir_of(model, cfg), cfg);
+    gen = std::make_unique<Generator>(model_dir_of(model, cfg), cfg, mpi.local_rank());
     std::vector<std::vector<int32_t>> prompts;
     std::vector<uint32_t> ids;
     for (const int64_t i : mine) {

@@ -60,7 +60,7 @@ int cmd_generate(int argc, char** argv) {
   const int rank = mpi.rank(), world = mpi.world_size();
   const std::vector<JsonlRecord> records = read_jsonl(input);
   const int64_t n = int64_t(records.size());
-  Generator gen(dir, cfg);
+  Generator gen(dir, cfg, mpi.local_rank());
   std::vector<std::vector<int32_t>> prompts;
   std::vector<uint32_t> ids;
   std::vector<std::string> texts;

@@ -20,15 +20,18 @@ std::string model_dir_of(const std::string& flag, const Config& cfg) {
   return dir;
 }
 
-Generator::Generator(const std::string& model_dir, const Config& cfg)
+Generator::Generator(const std::string& model_dir, const Config& cfg, int local_rank)
     : mcfg_(ModelConfig::load((std::filesystem::path(model_dir) / "config.json").string())),
-      be_(int(cfg.parallel.threads)),
+      be_(make_backend(cfg.parallel.backend, local_rank, int(cfg.parallel.threads))),
       system_prompt_(cfg.data.system_prompt),
       batch_size_(cfg.rollout.batch_size) {
   CGRPO_CHECK(batch_size_ >= 1, "rollout.batch_size = ", batch_size_, " must be >= 1");
-  model_ = std::make_unique<DreamModel>(mcfg_, be_);
-  params_ = Buffer(size_t(model_->layout().total()) * sizeof(float), Device::CPU, MemCategory::Params);
-  load_model_weights(model_dir, model_->layout(), params_.as<float>());
+  be_->allow_tf32(cfg.parallel.tf32);
+  model_ = std::make_unique<DreamModel>(mcfg_, *be_);
+  std::vector<float> host(size_t(model_->layout().total()));
+  load_model_weights(model_dir, model_->layout(), host.data());
+  params_ = be_->alloc(host.size() * sizeof(float), MemCategory::Params);
+  be_->upload(host.data(), params_.data(), host.size() * sizeof(float));
   model_->bind(params_.as<float>(), nullptr);
   denoiser_ = std::make_unique<ModelDenoiser>(*model_);
   const int32_t mask = int32_t(cfg.model.mask_token_id >= 0 ? cfg.model.mask_token_id : mcfg_.mask_token_id);

@@ -131,6 +131,7 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &world_);
+  local_rank_ = local_rank_of(MPI_COMM_WORLD);
   set_process_context(rank_, world_);
 }
 

@@ -32,8 +32,7 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
     p.seq_len = cfg.sft.max_length;
     p.micro_rows = rows > 0 ? rows : cfg.sft.batch_size;
   }
-  CpuBackend be(1);  // only for the size formulas; nothing is allocated
-  DreamModel model(mc, be);
+  DreamModel model(mc, host_backend());  // only for the size formulas; nothing is allocated
   model.set_recompute(cfg.model.gradient_checkpointing);
   const int64_t act_elem = int64_t(dtype_size(parse_dtype(cfg.parallel.compute_dtype)));
   const int64_t L = p.seq_len, B = p.micro_rows, R = B * L;  // log-probs at (at most) every position

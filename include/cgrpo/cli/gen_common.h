@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/backend.h"
 #include "cgrpo/config/config.h"
 #include "cgrpo/core/buffer.h"
 #include "cgrpo/data/dataset.h"
@@ -22,10 +22,11 @@
 
 namespace cgrpo::cli {
 
-// A model directory loaded for generation, its codec, and a sampler configured from cfg.rollout / cfg.run.seed.
+// A model directory loaded for generation, its codec, and a sampler configured from cfg.rollout / cfg.run.seed,
+// on parallel.backend (cuda: device local_rank % GPUs).
 class Generator {
  public:
-  Generator(const std::string& model_dir, const Config& cfg);
+  Generator(const std::string& model_dir, const Config& cfg, int local_rank = 0);
   const TextCodec& codec() const { return *codec_; }
   const SamplerConfig& sampler_config() const { return sampler_->config(); }
 
@@ -41,7 +42,7 @@ class Generator {
 
  private:
   ModelConfig mcfg_;
-  CpuBackend be_;
+  std::unique_ptr<Backend> be_;
   std::unique_ptr<DreamModel> model_;
   Buffer params_;
   std::unique_ptr<ModelDenoiser> denoiser_;

@@ -43,9 +43,10 @@ class MpiSession {
   MpiSession& operator=(const MpiSession&) = delete;
   int rank() const { return rank_; }
   int world_size() const { return world_; }
+  int local_rank() const { return local_rank_; }  // rank within the node (picks the GPU)
 
  private:
-  int rank_ = 0, world_ = 1;
+  int rank_ = 0, world_ = 1, local_rank_ = 0;
 };
 
 }  // namespace cgrpo
