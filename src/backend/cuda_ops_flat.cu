@@ -115,13 +115,13 @@ struct F32 {
 };
 struct BF16 {
   using T = uint16_t;
-  __device__ static float to_f32(uint16_t h) { return kmath::bf16_to_f32_exact(h); }
-  __device__ static uint16_t from_f32(float x) { return kmath::f32_to_bf16_rne(x); }
+  __device__ static float to_f32(uint16_t h) { return bf16_to_f32(h); }
+  __device__ static uint16_t from_f32(float x) { return f32_to_bf16(x); }
 };
 struct F16 {
   using T = uint16_t;
-  __device__ static float to_f32(uint16_t h) { return kmath::f16_to_f32_exact(h); }
-  __device__ static uint16_t from_f32(float x) { return kmath::f32_to_f16_rne(x); }
+  __device__ static float to_f32(uint16_t h) { return f16_to_f32(h); }
+  __device__ static uint16_t from_f32(float x) { return f32_to_f16(x); }
 };
 // dst = convert(src): widening to fp32 is exact, so bf16 <-> f16 is one rounding, as in core/dtype.cpp.
 template <class S, class D>

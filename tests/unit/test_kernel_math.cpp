@@ -23,40 +23,12 @@ std::vector<float> randn(size_t n, uint32_t sample, float scale = 1.0f) {
 uint32_t bits(float f) { return f32_bits(f); }
 }  // namespace
 
-TEST_CASE("kernel math: bf16 and f16 rounding match core dtype on a sample of all fp32 bit patterns", "[unit][kmath]") {
-  // every 251st pattern (all exponents, both signs, NaNs, infinities) ...
-  int64_t checked = 0;
-  auto check = [&](uint32_t u) {
-    const float f = f32_from_bits(u);
-    if (kmath::f32_to_bf16_rne(f) != f32_to_bf16(f) || kmath::f32_to_f16_rne(f) != f32_to_f16(f)) {
-      INFO("fp32 bits 0x" << std::hex << u);
-      REQUIRE(kmath::f32_to_bf16_rne(f) == f32_to_bf16(f));
-      REQUIRE(kmath::f32_to_f16_rne(f) == f32_to_f16(f));
-    }
-    ++checked;
-  };
-  for (uint64_t u = 0; u <= 0xFFFFFFFFull; u += 251) check(static_cast<uint32_t>(u));
-  // ... and every rounding boundary: below, at and above each bf16 tie, and each f16 tie (13 dropped bits)
-  for (uint32_t h = 0; h < 65536; ++h)
-    for (uint32_t low : {0x0000u, 0x0001u, 0x7FFFu, 0x8000u, 0x8001u, 0xFFFFu}) check((h << 16) | low);
-  for (uint32_t e = 0; e < 256; ++e)
-    for (uint32_t m = 0; m < (1u << 10); m += 7)
-      for (uint32_t low : {0x0FFFu, 0x1000u, 0x1001u})
-        for (uint32_t s : {0u, 0x80000000u}) check(s | (e << 23) | (m << 13) | low);
-  CHECK(checked > 17000000);
-  // the values that must round in a particular way
-  CHECK(kmath::f32_to_f16_rne(65520.0f) == 0x7C00);  // ties up to inf
-  CHECK(kmath::f32_to_f16_rne(65519.0f) == 0x7BFF);
-  CHECK(kmath::f32_to_f16_rne(std::ldexp(1.0f, -25)) == 0x0000);  // ties to even = 0
-  CHECK(kmath::f32_to_bf16_rne(f32_from_bits(0x7F800001u)) == 0x7FC0);  // NaN payload kept, quiet
-}
-
-TEST_CASE("kernel math: bf16 and f16 widening is exact for all 65536 patterns", "[unit][kmath]") {
-  for (uint32_t h = 0; h < 65536; ++h) {
-    INFO("16-bit pattern " << h);
-    REQUIRE(bits(kmath::bf16_to_f32_exact(uint16_t(h))) == bits(bf16_to_f32(uint16_t(h))));
-    REQUIRE(bits(kmath::f16_to_f32_exact(uint16_t(h))) == bits(f16_to_f32(uint16_t(h))));
-  }
+TEST_CASE("kernel math: the casts the kernels run round as IEEE requires at the edges", "[unit][kmath]") {
+  // core/dtype.h's conversions are the kernels' (CGRPO_HD); test_dtype checks them exhaustively against F16C
+  CHECK(f32_to_f16(65520.0f) == 0x7C00);  // ties up to inf
+  CHECK(f32_to_f16(65519.0f) == 0x7BFF);
+  CHECK(f32_to_f16(std::ldexp(1.0f, -25)) == 0x0000);  // ties to even = 0
+  CHECK(f32_to_bf16(f32_from_bits(0x7F800001u)) == 0x7FC0);  // NaN payload kept, quiet
 }
 
 TEST_CASE("kernel math: the row partition covers every row exactly once for awkward sizes", "[unit][kmath]") {

@@ -18,13 +18,7 @@
 
 #include <cstdint>
 
-#ifndef CGRPO_HD
-#ifdef __CUDACC__
-#define CGRPO_HD __host__ __device__ inline
-#else
-#define CGRPO_HD inline
-#endif
-#endif
+#include "cgrpo/core/hd.h"
 
 namespace cgrpo::flash {
 

@@ -18,36 +18,16 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cgrpo/core/dtype.h"
+#include "cgrpo/core/hd.h"
 #include "cgrpo/optim/adamw.h"
-
-#if defined(__CUDACC__)
-#define CGRPO_HD __host__ __device__ inline
-#else
-#define CGRPO_HD inline
-#endif
 
 namespace cgrpo::kmath {
 
 // ------------------------------------------------------------------------------------------ scalars
 
-CGRPO_HD uint32_t f32_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-CGRPO_HD float f32_from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
+using cgrpo::f32_bits;  // core/dtype.h, host and device
+using cgrpo::f32_from_bits;
 
 // a*b + c with one rounding (IEEE fma on both sides: FFMA on the device, vfmadd or libm fmaf on the host).
 CGRPO_HD float fma_f32(float a, float b, float c) {
@@ -76,53 +56,8 @@ CGRPO_HD float mul_rn(float a, float b) {
 CGRPO_HD constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 CGRPO_HD constexpr int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// ------------------------------------------------------------------------------------------ dtype casts
-// Bit-for-bit the conversions of core/dtype.h (RNE; NaN keeps its payload with the quiet bit set). The CUDA
-// intrinsics __float2bfloat16_rn / __float2half_rn agree on every non-NaN input but return the canonical NaN
-// 0x7FFF, so the cast kernel uses these integer forms to stay bit-exact with the CPU on NaN payloads too.
-
-CGRPO_HD uint16_t f32_to_bf16_rne(float f) {
-  uint32_t u = f32_bits(f);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-CGRPO_HD float bf16_to_f32_exact(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
-
-// IEEE binary16: 1 sign, 5 exponent (bias 15), 10 mantissa. RNE, gradual underflow, overflow -> inf.
-CGRPO_HD uint16_t f32_to_f16_rne(float f) {
-  const uint32_t x = f32_bits(f);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t ax = x & 0x7FFFFFFFu;
-  if (ax >= 0x7F800000u)  // inf, or NaN with the top payload bits kept and the quiet bit set
-    return static_cast<uint16_t>(sign | 0x7C00u | (ax > 0x7F800000u ? (0x0200u | ((ax >> 13) & 0x3FFu)) : 0u));
-  if (ax >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // >= 65520 rounds to inf
-  if (ax < 0x38800000u) {                                               // below 2^-14: subnormal or 0
-    const uint32_t e = ax >> 23;
-    if (e < 102) return static_cast<uint16_t>(sign);  // < 2^-25 (2^-25 itself ties to even = 0)
-    const uint32_t m = (ax & 0x7FFFFFu) | 0x800000u;  // value = m * 2^(e-150); want round(value * 2^24)
-    const uint32_t shift = 126 - e;                   // 14..24
-    uint32_t r = m >> shift;
-    const uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (r & 1u))) ++r;  // may carry into the smallest normal: still right
-    return static_cast<uint16_t>(sign | r);
-  }
-  uint32_t r = ax - 0x38000000u;  // rebias exponent 127 -> 15
-  const uint32_t rem = r & 0x1FFFu;
-  r >>= 13;
-  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
-  return static_cast<uint16_t>(sign | r);
-}
-CGRPO_HD float f16_to_f32_exact(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
-  if (e == 0) {  // zero or subnormal: m * 2^-24, exact in fp32
-    const float v = static_cast<float>(m) * 5.9604644775390625e-08f;
-    return f32_from_bits(f32_bits(v) | sign);
-  }
-  if (e == 31) return f32_from_bits(sign | 0x7F800000u | (m << 13));
-  return f32_from_bits(sign | ((e + 112u) << 23) | (m << 13));
-}
+// dtype casts: core/dtype.h's f32_to_bf16 / bf16_to_f32 / f32_to_f16 / f16_to_f32 are CGRPO_HD and run as they
+// are in the cast kernel (bit-exact with the CPU, NaN payloads included).
 
 // ------------------------------------------------------------------------------------------ index math
 
