@@ -6,14 +6,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace cgrpo {
+#include "cgrpo/backend/sampling.h"  // Confidence, TokenSampling
 
-enum class Confidence {
-  None,        // origin: not used
-  Prob,        // maskgit_plus / confidence_threshold: p(sampled token)
-  Margin,      // topk_margin: p_(1) - p_(2) of the filtered distribution
-  NegEntropy,  // entropy: sum_v p_v log(p_v + 1e-10)
-};
+namespace cgrpo {
 
 struct SampledToken {
   int32_t token;
@@ -23,6 +18,7 @@ struct SampledToken {
 class TokenSampler {
  public:
   TokenSampler(int64_t vocab, float temperature, float top_p, int64_t top_k);
+  TokenSampler(int64_t vocab, const TokenSampling& s) : TokenSampler(vocab, s.temperature, s.top_p, s.top_k) {}
 
   // logits [vocab] is overwritten (tempered). u in [0, 1) drives the categorical draw (unused at temperature 0).
   // Ties: top-p ranks equal logits by lower token id first; top-k keeps every logit >= the k-th largest;
