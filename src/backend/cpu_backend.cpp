@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "cgrpo/rollout/token_sampler.h"
 #include "cpu_thread_pool.h"
 
 namespace cgrpo {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "cgrpo/backend/sampling.h"
 #include "cgrpo/core/buffer.h"
 #include "cgrpo/core/tensor_view.h"
 #include "cgrpo/optim/adamw.h"
@@ -122,6 +123,16 @@ class Backend {
                                      const TensorView& dW) = 0;
   // Peak workspace (bytes) either direction of logsoftmax_gather uses for R rows, vocabulary V and a chunk.
   virtual size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const = 0;
+
+  // spec §2.3 sample_tokens on each row of logits [R, V] (fp32 row tensor in this device's memory; OVERWRITTEN,
+  // it is the op's scratch): row r draws with u[r] (host [R], in [0, 1); unused, and u may be nullptr, at
+  // temperature 0) and writes tokens[r] and confidence[r] (host [R]; 0 for Confidence::None). Returns once they
+  // are written. Semantics are TokenSampler(V, s).sample(row, u[r], kind) (rollout/token_sampler.h): CpuBackend
+  // runs exactly that, row by row; a device backend gives the same tokens except where a cumulative probability
+  // sum is within double rounding of its threshold, and the confidence to about one float ulp (see its header).
+  // Non-finite logits are fatal (TokenSampler's checks; a device backend also rejects any NaN).
+  virtual void sample_rows(const TensorView& logits, const double* u, const TokenSampling& s, Confidence kind,
+                           int32_t* tokens, float* confidence) = 0;
 };
 
 // Shape bookkeeping shared by every backend's gemm.

@@ -10,6 +10,7 @@
 namespace cgrpo {
 
 class CpuThreadPool;
+class TokenSampler;
 
 class CpuBackend final : public Backend {
  public:
@@ -57,6 +58,9 @@ class CpuBackend final : public Backend {
                              const float* lse, const float* dlogp, const TensorView& dh,
                              const TensorView& dW) override;
   size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const override;
+  // TokenSampler row by row (the oracle of every other backend's sample_rows)
+  void sample_rows(const TensorView& logits, const double* u, const TokenSampling& s, Confidence kind,
+                   int32_t* tokens, float* confidence) override;
 
   // Scratch memory owned by the backend (MemCategory::Workspace); grows to the largest request, never shrinks.
   float* workspace(size_t floats);
@@ -70,6 +74,9 @@ class CpuBackend final : public Backend {
   Buffer ws_;
   std::vector<Buffer> tws_;
   std::unique_ptr<CpuThreadPool> pool_;
+  std::unique_ptr<TokenSampler> sampler_;  // sample_rows: reused while (V, parameters) stay the same
+  int64_t sampler_vocab_ = 0;
+  TokenSampling sampler_params_;
 };
 
 // A process-wide CpuBackend for host-memory bookkeeping (engines without a device backend, tools). Its

@@ -115,6 +115,19 @@ class CudaBackend final : public Backend {
   };
   PoolStats pool_stats() const;
 
+  // spec §2.3 sample_tokens, one block of 512 threads per row (src/backend/cuda_sample.cu runs the passes of
+  // backend/sample_row.h): only u [R] goes up and (token, confidence) [R] come down, never the logits.
+  // Against CpuBackend (TokenSampler): the exp polynomial and every float operation are the CPU's, bit for bit;
+  // the double sums (softmax sum, the cumulative masses of top-p and of the draw, the entropy sum) run in
+  // another order, so they differ by rounding, ~1e-16 relative. Hence tokens are identical unless a cumulative
+  // mass lies within that rounding of its threshold (top_p * S or u * S_kept: probability ~1e-15 per row for
+  // continuous logits; exactly representable sums such as equal logits agree exactly); Prob and Margin are
+  // within 1 float ulp, NegEntropy within 1 ulp plus ~1e-15 absolute. Ties, +-0, -inf and the "keep all ties
+  // at the k-th value" rule follow TokenSampler exactly. A NaN logit anywhere is fatal (TokenSampler may miss a NaN
+  // that is not the maximum: its exp maps NaN to a tiny mass). Deterministic: every reduction has a fixed order, no float atomics.
+  void sample_rows(const TensorView& logits, const double* u, const TokenSampling& s, Confidence kind,
+                   int32_t* tokens, float* confidence) override;
+
  private:
   struct GemmCache;
   // Waits for the stream, then turns a device-side error record (a bad id found by a kernel) into a fatal
@@ -128,6 +141,7 @@ class CudaBackend final : public Backend {
   Buffer ws_;              // workspace(), see above
   Buffer err_dev_;         // cuda::DeviceError on the device, zero = no error
   void* err_host_ = nullptr;  // pinned host copy of it
+  Buffer sample_io_;  // sample_rows: u [R] double, then the per-row results
   Buffer attn_ws_;  // attention workspace, declared last so it is freed before the context's stream
   float* attention_workspace(size_t floats);  // at least `floats` floats (grows; waits for the stream first)
 };
