@@ -261,11 +261,12 @@ DreamModel::Sel DreamModel::selection() const {
   return q;
 }
 
-void DreamModel::logits(int64_t R, const int32_t* rows, float* out) {
-  CGRPO_CHECK(N_ > 0, "DreamModel::logits before forward()");
+float* DreamModel::head_logits(int64_t R, const int32_t* rows, const char* what) {
+  CGRPO_CHECK(N_ > 0, "DreamModel::", what, " before forward()");
   for (int64_t r = 0; r < R; ++r)
-    CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logits: row ", rows[r], " is outside [0, B*L = ", N_, ")");
-  if (R <= 0) return;
+    CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::", what, ": row ", rows[r], " is outside [0, B*L = ", N_,
+                ")");
+  if (R <= 0) return nullptr;
   const int64_t V = cfg_.vocab_size;
   ensure(logits_, static_cast<size_t>(R + R * H_ + R * V) * 4, MemCategory::Workspace);
   int32_t* d_rows = logits_.as<int32_t>();
@@ -275,7 +276,18 @@ void DreamModel::logits(int64_t R, const int32_t* rows, float* out) {
   be_.embedding_fwd(hidden(), d_rows, view(hsel, R, H_, H_));
   hold(unit_of(layout_.head()));
   be_.gemm(view(hsel, R, H_, H_), false, P(layout_.head(), V, H_), true, view(z, R, V, V));
-  be_.download(z, out, static_cast<size_t>(R * V) * 4);
+  return z;
+}
+
+void DreamModel::logits(int64_t R, const int32_t* rows, float* out) {
+  if (const float* z = head_logits(R, rows, "logits"))
+    be_.download(z, out, static_cast<size_t>(R * cfg_.vocab_size) * 4);
+}
+
+void DreamModel::sample(int64_t R, const int32_t* rows, const double* u, const TokenSampling& s, Confidence kind,
+                        int32_t* tokens, float* conf) {
+  if (float* z = head_logits(R, rows, "sample"))
+    be_.sample_rows(view(z, R, cfg_.vocab_size, cfg_.vocab_size), u, s, kind, tokens, conf);
 }
 
 void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {

@@ -30,9 +30,11 @@ void Sampler::reserve(int64_t vocab, int64_t batch, int64_t new_tokens) {
   if (vocab != vocab_ || !token_sampler_) {
     token_sampler_ = std::make_unique<TokenSampler>(vocab, cfg_.temperature, cfg_.top_p, cfg_.top_k);
     vocab_ = vocab;
-    logits_.clear();
+    logits_.clear();  // [chunk_rows, vocab], allocated by the first step that needs host logits
   }
-  if (logits_.empty()) logits_.resize(static_cast<size_t>(chunk_rows_ * vocab));
+  chunk_tok_.resize(static_cast<size_t>(chunk_rows_));
+  chunk_conf_.resize(static_cast<size_t>(chunk_rows_));
+  chunk_u_.resize(static_cast<size_t>(chunk_rows_));
   const size_t bn = static_cast<size_t>(batch * new_tokens);
   for (auto* v : {&cand_, &target_, &chosen_, &req_row_, &req_col_, &req_slot_, &tok_})
     if (v->size() < bn) v->resize(bn);
@@ -117,23 +119,38 @@ int64_t Sampler::step(Denoiser& model, Canvas& c, const std::vector<uint32_t>& s
   }
   if (R == 0) return 0;
 
-  // One forward, logits in chunks, sample_tokens per position (§2.3).
+  // One forward, then sample_tokens (§2.3) per position, in chunks of rows: fused in the model when it can
+  // (Denoiser::sample: the logits stay on its device), else its logits here and the TokenSampler per row.
   model.forward(B, L, c.tokens.data(), c.key_mask_or_null(), c.pos_or_null());
   const Confidence kind = policy_->confidence();
   const bool draw = cfg_.temperature > 0.0f;
+  const TokenSampling params{cfg_.temperature, cfg_.top_p, cfg_.top_k};
   for (int64_t r0 = 0; r0 < R; r0 += chunk_rows_) {
     const int64_t nr = std::min(chunk_rows_, R - r0);
-    model.logits(nr, req_row_.data() + r0, req_col_.data() + r0, logits_.data());
+    const int32_t* rows = req_row_.data() + r0;
+    const int32_t* cols = req_col_.data() + r0;
     for (int64_t r = 0; r < nr; ++r) {
-      const int32_t b = req_row_[static_cast<size_t>(r0 + r)];
+      const int32_t b = rows[r];
+      const uint64_t off = static_cast<uint64_t>(cols[r] - P);
+      chunk_u_[static_cast<size_t>(r)] =
+          draw ? RngStream(cfg_.seed, RngPurpose::Sampler, static_cast<uint32_t>(i), sample_ids[static_cast<size_t>(b)])
+                     .uniform_f64(off)
+               : 0.0;
+    }
+    if (!model.sample(nr, rows, cols, chunk_u_.data(), params, kind, chunk_tok_.data(), chunk_conf_.data())) {
+      if (logits_.empty()) logits_.resize(static_cast<size_t>(chunk_rows_ * vocab_));
+      model.logits(nr, rows, cols, logits_.data());
+      for (int64_t r = 0; r < nr; ++r) {
+        const SampledToken st =
+            token_sampler_->sample(logits_.data() + r * vocab_, chunk_u_[static_cast<size_t>(r)], kind);
+        chunk_tok_[static_cast<size_t>(r)] = st.token;
+        chunk_conf_[static_cast<size_t>(r)] = st.confidence;
+      }
+    }
+    for (int64_t r = 0; r < nr; ++r) {
       const int32_t slot = req_slot_[static_cast<size_t>(r0 + r)];
-      const uint64_t off = static_cast<uint64_t>(req_col_[static_cast<size_t>(r0 + r)] - P);
-      double u = 0.0;
-      if (draw) u = RngStream(cfg_.seed, RngPurpose::Sampler, static_cast<uint32_t>(i),
-                              sample_ids[static_cast<size_t>(b)]).uniform_f64(off);
-      const SampledToken st = token_sampler_->sample(logits_.data() + r * vocab_, u, kind);
-      tok_[static_cast<size_t>(slot)] = st.token;
-      conf_[static_cast<size_t>(slot)] = st.confidence;
+      tok_[static_cast<size_t>(slot)] = chunk_tok_[static_cast<size_t>(r)];
+      conf_[static_cast<size_t>(slot)] = chunk_conf_[static_cast<size_t>(r)];
     }
   }
 

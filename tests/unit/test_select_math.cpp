@@ -14,9 +14,13 @@
 
 #include "../common/sample_emulation.h"
 #include "../common/sampler_rows.h"
+#include "cgrpo/backend/cpu_backend.h"
 #include "cgrpo/core/philox.h"
 #include "cgrpo/core/simd_exp.h"
+#include "cgrpo/model/dream_model.h"
+#include "cgrpo/rollout/sampler.h"
 #include "cgrpo/rollout/token_sampler.h"
+#include "cgrpo/train/model_denoiser.h"
 
 using namespace cgrpo;
 using cgrpo::test::EmulatedBlock;
@@ -344,3 +348,73 @@ TEST_CASE("select math: the device row algorithm on random rows and its error st
   CHECK(test::emulate_sample_row(ninf.data(), 2, {}, Confidence::Prob, 0.0).status == sel::kSampleNonFiniteMax);
 }
 
+// ------------------------------------------------------------------------------------------- the fused path wiring
+
+namespace {
+
+// The model's logits only: the sampler's host path (logits() + TokenSampler), as before Denoiser::sample existed.
+class LogitsOnly final : public Denoiser {
+ public:
+  explicit LogitsOnly(Denoiser& d) : d_(d) {}
+  int64_t vocab() const override { return d_.vocab(); }
+  void forward(int64_t B, int64_t L, const int32_t* t, const uint8_t* k, const int32_t* p) override {
+    d_.forward(B, L, t, k, p);
+  }
+  void logits(int64_t R, const int32_t* rows, const int32_t* cols, float* out) override { d_.logits(R, rows, cols, out); }
+
+ private:
+  Denoiser& d_;
+};
+
+}  // namespace
+
+TEST_CASE("select math: the model samples on its backend with the host path's exact results", "[unit][select]") {
+  ModelConfig c = ModelConfig::preset("tiny");
+  c.vocab_size = 301;
+  c.mask_token_id = 300;
+  c.pad_token_id = c.bos_token_id = c.eos_token_id = 299;
+  const ParamLayout layout(c);
+  std::vector<float> params(size_t(layout.total()));
+  init_params(layout, params.data(), 77, 0.2f);
+  CpuBackend be(1);
+  DreamModel m(c, be);
+  m.bind(params.data(), nullptr);
+  ModelDenoiser fused(m);
+  LogitsOnly host(fused);
+  const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {8}, {9, 10, 11, 12, 13}};
+  const std::vector<uint32_t> ids = {3, 4, 5};
+  int64_t calls = 0;
+  for (UnmaskAlg alg : {UnmaskAlg::Entropy, UnmaskAlg::Origin, UnmaskAlg::TopkMargin, UnmaskAlg::MaskgitPlus})
+    for (float T : {0.0f, 1.0f})
+      for (float top_p : {1.0f, 0.95f}) {
+        SamplerConfig sc;
+        sc.alg = alg;
+        sc.max_new_tokens = 10;
+        sc.steps = 5;
+        sc.temperature = T;
+        sc.top_p = top_p;
+        sc.top_k = alg == UnmaskAlg::TopkMargin ? 20 : 0;
+        sc.mask_id = 300;
+        sc.pad_id = 299;
+        sc.seed = 9;
+        Sampler a(sc), b(sc);
+        a.set_chunk_rows(4);
+        b.set_chunk_rows(4);
+        std::vector<StepRecord> ra, rb;
+        const Canvas ca = a.generate(fused, prompts, ids, &ra);
+        const Canvas cb = b.generate(host, prompts, ids, &rb);
+        INFO(to_string(alg) << " T " << T << " top_p " << top_p);
+        CHECK(ca.tokens == cb.tokens);
+        REQUIRE(ra.size() == rb.size());
+        for (size_t s = 0; s < ra.size(); ++s) {
+          REQUIRE(ra[s].commits.size() == rb[s].commits.size());
+          for (size_t j = 0; j < ra[s].commits.size(); ++j) {
+            CHECK(ra[s].commits[j].token == rb[s].commits[j].token);
+            CHECK(ra[s].commits[j].col == rb[s].commits[j].col);
+            CHECK(std::memcmp(&ra[s].commits[j].confidence, &rb[s].commits[j].confidence, 4) == 0);
+          }
+        }
+        ++calls;
+      }
+  CHECK(calls == 16);
+}

@@ -61,6 +61,11 @@ class DreamModel {
   void logprobs(int64_t R, const int32_t* rows, const int32_t* targets, float* logp);
   // logits [R, V] = h[rows] W_head^T (small R only: materialises [R, V]).
   void logits(int64_t R, const int32_t* rows, float* out);
+  // spec §2.3 sample_tokens on those logits without downloading them: the [R, V] logits of rows are formed in
+  // the model's device scratch (as logits() does; the caller bounds R) and Backend::sample_rows draws there
+  // with u [R]. tokens, conf: host [R]. Same bits as logits() + TokenSampler on the CPU backend.
+  void sample(int64_t R, const int32_t* rows, const double* u, const TokenSampling& s, Confidence kind,
+              int32_t* tokens, float* conf);
 
   // d(sum_r dlogp[r] * logp[r]) / d params, += into the bound gradient buffer, for the last
   // forward(grad = true) + logprobs() pair.
@@ -93,6 +98,7 @@ class DreamModel {
     float *lse, *logp, *dlogp, *hsel, *dhsel;
   };
   Sel selection() const;
+  float* head_logits(int64_t R, const int32_t* rows, const char* what);  // logits_ scratch [R, V]; R = 0: nullptr
   const uint8_t* key_mask() const {
     return has_mask_ ? reinterpret_cast<const uint8_t*>(in_.as<int32_t>() + 2 * N_) : nullptr;
   }

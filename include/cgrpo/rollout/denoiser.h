@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "cgrpo/backend/sampling.h"
+
 namespace cgrpo {
 
 class Denoiser {
@@ -23,6 +25,16 @@ class Denoiser {
   // column 0 is prompt). out is [R, vocab()]. May be called several times after one forward() (the sampler
   // asks in chunks to bound memory).
   virtual void logits(int64_t R, const int32_t* rows, const int32_t* cols, float* out) = 0;
+
+  // Optional fused path: spec §2.3 sample_tokens at the same R (rows[r], cols[r]) pairs without handing the
+  // logits to the caller. tokens[r], conf[r] must equal TokenSampler(vocab(), s).sample(<logits of pair r>, u[r],
+  // kind) (backend.h sample_rows states how closely a device does). All pointers are host memory; u may be
+  // nullptr at temperature 0. Returns false, touching nothing, when unsupported: the sampler then calls logits().
+  virtual bool sample(int64_t R, const int32_t* rows, const int32_t* cols, const double* u, const TokenSampling& s,
+                      Confidence kind, int32_t* tokens, float* conf) {
+    (void)R, (void)rows, (void)cols, (void)u, (void)s, (void)kind, (void)tokens, (void)conf;
+    return false;
+  }
 };
 
 }  // namespace cgrpo

@@ -54,7 +54,8 @@ class Sampler {
   int64_t step(Denoiser& model, Canvas& canvas, const std::vector<uint32_t>& sample_ids, int64_t i,
                StepRecord* record = nullptr);
 
-  // Logits rows requested from the model per call (memory: chunk_rows * vocab floats). Default 32.
+  // Rows requested from the model per call (Denoiser::sample, or logits: memory chunk_rows * vocab floats, on
+  // the model's device when it samples there, else here). Default 32.
   void set_chunk_rows(int64_t rows);
 
  private:
@@ -66,7 +67,10 @@ class Sampler {
   std::unique_ptr<TokenSampler> token_sampler_;
   int64_t vocab_ = 0, chunk_rows_ = 32;
   // workspaces, [batch * new_tokens] unless noted; sized by reserve(), reused across steps
-  std::vector<float> logits_;      // [chunk_rows, vocab]
+  std::vector<float> logits_;      // [chunk_rows, vocab] when the model does not sample (Denoiser::sample)
+  std::vector<double> chunk_u_;    // [chunk_rows] the draws' uniforms of one chunk
+  std::vector<int32_t> chunk_tok_; // [chunk_rows] its tokens
+  std::vector<float> chunk_conf_;  // [chunk_rows] its confidences
   std::vector<int32_t> cand_;      // masked completion offsets of row b at [b * N, b * N + ncand_[b])
   std::vector<int64_t> ncand_;     // [batch]
   std::vector<int32_t> target_;    // offsets to sample in row b (all candidates, or the preselected ones)

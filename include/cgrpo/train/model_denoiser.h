@@ -19,8 +19,12 @@ class ModelDenoiser final : public Denoiser {
   int64_t vocab() const override { return m_.config().vocab_size; }
   void forward(int64_t B, int64_t L, const int32_t* tokens, const uint8_t* key_mask, const int32_t* pos) override;
   void logits(int64_t R, const int32_t* rows, const int32_t* cols, float* out) override;
+  // DreamModel::sample: the logits stay in the backend's memory, Backend::sample_rows draws there
+  bool sample(int64_t R, const int32_t* rows, const int32_t* cols, const double* u, const TokenSampling& s,
+              Confidence kind, int32_t* tokens, float* conf) override;
 
  private:
+  const int32_t* raw_rows(int64_t R, const int32_t* rows, const int32_t* cols);
   DreamModel& m_;
   int64_t L_ = 0;
   std::vector<int32_t> raw_;
