@@ -23,9 +23,10 @@ constexpr unsigned kFull = 0xffffffffu;
 static_assert(NT % 32 == 0 && NW <= 32, "sample block: whole warps, at most 32");
 // dynamic shared memory: per-thread histogram columns, mass [NB][NT] double then count [NB][NT] uint32
 constexpr size_t kColsBytes = size_t(NB) * NT * (sizeof(double) + sizeof(uint32_t));
-static_assert(size_t(NT) * sizeof(double) <= kColsBytes, "id_search's scan reuses the columns");
+static_assert(size_t(NT) * sizeof(double) <= kColsBytes, "search()'s scan reuses the columns");
 
 struct SampleSmem {
+  long long iscan[NT];  // exclusive_scan
   double red_a[NW], red_b[NW];
   float red_f[NW];
   int32_t red_i[NW];
@@ -264,7 +265,7 @@ class BlockExec {
 
   // exclusive prefix of v over threads in order; total of all (integers: any order is exact)
   __device__ int64_t exclusive_scan(int64_t v, int64_t& total) {
-    long long* scan = reinterpret_cast<long long*>(hm_);
+    long long* scan = sm_.iscan;
     scan[tid_] = v;
     __syncthreads();
     if (lane_ == 0) {
@@ -437,10 +438,10 @@ void CudaBackend::sample_rows(const TensorView& logits, const double* u, const T
                 hint("the model produced NaN logits"));
     CGRPO_CHECK(o.status != sel::kSampleNonFiniteMax, "token sampler: the largest logit is ", o.max_logit, " (row ",
                 r, " of ", R, ")", hint("the model produced non-finite logits"));
-    CGRPO_CHECK(o.status == sel::kSampleOk, "token sampler: softmax sum is not finite (row ", r, " of ", R, ")",
-                hint("the model produced NaN logits"));
-    CGRPO_CHECK(o.token >= 0 && o.token < V, "CudaBackend::sample_rows: row ", r, " sampled token ", o.token,
-                " outside [0, ", V, ") (internal error)");
+    CGRPO_CHECK(o.status != sel::kSampleNonFiniteSum, "token sampler: softmax sum is not finite (row ", r, " of ",
+                R, ")", hint("the model produced NaN logits"));
+    CGRPO_CHECK(o.status == sel::kSampleOk && o.token >= 0 && o.token < V, "CudaBackend::sample_rows: row ", r,
+                " gave token ", o.token, " with status ", o.status, " (internal error)");
     tokens[r] = o.token;
     confidence[r] = o.confidence;
   }

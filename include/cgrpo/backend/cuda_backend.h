@@ -14,9 +14,11 @@
 //            per-element math lives in kernel_math.h, unit-tested on the CPU; NcclCommunicator
 //            (comm/nccl_communicator.h); attention fwd/bwd as fp32 SIMT flash attention (cuda_ops_attention.cu,
 //            FlashAttention-2 tiling in flash_tile.h, no [L, L] buffer); TF32 math (allow_tf32) and the
-//            device's nominal peak (peak_flops) for MFU. None of it has run on a GPU yet (no device was lent).
-//   remains: bf16 params and activations with fp32 master weights (§3.4) in the model and optimizer; the
-//            sampler's per-step work on the device; measured numbers.
+//            device's nominal peak (peak_flops) for MFU; sample_rows, the rollout's sample_tokens on the device
+//            (cuda_sample.cu: the passes of sample_row.h, one block per row; see its declaration below). None of
+//            it has run on a GPU yet (no device was lent).
+//   remains: bf16 params and activations with fp32 master weights (§3.4) in the model and optimizer; measured
+//            numbers.
 //
 // Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
 // use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
@@ -117,14 +119,23 @@ class CudaBackend final : public Backend {
 
   // spec §2.3 sample_tokens, one block of 512 threads per row (src/backend/cuda_sample.cu runs the passes of
   // backend/sample_row.h): only u [R] goes up and (token, confidence) [R] come down, never the logits.
-  // Against CpuBackend (TokenSampler): the exp polynomial and every float operation are the CPU's, bit for bit;
-  // the double sums (softmax sum, the cumulative masses of top-p and of the draw, the entropy sum) run in
-  // another order, so they differ by rounding, ~1e-16 relative. Hence tokens are identical unless a cumulative
-  // mass lies within that rounding of its threshold (top_p * S or u * S_kept: probability ~1e-15 per row for
-  // continuous logits; exactly representable sums such as equal logits agree exactly); Prob and Margin are
-  // within 1 float ulp, NegEntropy within 1 ulp plus ~1e-15 absolute. Ties, +-0, -inf and the "keep all ties
-  // at the k-th value" rule follow TokenSampler exactly. A NaN logit anywhere is fatal (TokenSampler may miss a NaN
-  // that is not the maximum: its exp maps NaN to a tiny mass). Deterministic: every reduction has a fixed order, no float atomics.
+  // Against CpuBackend (TokenSampler), what is exact and what is not:
+  //  - exact: the tempered logits (IEEE division, written back), the argmax and every tie rule (top-p ranks by
+  //    logit desc then id asc, +0 above -0; top-k keeps every logit >= the k-th largest, -0 == +0; lowest id
+  //    wins the argmax), each token's mass e = exp(z - m) (the CPU's AVX2 polynomial, bit for bit: this needs
+  //    the CPU build's default -mavx2 -mfma, otherwise TokenSampler uses std::exp and e differs by ~1 ulp), and
+  //    the ORDER the draw walks the kept tokens in (by id, or TokenSampler's quickselect arrangement, replayed);
+  //  - rounded differently: the double sums (softmax sum S, the cumulative masses behind the top-p cut and the
+  //    draw, the entropy sum) run in another order, ~1e-16 relative apart. A kept set or a token therefore
+  //    differs only when a cumulative mass lies within that rounding of top_p * S or u * S_kept (probability
+  //    ~1e-15 per row for continuous logits; sums of exactly representable masses, e.g. equal logits, agree
+  //    exactly). Prob and Margin agree to 1 float ulp; NegEntropy to 1 ulp plus ~1e-15 absolute.
+  //  - a NaN logit anywhere is fatal here (TokenSampler only notices NaN at the maximum: its exp maps NaN to a
+  //    tiny mass).
+  // Deterministic: fixed-order reductions, no float atomics; a row's result depends neither on the other rows
+  // nor on R. Equal to the host emulation tests/common/sample_emulation.h bit for bit. Cost per row: ~20-40
+  // passes over V (radix selects of 8 x 4-bit digits for top-p and top-k) plus, after a top-p cut with
+  // temperature > 0, the replay (O(n log n) over the quickselect's array, scratch 16 V bytes per resident block).
   void sample_rows(const TensorView& logits, const double* u, const TokenSampling& s, Confidence kind,
                    int32_t* tokens, float* confidence) override;
 

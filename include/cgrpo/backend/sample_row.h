@@ -39,6 +39,7 @@ enum SampleStatus : int32_t {
   kSampleNonFiniteMax = 1,  // the largest logit is +-inf (or every logit is NaN / -inf)
   kSampleNaN = 2,           // a NaN logit
   kSampleNonFiniteSum = 3,  // the softmax sum is not finite
+  kSampleInternal = 4,      // no token found (cannot happen for finite logits)
 };
 
 struct SampleRowResult {
@@ -201,6 +202,10 @@ CGRPO_HD SampleRowResult sample_row(X& x, int64_t V, const TokenSampling& p, Con
     } else {
       tok = x.id_search(lo, m, target, false, 0u);
     }
+  }
+  if (tok < 0 || tok >= V) {
+    out.status = kSampleInternal;
+    return out;
   }
   out.token = tok;
 
