@@ -12,13 +12,7 @@
 #include <cmath>
 #endif
 
-#ifndef CGRPO_HD
-#ifdef __CUDACC__
-#define CGRPO_HD __host__ __device__ inline
-#else
-#define CGRPO_HD inline
-#endif
-#endif
+#include "cgrpo/core/hd.h"  // CGRPO_HD: __host__ __device__ inline under nvcc, inline elsewhere
 
 namespace cgrpo::sel {
 
