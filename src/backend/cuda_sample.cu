@@ -419,10 +419,12 @@ void CudaBackend::sample_rows(const TensorView& logits, const double* u, const T
   }
   const size_t ubytes = size_t(R) * sizeof(double), obytes = size_t(R) * sizeof(sel::SampleRowResult);
   const size_t qbytes = size_t(blocks * qs_stride) * sizeof(int32_t);
-  if (sample_io_.bytes() < ubytes + obytes + qbytes) sample_io_ = alloc(ubytes + obytes + qbytes, MemCategory::Workspace);
-  double* d_u = sample_io_.as<double>();
-  auto* d_out = reinterpret_cast<sel::SampleRowResult*>(static_cast<char*>(sample_io_.data()) + ubytes);
-  int32_t* d_qs = replay ? reinterpret_cast<int32_t*>(static_cast<char*>(sample_io_.data()) + ubytes + obytes) : nullptr;
+  if (sample_io_.bytes() < ubytes + obytes + qbytes)
+    sample_io_ = alloc(ubytes + obytes + qbytes, MemCategory::Workspace);
+  char* io = static_cast<char*>(sample_io_.data());
+  double* d_u = reinterpret_cast<double*>(io);
+  auto* d_out = reinterpret_cast<sel::SampleRowResult*>(io + ubytes);
+  int32_t* d_qs = replay ? reinterpret_cast<int32_t*>(io + ubytes + obytes) : nullptr;
   cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
   // pageable source: returns once staged; the download below orders the kernel after it anyway
   if (draw) CGRPO_CUDA(cudaMemcpyAsync(d_u, u, ubytes, cudaMemcpyHostToDevice, stream));

@@ -110,7 +110,8 @@ class EmulatedBlock {
         end[size_t(t)] = f == t ? t : end[size_t(f)];
       }
       for (int64_t s = 0; s < me; ++s)
-        if (!(key_of(elem[size_t(s)]) > pivot)) out[size_t(sel::qs_na_slot(end[size_t(s + 1)], na, n))] = elem[size_t(s)];
+        if (!(key_of(elem[size_t(s)]) > pivot))
+          out[size_t(sel::qs_na_slot(end[size_t(s + 1)], na, n))] = elem[size_t(s)];
     }
     for (int64_t i = 0; i < (right ? n : na + 1); ++i) arr_[size_t(lo + i)] = out[size_t(i)];
   }

@@ -37,7 +37,8 @@ bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
 std::vector<double> uniforms(int64_t R, uint32_t seed) {
   std::vector<double> u(static_cast<size_t>(R));
   const RngStream rng(seed, RngPurpose::Test, 0, 7);
-  for (int64_t r = 0; r < R; ++r) u[size_t(r)] = r % 5 == 0 ? 0.0 : r % 5 == 1 ? 0.999999 : rng.uniform_f64(uint64_t(r));
+  for (int64_t r = 0; r < R; ++r)
+    u[size_t(r)] = r % 5 == 0 ? 0.0 : r % 5 == 1 ? 0.999999 : rng.uniform_f64(uint64_t(r));
   return u;
 }
 
@@ -115,7 +116,8 @@ TEST_CASE("cuda sample_rows: deterministic run to run, any number of rows per la
   }
   // one row at a time gives the same as all at once
   for (int64_t r = 0; r < R; r += 13) {
-    const test::SampledRows one = test::sample_on(gpu(), {rows[size_t(r)]}, V, {u[size_t(r)]}, s, Confidence::NegEntropy);
+    const test::SampledRows one =
+        test::sample_on(gpu(), {rows[size_t(r)]}, V, {u[size_t(r)]}, s, Confidence::NegEntropy);
     CHECK(one.tokens[0] == first.tokens[size_t(r)]);
     CHECK(same_bits(one.conf[0], first.conf[size_t(r)]));
   }
@@ -137,8 +139,9 @@ TEST_CASE("cuda sample_rows: NaN and infinite logits are fatal, naming the row; 
   std::vector<float> host = ok;
   int32_t tok = 0;
   float conf = 0;
-  REQUIRE_THROWS_WITH(gpu().sample_rows(TensorView::of(host.data(), {1, 3}), u.data(), {}, Confidence::None, &tok, &conf),
-                      Contains("needs device logits"));
+  REQUIRE_THROWS_WITH(
+      gpu().sample_rows(TensorView::of(host.data(), {1, 3}), u.data(), {}, Confidence::None, &tok, &conf),
+      Contains("needs device logits"));
   // a valid call after the errors still works
   const test::SampledRows r = test::sample_on(gpu(), {ok}, 3, {0.0}, {}, Confidence::Prob);
   CHECK(r.tokens[0] == 2);

@@ -159,7 +159,8 @@ TEST_CASE("select math: rank keys order by logit desc then id asc", "[unit][sele
            sel::rank_key(sel::float_key(z[size_t(b)]), uint32_t(b));
   });
   CHECK(by_key == std::vector<int32_t>{1, 2, 6, 0, 4, 7, 3, 5});  // +0 ranks above -0 (TokenSampler's bits)
-  for (int32_t v : ids) CHECK(sel::rank_key_id(sel::rank_key(sel::float_key(z[size_t(v)]), uint32_t(v))) == uint32_t(v));
+  for (int32_t v : ids)
+    CHECK(sel::rank_key_id(sel::rank_key(sel::float_key(z[size_t(v)]), uint32_t(v))) == uint32_t(v));
   CHECK(sel::rank_floor(sel::float_key(3.0f)) < sel::rank_key(sel::float_key(3.0f), 0xfffffffeu));
   CHECK(sel::rank_floor(sel::float_key(3.0f)) > sel::rank_key(sel::float_key(2.9999998f), 0u));
 }
@@ -328,8 +329,9 @@ TEST_CASE("select math: the device row algorithm on random rows and its error st
     RngStream(21, RngPurpose::Test, 1, i).fill_normal(z.data(), V, 0.0f, scale);
     if (i % 4 == 0)  // quantised: ties everywhere
       for (float& v : z) v = std::round(v);
-    const TokenSampling p{i % 3 == 0 ? 0.0f : 0.3f + rng.uniform(8 * i + 2), i % 2 ? 0.95f : 0.3f + 0.7f * rng.uniform(8 * i + 3),
-                          int64_t(i % 5 == 0 ? 0 : 1 + rng.uniform(8 * i + 4) * float(V))};
+    const float T = i % 3 == 0 ? 0.0f : 0.3f + rng.uniform(8 * i + 2);
+    const float top_p = i % 2 ? 0.95f : 0.3f + 0.7f * rng.uniform(8 * i + 3);
+    const TokenSampling p{T, top_p, int64_t(i % 5 == 0 ? 0 : 1 + rng.uniform(8 * i + 4) * float(V))};
     const Confidence kind = static_cast<Confidence>(i % 4);
     const double u = rng.uniform_f64(8 * i + 5);
     std::vector<float> a = z, b = z;
@@ -360,7 +362,9 @@ class LogitsOnly final : public Denoiser {
   void forward(int64_t B, int64_t L, const int32_t* t, const uint8_t* k, const int32_t* p) override {
     d_.forward(B, L, t, k, p);
   }
-  void logits(int64_t R, const int32_t* rows, const int32_t* cols, float* out) override { d_.logits(R, rows, cols, out); }
+  void logits(int64_t R, const int32_t* rows, const int32_t* cols, float* out) override {
+    d_.logits(R, rows, cols, out);
+  }
 
  private:
   Denoiser& d_;
