@@ -22,7 +22,8 @@
 //
 // Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
 // use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
-// bias_add, axpby, adamw, cast, attention (none bit-identical to the CPU). Within rounding of it (documented per op in the .cu files): the rest.
+// bias_add, axpby, adamw, cast. Within rounding of it (documented per op in the .cu files): the rest, attention
+// included.
 //
 // Bad indices (token ids, targets) are checked on the device: the kernel skips the access and records the
 // first offender; the next synchronize() or download() (sumsq included) is fatal with the op, position and id.
