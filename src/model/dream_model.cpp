@@ -95,7 +95,7 @@ void DreamModel::set_vocab_chunk(int64_t chunk) {
 
 TensorView DreamModel::P(int64_t offset, int64_t rows, int64_t cols) const {
   const int u = unit_of(offset);
-  const float* base = unit_params_[size_t(u)];
+  const float* base = static_cast<const float*>(unit_params_[size_t(u)]);
   CGRPO_CHECK(base != nullptr, "parameters of unit ", layout_.units()[size_t(u)].name, " used while not acquired");
   return view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
 }

@@ -122,7 +122,7 @@ class DreamModel {
     const float* params = nullptr;
     float* grads_ptr = nullptr;
     const ParamLayout* layout = nullptr;
-    const float* acquire(int u) override { return params + layout->units()[size_t(u)].offset; }
+    const void* acquire(int u) override { return params + layout->units()[size_t(u)].offset; }
     void release(int) override {}
     float* grads(int u) override { return grads_ptr + layout->units()[size_t(u)].offset; }
     void grads_done(int) override {}
@@ -130,7 +130,7 @@ class DreamModel {
   FlatSource flat_;
   ParamSource* src_ = nullptr;
   bool with_grads_ = false;
-  std::vector<const float*> unit_params_;  // [units] valid while held
+  std::vector<const void*> unit_params_;  // [units] valid while held
   std::vector<float*> unit_grads_;         // [units] valid between open_grads and grads_done
 
   ModelConfig cfg_;

@@ -18,8 +18,9 @@ namespace cgrpo {
 class ParamSource {
  public:
   virtual ~ParamSource() = default;
-  // Parameters of unit u laid out as in the flat ParamLayout buffer, starting at the unit's first element.
-  virtual const float* acquire(int unit) = 0;
+  // Parameters of unit u laid out as in the flat ParamLayout buffer, starting at the unit's first element,
+  // in the source's parameter dtype (DreamModel::set_param_dtype; fp32 unless set), in the backend's memory.
+  virtual const void* acquire(int unit) = 0;
   virtual void release(int unit) = 0;
   // Gradient accumulator of unit u, same layout; the model adds (+=) into it.
   virtual float* grads(int unit) = 0;

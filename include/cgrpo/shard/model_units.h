@@ -19,9 +19,9 @@ std::vector<UnitSpec> units_from_layout(const ParamLayout& layout, const std::ve
 class EngineParamSource final : public ParamSource {
  public:
   explicit EngineParamSource(ZeroEngine& e) : e_(e) {}
-  const float* acquire(int u) override {
+  const void* acquire(int u) override {
     e_.acquire(u);
-    return e_.params(u);
+    return e_.param_data(u);
   }
   void release(int u) override { e_.release(u); }
   float* grads(int u) override { return e_.grads(u); }

@@ -102,6 +102,7 @@ class ZeroEngine {
   void acquire(int u);                   // stage 3: all-gather unit u (or complete its prefetch); no-op otherwise
   void prefetch(int u);                  // stage 3 with overlap: start gathering unit u for a coming acquire(u)
   const float* params(int u) const;      // full params [unit_padded], valid while acquired (always at stage < 3)
+  const void* param_data(int u) const { return params(u); }  // the same in param dtype (what the model reads)
   void release(int u);                   // stage 3: free the gathered unit
   float* grads(int u);                   // full gradient accumulator [unit_padded] (allocated zeroed at stage >= 2)
   void reduce_grads(int u);              // stage >= 2: reduce-scatter unit u into its shard, free the full grad

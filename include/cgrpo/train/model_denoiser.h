@@ -37,7 +37,7 @@ class PinnedSource final : public ParamSource {
   ~PinnedSource() override;
   PinnedSource(const PinnedSource&) = delete;
   PinnedSource& operator=(const PinnedSource&) = delete;
-  const float* acquire(int u) override { return e_.params(u); }
+  const void* acquire(int u) override { return e_.param_data(u); }
   void release(int) override {}
   float* grads(int) override;
   void grads_done(int) override {}
