@@ -347,6 +347,9 @@ void Trainer::sft_loop() {
       if (rank_ == 0) CGRPO_LOG(info) << "stop signal: checkpoint written at sft step " << sft_step_ << ", exiting";
       throw StopRequested{};
     }
+    // periodic SFT checkpoints (sft_step_N.h5); the last step's is written by the caller
+    if (cfg_.checkpoint.every_steps > 0 && sft_step_ % cfg_.checkpoint.every_steps == 0 && sft_step_ < total)
+      checkpoint("sft", nullptr);
   }
 }
 
