@@ -8,6 +8,19 @@
 
 namespace cgrpo {
 
+std::string device_selfcheck(int local_rank, std::string* name) {
+  (void)local_rank;
+  (void)name;
+#ifdef CGRPO_WITH_CUDA
+  const CudaDeviceInfo info = cuda_device_info();
+  if (info.device_count == 0) return "no usable CUDA device (" + info.error + ")";
+  if (name) *name = info.name;
+  return cuda_smoke_test(local_rank % info.device_count);
+#else
+  return "this cgrpo was built without CUDA";
+#endif
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank, int threads) {
   (void)local_rank;  // unused in CPU-only builds
   if (kind == "cpu") return std::make_unique<CpuBackend>(threads);

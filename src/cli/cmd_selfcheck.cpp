@@ -23,7 +23,8 @@ int cmd_selfcheck(int argc, char** argv) {
   int inject = -1;
   int64_t n = 1 << 20;
   desc.add_options()("inject-fatal-on-rank", po::value<int>(&inject), "rank that fails on purpose (failure-path test)")
-                    ("numel", po::value<int64_t>(&n), "elements per collective (default 1M)");
+                    ("numel", po::value<int64_t>(&n), "elements per collective (default 1M)")
+                    ("gpu", "also check this rank's GPU (local rank % GPUs): kernel, cuBLASLt GEMM, NCCL, exact");
   po::variables_map vm;
   if (!parse_args(argc, argv, "mpirun -n N cgrpo selfcheck [--numel N]", desc, vm)) return 0;
 
@@ -76,15 +77,21 @@ int cmd_selfcheck(int argc, char** argv) {
   // 4. Philox known answer (Random123 kat_vectors)
   const bool rng_ok = philox4x32_10({0, 0, 0, 0}, {0, 0}) == PhiloxCounter{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8};
 
-  int ok = bad == 0 && gemm_ok && rng_ok, all_ok = 0;
+  // 5. (--gpu) the GPU this rank would train on
+  std::string gpu_error, gpu_name;
+  const bool want_gpu = vm.count("gpu") > 0;
+  if (want_gpu) gpu_error = device_selfcheck(comm.local_rank(), &gpu_name);
+
+  int ok = bad == 0 && gemm_ok && rng_ok && gpu_error.empty(), all_ok = 0;
   MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm.comm());
   // one line per rank, gathered to rank 0 so the order is fixed
-  char line[256];
+  char line[512];
   std::snprintf(line, sizeof(line),
                 "  rank %d/%d on %s (local %d): collectives %s, all_reduce %.1f MB in %.1f ms, GEMM max|err| %.2e, "
-                "BLAS threads %d",
+                "BLAS threads %d%s%s",
                 r, W, process_host().c_str(), comm.local_rank(), bad == 0 ? "exact" : "WRONG", n * 4 / 1e6, ar_ms,
-                max_err, be.threads());
+                max_err, be.threads(), want_gpu ? (gpu_error.empty() ? ", GPU ok: " : ", GPU FAILED: ") : "",
+                want_gpu ? (gpu_error.empty() ? gpu_name.c_str() : gpu_error.c_str()) : "");
   std::vector<char> lines(r == 0 ? sizeof(line) * W : 0);
   MPI_Gather(line, sizeof(line), MPI_CHAR, lines.data(), sizeof(line), MPI_CHAR, 0, comm.comm());
   if (r == 0)

@@ -30,4 +30,13 @@ grep -q "reward_after" "$run/report.html"
 echo 'not json' >>"$run/metrics.jsonl"
 if "$cgrpo" report "$run" 2>"$run/err"; then echo "FAIL: bad metrics accepted"; exit 1; fi
 grep -q "metrics.jsonl:4" "$run/err" || { echo "FAIL: no file:line"; exit 1; }
+# selfcheck --gpu: "GPU ok: <name>" and exit 0 on a working GPU, else "GPU FAILED: <why>" and exit 1
+rc=0
+"$cgrpo" selfcheck --numel 1000 --gpu >"$run/gpu" 2>&1 || rc=$?
+if grep -q "GPU ok: " "$run/gpu"; then
+  [ "$rc" = 0 ] || { cat "$run/gpu"; echo "FAIL: GPU ok but exit $rc"; exit 1; }
+else
+  grep -q "GPU FAILED: " "$run/gpu" && [ "$rc" = 1 ] || { cat "$run/gpu"; echo "FAIL: selfcheck --gpu without a GPU"; exit 1; }
+fi
+echo "ok: selfcheck --gpu ($(grep -o 'GPU [A-Z]*[a-z]*: .*' "$run/gpu" | head -1))"
 echo PASS

@@ -164,4 +164,9 @@ AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const Tenso
 // kind: "cpu" or "cuda". local_rank picks the device on multi-GPU nodes. threads: 0 = leave the BLAS default.
 std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank = 0, int threads = 0);
 
+// The GPU this rank would use (local_rank % devices) runs a kernel, a cuBLASLt GEMM and a one-device NCCL
+// all-reduce with exact results: "" when it does, else what failed (or why there is no GPU). *name gets the
+// device's name when there is one.
+std::string device_selfcheck(int local_rank, std::string* name = nullptr);
+
 }  // namespace cgrpo
