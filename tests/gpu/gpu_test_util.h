@@ -13,6 +13,7 @@
 #include "cgrpo/backend/cuda_backend.h"
 #include "cgrpo/core/dtype.h"
 #include "cgrpo/core/philox.h"
+#include "cgrpo/model/model_config.h"
 
 namespace gpu_test {
 
@@ -142,6 +143,18 @@ inline void expect_close(const std::vector<float>& got, const std::vector<float>
     INFO("element " << i << ": got " << got[i] << " want " << want[i]);
     REQUIRE(std::abs(double(got[i]) - want[i]) <= rel * (std::abs(double(want[i])) + scale));
   }
+}
+
+// The tiny preset with an odd vocabulary (V = 301: a 128-column chunk leaves a tail of 45) and an MLP width
+// that is not a power of two: hidden 64 = 4 heads x 16, 2 kv heads (GQA group 2), 2 layers.
+inline ModelConfig small_model_config() {
+  ModelConfig c = ModelConfig::preset("tiny");
+  c.vocab_size = 301;
+  c.mask_token_id = 300;
+  c.pad_token_id = c.bos_token_id = c.eos_token_id = 299;
+  c.intermediate_size = 96;
+  c.num_hidden_layers = 2;
+  return c;
 }
 
 }  // namespace gpu_test

@@ -36,16 +36,6 @@ void ensure_mpi() {
   if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
 }
 
-// hidden 64 = 4 heads x 16, 2 kv heads (GQA group 2), V = 301 (odd: chunk 128 leaves a tail of 45)
-ModelConfig small_config() {
-  ModelConfig c = ModelConfig::preset("tiny");
-  c.vocab_size = 301;
-  c.mask_token_id = 300;
-  c.pad_token_id = c.bos_token_id = c.eos_token_id = 299;
-  c.intermediate_size = 96;
-  c.num_hidden_layers = 2;
-  return c;
-}
 
 struct Batch {
   int64_t B = 3, L = 11;
@@ -135,7 +125,7 @@ Run run_model(Backend& be, const ModelConfig& c, const std::vector<float>& param
 }  // namespace
 
 TEST_CASE("cuda dream model: log-probs, logits and gradients match the CPU backend", "[gpu][model]") {
-  const ModelConfig c = small_config();
+  const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   const std::vector<float> params = host_params(layout);
   const Batch b = make_batch(c);
@@ -159,7 +149,7 @@ TEST_CASE("cuda dream model: log-probs, logits and gradients match the CPU backe
 
 TEST_CASE("cuda zero engine at world size 1: training steps match the CPU engine at every stage", "[gpu][model]") {
   ensure_mpi();
-  const ModelConfig c = small_config();
+  const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   const std::vector<float> init = host_params(layout);
   const Batch b = make_batch(c);
@@ -197,7 +187,7 @@ TEST_CASE("cuda zero engine at world size 1: training steps match the CPU engine
 
 TEST_CASE("cuda checkpoint: device shards save and load bit-exactly, also into a CPU engine", "[gpu][model]") {
   ensure_mpi();
-  const ModelConfig c = small_config();
+  const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   const std::vector<float> init = host_params(layout);
   CpuBackend cpu(1);

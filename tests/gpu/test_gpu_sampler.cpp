@@ -149,14 +149,6 @@ TEST_CASE("cuda sample_rows: NaN and infinite logits are fatal, naming the row; 
 
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c = ModelConfig::preset("tiny");
-  c.vocab_size = 301;
-  c.mask_token_id = 300;
-  c.pad_token_id = c.bos_token_id = c.eos_token_id = 299;
-  c.intermediate_size = 96;
-  return c;
-}
 
 struct Generation {
   Canvas canvas;
@@ -181,7 +173,7 @@ Generation generate_on(Backend& be, const ModelConfig& c, const std::vector<floa
 }  // namespace
 
 TEST_CASE("cuda generation: DreamModel on CUDA and on the CPU give identical completions", "[gpu][sampler]") {
-  const ModelConfig c = tiny_config();
+  const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   std::vector<float> params(size_t(layout.total()));
   init_params(layout, params.data(), 4321, 0.2f);  // large std: peaked distributions, no near-ties

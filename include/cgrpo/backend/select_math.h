@@ -12,31 +12,15 @@
 #include <cmath>
 #endif
 
+#include "cgrpo/core/dtype.h"
 #include "cgrpo/core/hd.h"  // CGRPO_HD: __host__ __device__ inline under nvcc, inline elsewhere
 
 namespace cgrpo::sel {
 
 // ------------------------------------------------------------------------------------------------ bits, keys
 
-CGRPO_HD uint32_t f32_bits(float x) {
-#ifdef __CUDA_ARCH__
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-#endif
-}
-
-CGRPO_HD float bits_f32(uint32_t u) {
-#ifdef __CUDA_ARCH__
-  return __uint_as_float(u);
-#else
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-#endif
-}
+using cgrpo::f32_bits;  // core/dtype.h, host and device
+CGRPO_HD float bits_f32(uint32_t u) { return f32_from_bits(u); }
 
 CGRPO_HD uint64_t f64_bits(double x) {
 #ifdef __CUDA_ARCH__
