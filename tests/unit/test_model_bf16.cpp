@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -26,8 +27,9 @@ using namespace cgrpo::test;
 namespace {
 
 // tiny preset (H 64, 4 heads on 2 kv heads: GQA group 2, I 128, 2 layers) with a smaller vocabulary
-ModelConfig bf16_config() {
+ModelConfig bf16_config(bool tied = false) {
   ModelConfig c = ModelConfig::preset("tiny");
+  c.tie_word_embeddings = tied;
   c.vocab_size = 101;
   c.mask_token_id = 100;
   c.pad_token_id = c.bos_token_id = c.eos_token_id = 99;
@@ -140,15 +142,15 @@ int64_t live_bytes(MemCategory c) { return memory_stats().live_bytes[0][size_t(c
 
 }  // namespace
 
-TEST_CASE("model bf16: log-probs, logits and every gradient tensor match the fp32 model on the rounded weights",
+TEST_CASE("model bf16: log-probs, logits and every gradient match the fp32 model on the rounded weights, tied or not",
           "[model]") {
-  const ModelConfig c = bf16_config();
-  const ParamLayout layout(c);
-  const auto params = rounded_params(layout);
-  const Batch b = make_batch(c);
   CpuBackend be(1);
-  for (bool recompute : {false, true}) {
-    INFO("recompute " << recompute);
+  for (auto [recompute, tied] : {std::pair<bool, bool>{false, false}, {true, false}, {false, true}}) {
+    INFO("recompute " << recompute << ", tied embeddings " << tied);
+    const ModelConfig c = bf16_config(tied);
+    const ParamLayout layout(c);
+    const auto params = rounded_params(layout);
+    const Batch b = make_batch(c);
     DreamModel ref(c, be), m(c, be);
     ref.set_vocab_chunk(32);
     m.set_vocab_chunk(32);
