@@ -24,9 +24,17 @@ void CpuBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, bo
                       float alpha, float beta) {
   CGRPO_CHECK(A.device == Device::CPU && B.device == Device::CPU && C.device == Device::CPU,
               "CpuBackend::gemm on device memory");
-  CGRPO_CHECK(A.dtype == DType::F32 && C.dtype == DType::F32, "CpuBackend::gemm is fp32 only, got ", A.str(),
-              " ", B.str(), " ", C.str());
-  const GemmShape s = gemm_shape(A, trans_a, B, trans_b, C);
+  CGRPO_CHECK((A.dtype == DType::F32 || A.dtype == DType::BF16) && C.dtype == DType::F32,
+              "CpuBackend::gemm supports f32 x f32 -> f32 and bf16 x bf16 -> f32, got A ", A.str(), " B ", B.str(),
+              " C ", C.str());
+  const GemmShape s = gemm_shape(A, trans_a, B, trans_b, C);  // also checks A.dtype == B.dtype
+  if (A.dtype == DType::BF16) {
+    // The oracle of a bf16 GEMM with fp32 accumulation: bf16 -> fp32 is exact, so sgemm on the widened operands
+    // forms exact products and accumulates in fp32. Own scratch, not workspace(): the log-softmax ops hold that
+    // buffer across their gemm calls.
+    gemm(widen(A, wa_), trans_a, widen(B, wb_), trans_b, C, alpha, beta);
+    return;
+  }
   const float* a = static_cast<const float*>(A.data);
   const float* b = static_cast<const float*>(B.data);
   float* c = static_cast<float*>(C.data);
@@ -44,6 +52,25 @@ void CpuBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, bo
                 a + i * s.stride_a, static_cast<blasint>(s.lda), b + i * s.stride_b, static_cast<blasint>(s.ldb), beta,
                 c + i * s.stride_c, static_cast<blasint>(s.ldc));
   }
+}
+
+// A compact fp32 copy of a bf16 gemm operand (2-D or 3-D, row stride >= cols, batch stride 0 = broadcast):
+// [rows, cols] per distinct batch item, row stride cols.
+TensorView CpuBackend::widen(const TensorView& x, Buffer& dst) {
+  const int64_t rows = x.dim(-2), cols = x.dim(-1), ld = x.stride(-2);
+  const int64_t items = (x.ndim == 3 && x.dim(0) > 1 && x.stride(0) != 0) ? x.dim(0) : 1;
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(items * rows * cols, 1)) * sizeof(float);
+  if (dst.bytes() < bytes) dst = Buffer(bytes, Device::CPU, MemCategory::Workspace);
+  const uint16_t* src = static_cast<const uint16_t*>(x.data);
+  float* out = dst.as<float>();
+  for (int64_t i = 0; i < items; ++i)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        out[(i * rows + r) * cols + c] = bf16_to_f32(src[i * (x.ndim == 3 ? x.stride(0) : 0) + r * ld + c]);
+  if (x.ndim == 2) return TensorView(out, DType::F32, {rows, cols});
+  TensorView w(out, DType::F32, {x.dim(0), rows, cols});
+  if (items == 1) w.strides[0] = 0;  // broadcast stays broadcast
+  return w;
 }
 
 }  // namespace cgrpo
@@ -69,7 +96,7 @@ CpuBackend& host_backend() {
 }
 
 size_t CpuBackend::workspace_capacity_bytes() const {
-  size_t n = ws_.bytes();
+  size_t n = ws_.bytes() + wa_.bytes() + wb_.bytes();
   for (const Buffer& b : tws_) n += b.bytes();
   return n;
 }

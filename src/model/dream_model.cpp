@@ -11,6 +11,7 @@
 // then hf = RMSNorm(x_L, w_final) and log-probs of requested rows through the fused gather.
 #include "cgrpo/model/dream_model.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "cgrpo/core/philox.h"
@@ -47,6 +48,8 @@ DreamModel::DreamModel(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), la
 
 void DreamModel::bind(const float* params, float* grads) {
   CGRPO_CHECK(params != nullptr, "DreamModel::bind: params must not be null");
+  CGRPO_CHECK(pdt_ == DType::F32, "DreamModel::bind(const float* params, float* grads) takes fp32 parameters, but the "
+              "parameter dtype is ", dtype_name(pdt_), hint("bind bf16 parameters through a ParamSource"));
   flat_.params = params;
   flat_.grads_ptr = grads;
   flat_.layout = &layout_;
@@ -60,6 +63,17 @@ void DreamModel::bind(ParamSource* source, bool with_grads) {
   with_grads_ = with_grads;
   unit_params_.assign(layout_.units().size(), nullptr);
   unit_grads_.assign(layout_.units().size(), nullptr);
+  big_src_ = nullptr;
+}
+
+void DreamModel::set_param_dtype(DType t) {
+  CGRPO_CHECK(t == DType::F32 || t == DType::BF16, "DreamModel: parameter dtype must be f32 or bf16, got ",
+              dtype_name(t));
+  CGRPO_CHECK(t == DType::F32 || src_ != &flat_, "DreamModel::set_param_dtype(bf16) while bound to fp32 buffers by "
+              "bind(const float*, float*)", hint("bind bf16 parameters through a ParamSource"));
+  release_held();  // units acquired in the old dtype
+  pdt_ = t;
+  big_src_ = nullptr;
 }
 
 int DreamModel::unit_of(int64_t offset) const {
@@ -70,12 +84,16 @@ int DreamModel::unit_of(int64_t offset) const {
 }
 
 void DreamModel::hold(int u) {
-  if (!unit_params_[size_t(u)]) unit_params_[size_t(u)] = src_->acquire(u);
+  if (!unit_params_[size_t(u)]) {
+    unit_params_[size_t(u)] = src_->acquire(u);
+    big_src_ = nullptr;  // a sharding layer may hand out new data at an address it used before
+  }
 }
 
 void DreamModel::drop(int u) {
   if (unit_params_[size_t(u)]) {
     unit_params_[size_t(u)] = nullptr;
+    big_src_ = nullptr;
     src_->release(u);
   }
 }
@@ -95,10 +113,58 @@ void DreamModel::set_vocab_chunk(int64_t chunk) {
 
 TensorView DreamModel::P(int64_t offset, int64_t rows, int64_t cols) const {
   const int u = unit_of(offset);
-  const float* base = static_cast<const float*>(unit_params_[size_t(u)]);
+  const char* base = static_cast<const char*>(unit_params_[size_t(u)]);
   CGRPO_CHECK(base != nullptr, "parameters of unit ", layout_.units()[size_t(u)].name, " used while not acquired");
-  return view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
+  const size_t at = size_t(offset - layout_.units()[size_t(u)].offset) * dtype_size(pdt_);
+  return TensorView(const_cast<char*>(base) + at, pdt_, {rows, cols}, be_.device());
 }
+
+// Numerics of bf16 parameters: ARCHITECTURE.md §3.4 and the top of dream_model.h.
+TensorView DreamModel::W32(int64_t offset, int64_t rows, int64_t cols) {
+  const TensorView p = P(offset, rows, cols);
+  if (pdt_ == DType::F32) return p;
+  const bool big = rows == cfg_.vocab_size;  // embedding table / head; everything else is [1, <= max(H, QKV)]
+  Buffer& b = big ? wbig_ : wsmall_;
+  const size_t bytes = size_t(rows * cols) * sizeof(float);
+  if (b.bytes() < bytes) {
+    ensure(b, bytes, MemCategory::Workspace);
+    if (big) big_src_ = nullptr;
+  }
+  const TensorView w = view(b.as<float>(), rows, cols);
+  if (big && big_src_ == p.data) return w;  // still the cast of this table: its unit stayed held since
+  be_.cast(p, w);
+  if (big) big_src_ = p.data;
+  return w;
+}
+
+void DreamModel::mm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
+                    float beta) {
+  if (pdt_ == DType::F32) return be_.gemm(A, trans_a, B, trans_b, C, 1.0f, beta);
+  // bf16 x bf16 -> fp32, fp32 accumulation: round the fp32 operands (activations, output gradients) to bf16.
+  auto count = [](const TensorView& x) { return x.dtype == DType::F32 ? x.numel() : int64_t(0); };
+  const int64_t na = (count(A) + 127) / 128 * 128, nb = count(B);  // B starts 256-byte aligned
+  ensure(cast_, size_t(na + nb) * 2, MemCategory::Workspace);
+  auto lower = [&](const TensorView& x, uint16_t* dst) {
+    if (x.dtype != DType::F32) return x;
+    const TensorView y(dst, DType::BF16, {x.dim(0), x.dim(1)}, be_.device());
+    be_.cast(x, y);  // fatal unless x is contiguous (every activation operand is)
+    return y;
+  };
+  be_.gemm(lower(A, cast_.as<uint16_t>()), trans_a, lower(B, cast_.as<uint16_t>() + na), trans_b, C, 1.0f, beta);
+}
+
+// bf16 elements of cast_ for N rows: the widest A operand of mm() (rounded to 256 bytes) and, with grad, the
+// widest dW operand B (forward: A = a1 | o | a2 | m; backward: A = dx2 | dgu | dx1 | dqkv, B = m | a2 | o | a1).
+int64_t DreamModel::cast_elems(int64_t N, bool grad) const {
+  const int64_t wa = std::max({H_, QW_, 2 * I_, QKV_}), wb = std::max({H_, QW_, I_});
+  return (N * wa + 127) / 128 * 128 + (grad ? N * wb : 0);
+}
+
+size_t DreamModel::param_dtype_scratch_bytes(int64_t B, int64_t L, bool grad) const {
+  if (pdt_ == DType::F32) return 0;
+  return size_t(cfg_.vocab_size * H_ + std::max(H_, QKV_)) * 4 + size_t(cast_elems(B * L, grad)) * 2;
+}
+
 TensorView DreamModel::G(int64_t offset, int64_t rows, int64_t cols) const {
   const int u = unit_of(offset);
   float* base = unit_grads_[size_t(u)];
@@ -164,20 +230,20 @@ void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float*
   const TensorView Gt = view(a.gu, N, I_, 2 * I_), U = view(a.gu + I_, N, I_, 2 * I_);
   const TensorView M = view(a.m, N, I_, I_), X2 = view(x_out, N, H_, H_);
 
-  be_.rmsnorm_fwd(X0, P(w.ln_in, 1, H_).slice_flat(0, H_), eps, A1, a.rstd1);
-  be_.gemm(A1, false, P(w.w_qkv, QKV_, H_), true, QKV);
-  be_.bias_add(QKV, P(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
+  be_.rmsnorm_fwd(X0, W32(w.ln_in, 1, H_).slice_flat(0, H_), eps, A1, a.rstd1);
+  mm(A1, false, P(w.w_qkv, QKV_, H_), true, QKV);
+  be_.bias_add(QKV, W32(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
   be_.rope_fwd(Q, hd_, pos, theta);
   be_.rope_fwd(K, hd_, pos, theta);
   const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
   be_.attention_fwd(s, Q, K, Vv, key_mask(), O, a.lse);
   be_.copy(X0, X1);
-  be_.gemm(O, false, P(w.w_o, H_, QW_), true, X1, 1.0f, 1.0f);  // x1 = x0 + o Wo^T
-  be_.rmsnorm_fwd(X1, P(w.ln_post, 1, H_).slice_flat(0, H_), eps, A2, a.rstd2);
-  be_.gemm(A2, false, P(w.w_gate_up, 2 * I_, H_), true, GU);
+  mm(O, false, P(w.w_o, H_, QW_), true, X1, 1.0f);  // x1 = x0 + o Wo^T
+  be_.rmsnorm_fwd(X1, W32(w.ln_post, 1, H_).slice_flat(0, H_), eps, A2, a.rstd2);
+  mm(A2, false, P(w.w_gate_up, 2 * I_, H_), true, GU);
   be_.swiglu_fwd(Gt, U, M);
   be_.copy(X1, X2);
-  be_.gemm(M, false, P(w.w_down, H_, I_), true, X2, 1.0f, 1.0f);  // x2 = x1 + m Wd^T
+  mm(M, false, P(w.w_down, H_, I_), true, X2, 1.0f);  // x2 = x1 + m Wd^T
 }
 
 void DreamModel::forward(const ModelInput& in, bool grad) {
@@ -193,6 +259,14 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   ensure(acts_, static_cast<size_t>(((grad && !recompute_) ? nl : 1) * acts_floats(N_, B_)) * sizeof(float),
          MemCategory::Activations);
   ensure(final_, static_cast<size_t>(N_ * H_ + N_) * sizeof(float), MemCategory::Activations);
+  if (pdt_ != DType::F32) {  // grown here once to what the step needs, so no later call allocates
+    ensure(cast_, size_t(cast_elems(N_, grad)) * 2, MemCategory::Workspace);
+    ensure(wsmall_, size_t(std::max(H_, QKV_)) * 4, MemCategory::Workspace);
+    if (wbig_.bytes() < size_t(cfg_.vocab_size * H_) * 4) {
+      ensure(wbig_, size_t(cfg_.vocab_size * H_) * 4, MemCategory::Workspace);
+      big_src_ = nullptr;
+    }
+  }
   pos_host_.resize(size_t(N_));
   for (int64_t r = 0; r < N_; ++r) {
     const int32_t p = in.pos ? in.pos[r] : static_cast<int32_t>(r % L_);
@@ -209,7 +283,7 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   if (has_mask_) be_.upload(in.key_mask, ids + 2 * N_, size_t(N_));
   hold(0);
   src_->prefetch(1);  // ZeRO-3: the next unit's gather overlaps this unit's compute
-  be_.embedding_fwd(P(layout_.embed(), cfg_.vocab_size, H_), ids, view(x_at(0), N_, H_, H_));  // h0 = E[ids]
+  be_.embedding_fwd(W32(layout_.embed(), cfg_.vocab_size, H_), ids, view(x_at(0), N_, H_, H_));  // h0 = E[ids]
   drop(0);
   for (int64_t l = 0; l < nl; ++l) {
     hold(int(1 + l));
@@ -219,7 +293,7 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   }
   hold(int(nl + 1));  // final norm + head: held through logprobs() and backward's head part
   float* hf = final_.as<float>();
-  be_.rmsnorm_fwd(view(x_at(nl), N_, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
+  be_.rmsnorm_fwd(view(x_at(nl), N_, H_, H_), W32(layout_.final_norm(), 1, H_).slice_flat(0, H_),
                   static_cast<float>(cfg_.rms_norm_eps), view(hf, N_, H_, H_), hf + N_ * H_);
 }
 
@@ -244,8 +318,8 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
   be_.upload(targets, q.tgt, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), q.rows, view(q.hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
   hold(unit_of(layout_.head()));
-  be_.logsoftmax_gather_fwd(view(q.hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_, q.logp,
-                            q.lse);
+  be_.logsoftmax_gather_fwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
+                            q.logp, q.lse);
   be_.download(q.logp, logp, static_cast<size_t>(R) * 4);
 }
 
@@ -275,7 +349,8 @@ float* DreamModel::head_logits(int64_t R, const int32_t* rows, const char* what)
   be_.upload(rows, d_rows, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), d_rows, view(hsel, R, H_, H_));
   hold(unit_of(layout_.head()));
-  be_.gemm(view(hsel, R, H_, H_), false, P(layout_.head(), V, H_), true, view(z, R, V, V));
+  // fp32 head (W32), like the log-softmax gather: logits() and logprobs() agree with bf16 parameters too
+  be_.gemm(view(hsel, R, H_, H_), false, W32(layout_.head(), V, H_), true, view(z, R, V, V));
   return z;
 }
 
@@ -304,20 +379,20 @@ void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
   const TensorView dR = view(dres, N, H_, H_), dA = view(da, N, H_, H_);
 
   // MLP: x2 = x1 + m Wd^T
-  be_.gemm(dR, false, P(w.w_down, H_, I_), false, view(dm, N, I_, I_));               // dm = dx2 Wd
-  be_.gemm(dR, true, view(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f, 1.0f);  // dWd += dx2^T m
+  mm(dR, false, P(w.w_down, H_, I_), false, view(dm, N, I_, I_));         // dm = dx2 Wd
+  mm(dR, true, view(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f);  // dWd += dx2^T m
   be_.swiglu_bwd(view(dm, N, I_, I_), view(a.gu, N, I_, 2 * I_), view(a.gu + I_, N, I_, 2 * I_),
                  view(dgu, N, I_, 2 * I_), view(dgu + I_, N, I_, 2 * I_));
   const TensorView dGU = view(dgu, N, 2 * I_, 2 * I_);
-  be_.gemm(dGU, false, P(w.w_gate_up, 2 * I_, H_), false, dA);                                   // da2 = dgu Wgu
-  be_.gemm(dGU, true, view(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f, 1.0f);  // dWgu += ..
-  be_.rmsnorm_bwd(dA, view(a.x1, N, H_, H_), P(w.ln_post, 1, H_).slice_flat(0, H_), a.rstd2, dR,
+  mm(dGU, false, P(w.w_gate_up, 2 * I_, H_), false, dA);                             // da2 = dgu Wgu
+  mm(dGU, true, view(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f);  // dWgu += ..
+  be_.rmsnorm_bwd(dA, view(a.x1, N, H_, H_), W32(w.ln_post, 1, H_).slice_flat(0, H_), a.rstd2, dR,
                   G(w.ln_post, 1, H_).slice_flat(0, H_));  // dres = dL/dx1
 
   // attention: x1 = x0 + o Wo^T
   const TensorView dO = view(dout, N, QW_, QW_);
-  be_.gemm(dR, false, P(w.w_o, H_, QW_), false, dO);                                        // do = dx1 Wo
-  be_.gemm(dR, true, view(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f, 1.0f);  // dWo += dx1^T o
+  mm(dR, false, P(w.w_o, H_, QW_), false, dO);                                  // do = dx1 Wo
+  mm(dR, true, view(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f);  // dWo += dx1^T o
   const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
   const TensorView dQ = view(dqkv, N, QW_, QKV_), dK = view(dqkv + QW_, N, KW_, QKV_);
   be_.attention_bwd(s, view(a.qkv, N, QW_, QKV_), view(a.qkv + QW_, N, KW_, QKV_),
@@ -327,9 +402,9 @@ void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
   be_.rope_bwd(dK, hd_, pos, theta);
   const TensorView dQKV = view(dqkv, N, QKV_, QKV_);
   be_.bias_bwd(dQKV, G(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
-  be_.gemm(dQKV, false, P(w.w_qkv, QKV_, H_), false, dA);                                  // da1 = dqkv Wqkv
-  be_.gemm(dQKV, true, view(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f, 1.0f);  // dWqkv += ..
-  be_.rmsnorm_bwd(dA, view(x0, N, H_, H_), P(w.ln_in, 1, H_).slice_flat(0, H_), a.rstd1, dR,
+  mm(dQKV, false, P(w.w_qkv, QKV_, H_), false, dA);                             // da1 = dqkv Wqkv
+  mm(dQKV, true, view(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f);  // dWqkv += ..
+  be_.rmsnorm_bwd(dA, view(x0, N, H_, H_), W32(w.ln_in, 1, H_).slice_flat(0, H_), a.rstd1, dR,
                   G(w.ln_in, 1, H_).slice_flat(0, H_));  // dres = dL/dx0
 }
 
@@ -352,13 +427,13 @@ void DreamModel::backward(const float* dlogp) {
   open_grads(head_unit);
   open_grads(tied_unit);
   be_.zero(view(q.dhsel, R, H_, H_));
-  be_.logsoftmax_gather_bwd(view(q.hsel, R, H_, H_), P(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_, q.lse,
-                            q.dlogp, view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
+  be_.logsoftmax_gather_bwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
+                            q.lse, q.dlogp, view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
   be_.zero(dHF);
   be_.embedding_bwd(view(q.dhsel, R, H_, H_), q.rows, dHF);  // scatter-add dhsel into rows of dhf
   be_.zero(dR);
   const float* hf = final_.as<float>();
-  be_.rmsnorm_bwd(dHF, view(x_at(nl), N, H_, H_), P(layout_.final_norm(), 1, H_).slice_flat(0, H_),
+  be_.rmsnorm_bwd(dHF, view(x_at(nl), N, H_, H_), W32(layout_.final_norm(), 1, H_).slice_flat(0, H_),
                   hf + N * H_, dR, G(layout_.final_norm(), 1, H_).slice_flat(0, H_));
   drop(head_unit);
   if (tied_unit != 0) {

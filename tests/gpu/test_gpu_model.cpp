@@ -2,7 +2,8 @@
 //   - DreamModel forward log-probs, logits and backward gradients (GQA, left-pad key mask, explicit positions,
 //     a vocabulary chunk that does not divide V, recompute on and off);
 //   - ZeroEngine + DreamModel training steps at world size 1 on NCCL for every ZeRO stage vs MPI on the CPU;
-//   - a checkpoint written from device storage loads bit-exactly into a CPU engine and back.
+//   - a checkpoint written from device storage loads bit-exactly into a CPU engine and back;
+//   - the model with bf16 parameters (set_param_dtype) on CUDA vs the same on the CPU oracle.
 // Tolerances: fp32 everywhere, reduction orders differ (cuBLASLt split-k, tree reductions), so values agree to
 // ~1e-5 relative; gradients are compared relative to the largest magnitude of their tensor.
 #include <catch2/catch.hpp>
@@ -122,6 +123,55 @@ Run run_model(Backend& be, const ModelConfig& c, const std::vector<float>& param
   return r;
 }
 
+// bf16 units of a flat parameter vector in the backend's memory, fp32 gradients there too
+class Bf16DeviceSource final : public ParamSource {
+ public:
+  Bf16DeviceSource(Backend& be, const ParamLayout& layout, const std::vector<float>& params)
+      : layout_(layout),
+        p_(be.alloc(params.size() * 2, MemCategory::Params)),
+        g_(be.alloc(params.size() * 4, MemCategory::Grads)) {
+    std::vector<uint16_t> h(params.size());
+    for (size_t i = 0; i < params.size(); ++i) h[i] = f32_to_bf16(params[i]);
+    be.upload(h.data(), p_.data(), h.size() * 2);
+    const std::vector<float> zeros(params.size(), 0.0f);
+    be.upload(zeros.data(), g_.data(), zeros.size() * 4);
+  }
+  const void* acquire(int u) override { return p_.as<uint16_t>() + layout_.units()[size_t(u)].offset; }
+  void release(int) override {}
+  float* grads(int u) override { return g_.as<float>() + layout_.units()[size_t(u)].offset; }
+  void grads_done(int) override {}
+  const Buffer& grad_buffer() const { return g_; }
+
+ private:
+  const ParamLayout& layout_;
+  Buffer p_, g_;
+};
+
+Run run_model_bf16(Backend& be, const ModelConfig& c, const std::vector<float>& params, const Batch& b,
+                   bool recompute) {
+  const ParamLayout layout(c);
+  Bf16DeviceSource src(be, layout, params);
+  DreamModel m(c, be);
+  m.set_vocab_chunk(128);
+  m.set_recompute(recompute);
+  m.set_param_dtype(DType::BF16);
+  m.bind(&src, true);
+  const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+  Run r;
+  r.logp.resize(b.rows.size());
+  m.forward(in, true);
+  m.logprobs(int64_t(b.rows.size()), b.rows.data(), b.targets.data(), r.logp.data());
+  m.backward(b.dlogp.data());
+  r.grads.resize(size_t(layout.total()));
+  be.download(src.grad_buffer().data(), r.grads.data(), r.grads.size() * 4);
+  m.forward(in, false);
+  const int32_t rows[3] = {0, 12, 32};
+  r.logits.resize(size_t(3 * c.vocab_size));
+  m.logits(3, rows, r.logits.data());
+  m.release_held();
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("cuda dream model: log-probs, logits and gradients match the CPU backend", "[gpu][model]") {
@@ -229,4 +279,31 @@ TEST_CASE("cuda checkpoint: device shards save and load bit-exactly, also into a
     CHECK(std::memcmp(m1.data(), bm1.data(), n * 4) == 0);
   }
   std::filesystem::remove_all(dir);
+}
+
+// Both sides round the same activations to bf16 before every weight matmul; where the fp32 sums of the two
+// backends (different accumulation orders) fall on either side of a bf16 rounding boundary the rounded operands
+// differ by one bf16 ulp (2^-8 relative), so the agreement is ~1e-3 rather than fp32's ~1e-5.
+TEST_CASE("cuda dream model with bf16 parameters: log-probs, logits and gradients match the CPU backend",
+          "[gpu][model]") {
+  const ModelConfig c = small_config();
+  const ParamLayout layout(c);
+  const std::vector<float> params = host_params(layout);
+  const Batch b = make_batch(c);
+  CpuBackend cpu(1);
+  for (bool recompute : {false, true}) {
+    INFO("recompute " << recompute);
+    const Run want = run_model_bf16(cpu, c, params, b, recompute);
+    const Run got = run_model_bf16(gpu_backend(), c, params, b, recompute);
+    REQUIRE(got.logp.size() == want.logp.size());
+    for (size_t i = 0; i < want.logp.size(); ++i) {
+      INFO("logp " << i);
+      CHECK(std::abs(got.logp[i] - want.logp[i]) <= 5e-3 * (1 + std::abs(want.logp[i])));
+    }
+    for (size_t i = 0; i < want.logits.size(); ++i) {
+      INFO("logit " << i);
+      CHECK(std::abs(got.logits[i] - want.logits[i]) <= 5e-3 * (1 + std::abs(want.logits[i])));
+    }
+    expect_tensors_close(layout, got.grads, want.grads, 2e-2);
+  }
 }

@@ -1,4 +1,5 @@
-// CpuBackend: fp32 everywhere, GEMM on OpenBLAS. The reference every other backend is tested against.
+// CpuBackend: fp32 everywhere, GEMM on OpenBLAS. The reference every other backend is tested against; a
+// bf16 x bf16 -> fp32 gemm widens its operands to fp32 (exact) and runs sgemm: bf16 products, fp32 accumulation.
 // Op kernels live in src/backend/cpu_ops_*.cpp; every matmul inside them goes through gemm().
 #pragma once
 
@@ -63,6 +64,7 @@ class CpuBackend final : public Backend {
                    int32_t* tokens, float* confidence) override;
 
   // Scratch memory owned by the backend (MemCategory::Workspace); grows to the largest request, never shrinks.
+  // workspace_capacity_bytes() counts it, the per-thread scratch and gemm's fp32 copies of bf16 operands.
   float* workspace(size_t floats);
   size_t workspace_capacity_bytes() const;
 
@@ -71,7 +73,9 @@ class CpuBackend final : public Backend {
   // OpenBLAS thread count at construction); each pool thread has its own scratch buffer.
   CpuThreadPool& pool() { return *pool_; }
   float* thread_workspace(int tid, size_t floats);
+  TensorView widen(const TensorView& x, Buffer& dst);  // bf16 gemm operand -> compact fp32 copy in dst
   Buffer ws_;
+  Buffer wa_, wb_;  // gemm: fp32 copies of bf16 operands A and B (grown to the largest, never shrink)
   std::vector<Buffer> tws_;
   std::unique_ptr<CpuThreadPool> pool_;
   std::unique_ptr<TokenSampler> sampler_;  // sample_rows: reused while (V, parameters) stay the same

@@ -7,6 +7,19 @@
 // Gradients accumulate (+=) into the bound gradient buffer; zeroing it is the caller's job.
 // With set_recompute(true) only each layer's input is kept; backward recomputes a layer's activations
 // right before its backward, giving bit-identical gradients with O(1 layer) activation memory.
+//
+// Parameter dtype (set_param_dtype; ARCHITECTURE.md §3.4): F32 (default) runs fp32 everywhere. With BF16 the
+// ParamSource hands out bf16 units (the flat ParamLayout element order); activations, gradients, RMSNorm
+// statistics, softmax and log-softmax stay fp32:
+//   - every matmul against a weight (q/k/v, o, gate/up, down projections, forward, recompute and backward's
+//     dX = dY W) and every weight-gradient matmul (dW += dY^T X) is a bf16 x bf16 -> fp32 gemm with fp32
+//     accumulation: the fp32 activation operands are rounded to bf16 (RNE) into model scratch first, as under
+//     torch autocast. Gradients are fp32 and accumulate (+=) into the fp32 gradient buffers;
+//   - every other use of a weight (RMSNorm weights, the qkv bias, the embedding table, the LM head inside the
+//     fused log-softmax gather, logits() and sample()) reads an fp32 copy cast from bf16 into model scratch;
+//     so logits() and logprobs() agree with each other as in fp32 mode;
+//   - param_dtype_scratch_bytes() is the device memory that costs: one fp32 [V, H] table (embedding / head),
+//     one fp32 copy of the largest small weight, and bf16 copies of one matmul's activation operands.
 #pragma once
 
 #include <cstdint>
@@ -43,13 +56,18 @@ class DreamModel {
 
   // Every pointer handed to the model's methods is host memory, except parameters and gradients, which
   // live on the backend's device (ParamSource pointers likewise). Activations are device Buffers.
-  // params [layout().total()]; grads likewise or nullptr for inference only.
+  // params [layout().total()]; grads likewise or nullptr for inference only. fp32 parameters only: with
+  // set_param_dtype(BF16) it is fatal; bf16 parameters come through bind(ParamSource*, ...).
   void bind(const float* params, float* grads);
   // Parameters and gradients unit by unit from a sharding layer (see param_source.h for the call order).
   // `with_grads` = false: inference only.
   void bind(ParamSource* source, bool with_grads);
   void release_held();  // give back units still held after a forward without backward (inference)
   void set_recompute(bool on) { recompute_ = on; }
+  // dtype of the parameters the ParamSource hands out: F32 (default) or BF16 (see the top of this file).
+  // Gives back held units; fatal while bound to bind(const float*, float*) with BF16.
+  void set_param_dtype(DType t);
+  DType param_dtype() const { return pdt_; }
   void set_vocab_chunk(int64_t chunk);  // columns of logits live at once in logprobs/backward (default 4096)
 
   // Runs the layers and the final norm. grad = true keeps what backward() needs.
@@ -84,6 +102,10 @@ class DreamModel {
   size_t backward_workspace_bytes(int64_t B, int64_t L) const {
     return size_t(B * L * (H_ * 3 + QKV_ + QW_ + 3 * I_)) * 4;
   }
+  // Bytes of the model's extra scratch (Workspace) for bf16 parameters on a [B, L] batch, 0 with fp32: the fp32
+  // copy of a [V, H] table, of the largest small weight (max(H, QKV)), and the bf16 activation operands of one
+  // matmul ([N, max(H, QW, 2I, QKV)] and, with grad, the dW operand [N, max(H, QW, I)]).
+  size_t param_dtype_scratch_bytes(int64_t B, int64_t L, bool grad) const;
 
  private:
   struct Acts {  // one layer's saved activations (views into a Buffer)
@@ -109,7 +131,16 @@ class DreamModel {
   }
   TensorView view(const float* p, int64_t rows, int64_t cols) const { return view(p, rows, cols, cols); }
   void ensure(Buffer& b, size_t bytes, MemCategory cat) const;
+  // The parameter tensor at a layout offset, [rows, cols], in the parameter dtype (pdt_).
   TensorView P(int64_t offset, int64_t rows, int64_t cols) const;
+  // An fp32 view of the same weight: P() itself with fp32, else a copy cast from bf16 into wbig_ ([V, H] tables)
+  // or wsmall_ (every other weight), valid until the next W32() of that kind (or the next acquire / release).
+  TensorView W32(int64_t offset, int64_t rows, int64_t cols);
+  // C = op(A) op(B) + beta C for a matmul against a weight (or a weight gradient): with bf16 parameters every
+  // fp32 operand is rounded to bf16 into cast_ first and the gemm is bf16 x bf16 -> fp32; with fp32, be_.gemm.
+  void mm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
+          float beta = 0.0f);
+  int64_t cast_elems(int64_t N, bool grad) const;  // bf16 elements cast_ needs for N rows
   TensorView G(int64_t offset, int64_t rows, int64_t cols) const;
   int unit_of(int64_t offset) const;
   void hold(int u);           // acquire once; stays until drop(u)
@@ -138,6 +169,7 @@ class DreamModel {
   Backend& be_;
   bool recompute_ = false;
   int64_t chunk_ = 4096;
+  DType pdt_ = DType::F32;
 
   // shapes of the last forward
   int64_t B_ = 0, L_ = 0, N_ = 0, R_ = 0;
@@ -152,6 +184,11 @@ class DreamModel {
   Buffer final_;    // hf [N, H], rstd_f [N]
   Buffer sel_;      // rows [R], targets [R] (int32), lse [R], logp [R], dlogp [R], hsel [R, H], dhsel [R, H]
   Buffer logits_;   // logits(): rows [R] int32, hsel [R, H], out [R, V]
+  // bf16 parameters only (param_dtype_scratch_bytes): fp32 weight copies and bf16 matmul operands
+  Buffer wbig_;     // fp32 [V, H]: embedding table or head; holds the cast of big_src_ (nullptr: none)
+  Buffer wsmall_;   // fp32 [max(H, QKV)]: a norm weight or the qkv bias
+  Buffer cast_;     // bf16 operands of one mm(): A, then B at a 256-byte boundary
+  const void* big_src_ = nullptr;
   Buffer bwd_;      // backward scratch: dres, da [N, H], dqkv [N, QKV], do [N, QW], dgu [N, 2I], dm [N, I], dhf [N, H]
 };
 

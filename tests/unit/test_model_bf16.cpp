@@ -1,0 +1,278 @@
+// DreamModel with bf16 parameters (set_param_dtype, ARCHITECTURE.md §3.4) on the CPU oracle: against the fp32
+// model on the same (bf16-rounded) weights, determinism, no steady-state allocation, the scratch accounting,
+// and the fp32-only bind(params, grads).
+//
+// Tolerance: the two models hold identical weights; the bf16 model rounds the activation operand of every matmul
+// (and the output gradient of every backward matmul) to bf16, a relative error of 2^-9 per rounding that adds up
+// over the layers and is amplified by the sharp attention of these large weights (std 0.2, as the GPU tests).
+// Measured on this config: logits 1.1e-2 of max|logit| (7.5e-3 relative L2), log-probs 5e-3 of max|logp|, the
+// worst gradient tensor 3.0e-2 of its max|grad| (2.5e-2 relative L2: q/k projections, through the softmax
+// backward); the bounds are 2-3x that. A wrong operand or a missed cast is O(1). The fp32 model itself is checked
+// against finite differences in test_model.cpp.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../common/ref_check.h"
+#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/model/dream_model.h"
+
+using namespace cgrpo;
+using namespace cgrpo::test;
+
+namespace {
+
+// tiny preset (H 64, 4 heads on 2 kv heads: GQA group 2, I 128, 2 layers) with a smaller vocabulary
+ModelConfig bf16_config(bool tied = false) {
+  ModelConfig c = ModelConfig::preset("tiny");
+  c.tie_word_embeddings = tied;
+  c.vocab_size = 101;
+  c.mask_token_id = 100;
+  c.pad_token_id = c.bos_token_id = c.eos_token_id = 99;
+  return c;
+}
+
+// Units of a flat bf16 parameter vector (host memory: the CPU backend's device) and fp32 gradients.
+class Bf16Source final : public ParamSource {
+ public:
+  Bf16Source(const ParamLayout& layout, const std::vector<float>& params) : layout_(layout) {
+    p_.resize(params.size());
+    for (size_t i = 0; i < params.size(); ++i) p_[i] = f32_to_bf16(params[i]);
+    g.assign(params.size(), 0.0f);
+  }
+  const void* acquire(int u) override {
+    ++held;
+    return p_.data() + layout_.units()[size_t(u)].offset;
+  }
+  void release(int) override { --held; }
+  float* grads(int u) override { return g.data() + layout_.units()[size_t(u)].offset; }
+  void grads_done(int) override {}
+  std::vector<float> g;
+  int held = 0;
+
+ private:
+  const ParamLayout& layout_;
+  std::vector<uint16_t> p_;
+};
+
+struct Batch {
+  int64_t B = 3, L = 9;
+  std::vector<int32_t> ids, pos, rows, targets;
+  std::vector<uint8_t> mask;
+  std::vector<float> dlogp;
+};
+
+// left pads (row s has s of them) masked out as keys, explicit positions, mask tokens, rows of every sequence
+Batch make_batch(const ModelConfig& c) {
+  Batch b;
+  for (int64_t s = 0; s < b.B; ++s)
+    for (int64_t i = 0; i < b.L; ++i) {
+      const bool pad = i < s;
+      b.ids.push_back(pad ? int32_t(c.pad_token_id) : i % 4 == 3 ? int32_t(c.mask_token_id)
+                                                                  : int32_t((s * 31 + i * 7) % 98));
+      b.pos.push_back(pad ? 1 : int32_t(i - s));
+      b.mask.push_back(pad ? 0 : 1);
+      if (!pad && i + 1 < b.L) {
+        b.rows.push_back(int32_t(s * b.L + i));
+        b.targets.push_back(int32_t((s * 13 + i * 5) % c.vocab_size));
+        b.dlogp.push_back(-1.0f / float(1 + (i % 3)));
+      }
+    }
+  return b;
+}
+
+constexpr std::array<int32_t, 3> kLogitRows = {0, 13, 25};  // each also a log-prob row of make_batch
+
+struct Out {
+  std::vector<float> logp, logits, grads;
+};
+
+// One training micro-step (forward, logprobs, backward into zeroed grads) and the logits of three rows.
+Out step(DreamModel& m, const Batch& b, std::vector<float>& grads) {
+  std::fill(grads.begin(), grads.end(), 0.0f);
+  const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+  Out o;
+  const int64_t R = int64_t(b.rows.size());
+  o.logp.resize(size_t(R));
+  m.forward(in, true);
+  m.logprobs(R, b.rows.data(), b.targets.data(), o.logp.data());
+  o.logits.resize(size_t(3 * m.config().vocab_size));
+  m.logits(3, kLogitRows.data(), o.logits.data());
+  m.backward(b.dlogp.data());
+  o.grads = grads;
+  return o;
+}
+
+std::vector<float> rounded_params(const ParamLayout& layout) {
+  std::vector<float> p(size_t(layout.total()));
+  init_params(layout, p.data(), 99, 0.2f);
+  const auto jitter = randn(p.size(), 98, 0.1f);  // norm weights != 1, biases != 0
+  for (size_t i = 0; i < p.size(); ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i] + jitter[i]));
+  return p;
+}
+
+double max_abs(const float* x, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::abs(double(x[i])));
+  return m;
+}
+
+// max |got - want| over a tensor, relative to max |want| of that tensor
+double rel_err(const float* got, const float* want, int64_t n) {
+  double d = 0;
+  for (int64_t i = 0; i < n; ++i) d = std::max(d, std::abs(double(got[i]) - double(want[i])));
+  return d / std::max(1e-6, max_abs(want, n));
+}
+
+// ||got - want||_2 / ||want||_2
+double rel_l2(const float* got, const float* want, int64_t n) {
+  double d = 0, w = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    d += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    w += double(want[i]) * want[i];
+  }
+  return std::sqrt(d / std::max(1e-30, w));
+}
+
+int64_t live_bytes(MemCategory c) { return memory_stats().live_bytes[0][size_t(c)]; }
+
+}  // namespace
+
+TEST_CASE("model bf16: log-probs, logits and every gradient match the fp32 model on the rounded weights, tied or not",
+          "[model]") {
+  CpuBackend be(1);
+  for (auto [recompute, tied] : {std::pair<bool, bool>{false, false}, {true, false}, {false, true}}) {
+    INFO("recompute " << recompute << ", tied embeddings " << tied);
+    const ModelConfig c = bf16_config(tied);
+    const ParamLayout layout(c);
+    const auto params = rounded_params(layout);
+    const Batch b = make_batch(c);
+    DreamModel ref(c, be), m(c, be);
+    ref.set_vocab_chunk(32);
+    m.set_vocab_chunk(32);
+    ref.set_recompute(recompute);
+    m.set_recompute(recompute);
+    std::vector<float> g32(params.size());
+    ref.bind(params.data(), g32.data());
+    Bf16Source src(layout, params);
+    m.set_param_dtype(DType::BF16);
+    REQUIRE(m.param_dtype() == DType::BF16);
+    m.bind(&src, true);
+    const Out want = step(ref, b, g32), got = step(m, b, src.g);
+
+    const int64_t R = int64_t(want.logp.size());
+    const double e_logp = rel_err(got.logp.data(), want.logp.data(), R);
+    INFO("logp: worst |diff| / max|logp| " << e_logp);
+    CHECK(e_logp <= 3e-2);
+    for (int64_t r = 0; r < R; ++r) REQUIRE(std::isfinite(got.logp[size_t(r)]));
+    const int64_t nz = int64_t(want.logits.size());
+    const double e_logits = rel_err(got.logits.data(), want.logits.data(), nz);
+    const double l2_logits = rel_l2(got.logits.data(), want.logits.data(), nz);
+    INFO("logits: worst |diff| / max|logit| " << e_logits << ", relative L2 " << l2_logits);
+    CHECK(e_logits <= 3e-2);
+    CHECK(l2_logits <= 2e-2);
+    CHECK(e_logits > 0);  // activations really are rounded: not the fp32 computation
+    double worst = 0;
+    for (const ParamInfo& p : layout.params()) {
+      const double e = rel_err(got.grads.data() + p.offset, want.grads.data() + p.offset, p.numel);
+      const double e2 = rel_l2(got.grads.data() + p.offset, want.grads.data() + p.offset, p.numel);
+      INFO(p.name << ": worst |diff| / max|grad| " << e << ", relative L2 " << e2);
+      CHECK(max_abs(want.grads.data() + p.offset, p.numel) > 0);
+      CHECK(e <= 8e-2);
+      CHECK(e2 <= 6e-2);
+      worst = std::max(worst, e);
+    }
+    CHECK(worst > 0);
+    // logits() and logprobs() use the same fp32 head copy: the log-softmax of the logits is the log-prob
+    for (int k = 0; k < 3; ++k) {
+      const auto it = std::find(b.rows.begin(), b.rows.end(), kLogitRows[size_t(k)]);
+      REQUIRE(it != b.rows.end());
+      const size_t r = size_t(it - b.rows.begin());
+      const float* z = got.logits.data() + k * c.vocab_size;
+      double mx = -1e30, s = 0;
+      for (int64_t v = 0; v < c.vocab_size; ++v) mx = std::max(mx, double(z[v]));
+      for (int64_t v = 0; v < c.vocab_size; ++v) s += std::exp(double(z[v]) - mx);
+      CHECK(got.logp[r] == Approx(double(z[b.targets[r]]) - mx - std::log(s)).margin(1e-4));
+    }
+    m.release_held();
+    REQUIRE(src.held == 0);
+  }
+}
+
+TEST_CASE("model bf16: recompute is bit-identical, a step is deterministic and allocates nothing the second time",
+          "[model]") {
+  const ModelConfig c = bf16_config();
+  const ParamLayout layout(c);
+  const auto params = rounded_params(layout);
+  const Batch b = make_batch(c);
+  CpuBackend be(1);
+  DreamModel m(c, be);
+  m.set_vocab_chunk(32);
+  Bf16Source src(layout, params);
+  m.set_param_dtype(DType::BF16);
+  m.bind(&src, true);
+  const Out full = step(m, b, src.g);
+  m.set_recompute(true);
+  const Out a = step(m, b, src.g);
+  const int64_t ws1 = live_bytes(MemCategory::Workspace), act1 = live_bytes(MemCategory::Activations);
+  const Out a2 = step(m, b, src.g);
+  CHECK(live_bytes(MemCategory::Workspace) == ws1);  // the second identical step allocates nothing
+  CHECK(live_bytes(MemCategory::Activations) == act1);
+  for (const Out* o : {&a, &a2}) {
+    REQUIRE(std::memcmp(o->logp.data(), full.logp.data(), full.logp.size() * 4) == 0);
+    REQUIRE(std::memcmp(o->logits.data(), full.logits.data(), full.logits.size() * 4) == 0);
+    REQUIRE(std::memcmp(o->grads.data(), full.grads.data(), full.grads.size() * 4) == 0);
+  }
+}
+
+TEST_CASE("model bf16: param_dtype_scratch_bytes is the model's extra scratch", "[model]") {
+  const ModelConfig c = bf16_config();
+  const ParamLayout layout(c);
+  const auto params = rounded_params(layout);
+  const Batch b = make_batch(c);
+  int64_t model_ws[2] = {0, 0};
+  size_t predicted[2] = {0, 0};
+  for (int bf16 = 0; bf16 < 2; ++bf16) {
+    CpuBackend be(1);
+    DreamModel m(c, be);
+    m.set_vocab_chunk(32);
+    std::vector<float> g32(params.size());
+    Bf16Source src(layout, params);
+    if (bf16) {
+      m.set_param_dtype(DType::BF16);
+      m.bind(&src, true);
+    } else {
+      m.bind(params.data(), g32.data());
+    }
+    const int64_t before = live_bytes(MemCategory::Workspace);
+    step(m, b, bf16 ? src.g : g32);
+    // the backend's own scratch (incl. its fp32 copies of bf16 gemm operands) is not the model's
+    model_ws[bf16] = live_bytes(MemCategory::Workspace) - before - int64_t(be.workspace_capacity_bytes());
+    predicted[bf16] = m.param_dtype_scratch_bytes(b.B, b.L, true);
+  }
+  CHECK(predicted[0] == 0);
+  CHECK(predicted[1] > 0);
+  CHECK(model_ws[1] - model_ws[0] == int64_t(predicted[1]));
+}
+
+TEST_CASE("model bf16: bind(params, grads) is fp32 only, f16 is refused", "[model]") {
+  const ModelConfig c = bf16_config();
+  CpuBackend be(1);
+  DreamModel m(c, be);
+  std::vector<float> p(size_t(m.layout().total())), g(p.size());
+  REQUIRE(m.param_dtype() == DType::F32);
+  m.bind(p.data(), g.data());
+  REQUIRE_THROWS_WITH(m.set_param_dtype(DType::BF16), Catch::Contains("bind bf16 parameters through a ParamSource"));
+  Bf16Source src(m.layout(), p);
+  m.bind(&src, true);
+  m.set_param_dtype(DType::BF16);
+  REQUIRE_THROWS_WITH(m.bind(p.data(), g.data()), Catch::Contains("takes fp32 parameters, but the parameter dtype is "
+                                                                  "bf16"));
+  REQUIRE_THROWS_WITH(m.set_param_dtype(DType::F16), Catch::Contains("must be f32 or bf16"));
+  m.set_param_dtype(DType::F32);
+  m.bind(p.data(), g.data());  // back to fp32: fine
+}
