@@ -286,7 +286,7 @@ TEST_CASE("cuda checkpoint: device shards save and load bit-exactly, also into a
 // differ by one bf16 ulp (2^-8 relative), so the agreement is ~1e-3 rather than fp32's ~1e-5.
 TEST_CASE("cuda dream model with bf16 parameters: log-probs, logits and gradients match the CPU backend",
           "[gpu][model]") {
-  const ModelConfig c = small_config();
+  const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   const std::vector<float> params = host_params(layout);
   const Batch b = make_batch(c);
