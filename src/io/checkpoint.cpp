@@ -347,6 +347,11 @@ std::string try_load(const std::string& path, ZeroEngine& policy, ZeroEngine* re
   }
   // a rank that failed early skipped collectives the others entered: only reach here via matching paths
   err = agree(err);
+  // the params datasets went into param_storage (the fp32 master with param dtype bf16): rebuild the working
+  // copy from it (collective at stages 1-2 in bf16, a no-op in f32). Every rank gets here, also after a failed
+  // load, so the working copy always equals bf16(master).
+  policy.params_loaded();
+  if (ref) ref->params_loaded();
   if (err.empty()) {
     policy.set_steps_taken(meta.adam_step);
     if (ref) ref->set_steps_taken(meta.adam_step);

@@ -26,6 +26,18 @@ Buffer ZeroEngine::zeroed(int64_t numel, MemCategory cat) {
   be_.zero(flat(b.as<float>(), std::max<int64_t>(numel, 1)));
   return b;
 }
+TensorView ZeroEngine::pview(const void* p, int64_t n) const {
+  return TensorView(const_cast<void*>(p), param_dtype_, {n}, be_.device());
+}
+Buffer ZeroEngine::zeroed_param(int64_t numel) {
+  if (param_dtype_ == DType::F32) return zeroed(numel, MemCategory::Params);
+  // zeroed as fp32 words (Backend::zero is fp32): round the bytes up to a multiple of 4
+  const int64_t bytes = std::max<int64_t>(numel, 1) * int64_t(dtype_size(param_dtype_));
+  const int64_t words = (bytes + 3) / 4;
+  Buffer b = be_.alloc(size_t(words * 4), MemCategory::Params);
+  be_.zero(flat(b.as<float>(), words));
+  return b;
+}
 void ZeroEngine::zero(Buffer& b) {
   if (!b.empty()) be_.zero(flat(b.as<float>(), int64_t(b.bytes() / 4)));
 }
@@ -65,10 +77,14 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
 }
 
 ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable,
-                       Backend* backend)
-    : be_(backend ? *backend : host_backend()), comm_(comm), stage_(stage), hp_(hp), trainable_(trainable) {
+                       Backend* backend, DType param_dtype)
+    : be_(backend ? *backend : host_backend()), comm_(comm), stage_(stage), hp_(hp), trainable_(trainable),
+      param_dtype_(param_dtype) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage must be 0..3, got ", stage,
               hint("set parallel.zero_stage to 0, 1, 2, 3 or an FSDP name"));
+  CGRPO_CHECK(param_dtype == DType::F32 || param_dtype == DType::BF16, "ZeroEngine: param dtype ",
+              dtype_name(param_dtype), " is not supported (f32 or bf16 with fp32 master weights)",
+              hint("set parallel.param_dtype = f32 or bf16"));
   const int W = comm.world_size(), r = comm.rank();
   units_.resize(units.size());
   int64_t max_shard = 0;
@@ -79,7 +95,8 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
     CGRPO_CHECK(x.numel > 0, "unit ", x.spec.name, " has no parameters");
     x.padded = round_up(x.numel, W);
     const int64_t S = x.padded / W;
-    x.params = zeroed(stage == 3 ? S : x.padded, MemCategory::Params);
+    x.params = zeroed_param(stage == 3 ? S : x.padded);
+    if (param_dtype_ != DType::F32) x.master = zeroed(stage == 0 ? x.padded : S, MemCategory::Master);
     if (!trainable) continue;
     if (stage <= 1) x.grads = zeroed(x.padded, MemCategory::Grads);
     if (stage >= 1) x.grad_shard = zeroed(S, MemCategory::Grads);
@@ -126,25 +143,55 @@ int64_t ZeroEngine::total_padded() const {
 
 void ZeroEngine::load_unit(int u, const float* full) {
   Unit& x = units_[u];
-  float* p = x.params.as<float>();
-  zero(x.params);  // padding stays exactly zero
-  const ShardRange r = param_range(u);  // the whole unit, or this rank's shard at stage 3
+  if (param_dtype_ == DType::F32) {
+    float* p = x.params.as<float>();
+    zero(x.params);  // padding stays exactly zero
+    const ShardRange r = param_range(u);  // the whole unit, or this rank's shard at stage 3
+    const int64_t n = std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset);
+    be_.upload(full + r.offset, p, size_t(n) * 4);
+    return;
+  }
+  // bf16: the master over its range (padding zero), then the working copy from the same fp32 values
+  zero(x.master);
+  const ShardRange r = moment_range(u);
   const int64_t n = std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset);
-  be_.upload(full + r.offset, p, size_t(n) * 4);
+  be_.upload(full + r.offset, x.master.data(), size_t(n) * 4);
+  if (stage_ == 0 || stage_ == 3) {  // the working copy covers exactly the master's range
+    be_.cast(flat(x.master.as<float>(), r.count), pview(x.params.data(), r.count));
+    return;
+  }
+  // stages 1-2: the working copy is the full unit; cast it from a transient fp32 copy (no communication)
+  Buffer tmp = zeroed(x.padded, MemCategory::Workspace);
+  be_.upload(full, tmp.data(), size_t(x.numel) * 4);
+  be_.cast(flat(tmp.as<float>(), x.padded), pview(x.params.data(), x.padded));
+  be_.synchronize();  // tmp is freed at scope exit
 }
 
 void ZeroEngine::read_unit(int u, float* full) {
   Unit& x = units_[u];
-  acquire(u);
-  be_.download(params(u), full, size_t(x.numel) * 4);
-  release(u);
+  if (param_dtype_ == DType::F32) {
+    acquire(u);
+    be_.download(params(u), full, size_t(x.numel) * 4);
+    release(u);
+    return;
+  }
+  if (stage_ == 0) {  // the master is the full unit
+    be_.download(x.master.data(), full, size_t(x.numel) * 4);
+    return;
+  }
+  Buffer tmp = be_.alloc(size_t(x.padded * 4), MemCategory::Workspace);
+  comm_.all_gather(flat(x.master.as<float>(), x.padded / comm_.world_size()), flat(tmp.as<float>(), x.padded));
+  be_.download(tmp.data(), full, size_t(x.numel) * 4);
 }
 
 ShardRange ZeroEngine::shard_of(int u) const {
   const int64_t S = units_[u].padded / comm_.world_size();
   return {comm_.rank() * S, S};
 }
-ShardRange ZeroEngine::param_range(int u) const { return stage_ == 3 ? shard_of(u) : ShardRange{0, units_[u].padded}; }
+ShardRange ZeroEngine::param_range(int u) const {
+  if (param_dtype_ != DType::F32) return moment_range(u);  // param_storage is the master
+  return stage_ == 3 ? shard_of(u) : ShardRange{0, units_[u].padded};
+}
 ShardRange ZeroEngine::moment_range(int u) const { return stage_ == 0 ? ShardRange{0, units_[u].padded} : shard_of(u); }
 
 void ZeroEngine::acquire(int u) {
@@ -157,8 +204,8 @@ void ZeroEngine::acquire(int u) {
     return;
   }
   const int64_t S = x.padded / comm_.world_size();
-  x.gathered = be_.alloc(size_t(x.padded * 4), MemCategory::Params);
-  comm_.all_gather(flat(x.params.as<float>(), S), flat(x.gathered.as<float>(), x.padded));
+  x.gathered = be_.alloc(size_t(x.padded) * dtype_size(param_dtype_), MemCategory::Params);
+  comm_.all_gather(pview(x.params.data(), S), pview(x.gathered.data(), x.padded));
 }
 
 void ZeroEngine::prefetch(int u) {
@@ -166,8 +213,8 @@ void ZeroEngine::prefetch(int u) {
   Unit& x = units_[u];
   if (x.acquired > 0 || x.prefetched) return;
   const int64_t S = x.padded / comm_.world_size();
-  x.gathered = be_.alloc(size_t(x.padded * 4), MemCategory::Params);
-  x.gather_ticket = comm_.start_all_gather(flat(x.params.as<float>(), S), flat(x.gathered.as<float>(), x.padded));
+  x.gathered = be_.alloc(size_t(x.padded) * dtype_size(param_dtype_), MemCategory::Params);
+  x.gather_ticket = comm_.start_all_gather(pview(x.params.data(), S), pview(x.gathered.data(), x.padded));
   x.prefetched = true;
 }
 
@@ -187,11 +234,18 @@ void ZeroEngine::set_overlap(bool on) {
   if (stage_ >= 2 && trainable_) scratch_ = zeroed(max_shard_ * (overlap_ ? 2 : 1), MemCategory::Workspace);
 }
 
-const float* ZeroEngine::params(int u) const {
+const void* ZeroEngine::param_data(int u) const {
   const Unit& x = units_[u];
-  if (stage_ < 3) return x.params.as<float>();
+  if (stage_ < 3) return x.params.data();
   CGRPO_CHECK(x.acquired > 0, "unit ", x.spec.name, " used while not acquired (ZeRO-3)");
-  return x.gathered.as<float>();
+  return x.gathered.data();
+}
+
+const float* ZeroEngine::params(int u) const {
+  CGRPO_CHECK(param_dtype_ == DType::F32, "ZeroEngine::params(", units_[u].spec.name, "): the working parameters are ",
+              dtype_name(param_dtype_), ", not fp32 (parallel.param_dtype = ", dtype_name(param_dtype_), ")",
+              hint("read them with param_data(u) in their dtype, or the fp32 master values with read_unit(u)"));
+  return static_cast<const float*>(param_data(u));
 }
 
 void ZeroEngine::release(int u) {
@@ -247,6 +301,26 @@ float* ZeroEngine::owned_params(Unit& x) {
   return x.params.as<float>() + comm_.rank() * (x.padded / comm_.world_size());
 }
 
+float* ZeroEngine::owned_master(Unit& x) { return param_dtype_ == DType::F32 ? owned_params(x) : x.master.as<float>(); }
+
+void* ZeroEngine::owned_work(Unit& x) {
+  if (stage_ == 0 || stage_ == 3) return x.params.data();
+  return x.params.as<char>() + size_t(comm_.rank() * (x.padded / comm_.world_size())) * dtype_size(param_dtype_);
+}
+
+void ZeroEngine::rebuild_working(Unit& x) {
+  const int64_t n = owned_numel(x);
+  be_.cast(flat(x.master.as<float>(), n), pview(owned_work(x), n));
+  if (stage_ == 1 || stage_ == 2) comm_.all_gather(pview(owned_work(x), n), pview(x.params.data(), x.padded));
+}
+
+void ZeroEngine::params_loaded() {
+  if (param_dtype_ == DType::F32) return;
+  finish_reduce();
+  drop_prefetches();
+  for (Unit& x : units_) rebuild_working(x);
+}
+
 double ZeroEngine::step(double lr, double max_norm) {
   CGRPO_CHECK(trainable_, "step() on a frozen engine");
   finish_reduce();
@@ -290,12 +364,16 @@ double ZeroEngine::step(double lr, double max_norm) {
   ++t_;
   for (Unit& x : units_) {
     const float* g = stage_ == 0 ? x.grads.as<float>() : x.grad_shard.as<float>();
-    be_.adamw(owned_params(x), g, x.m.as<float>(), x.v.as<float>(), owned_numel(x), x.decay, lr, t_, hp_, scale);
+    be_.adamw(owned_master(x), g, x.m.as<float>(), x.v.as<float>(), owned_numel(x), x.decay, lr, t_, hp_, scale);
   }
-  // 4. re-gather full params (stages 1-2) and zero the gradients
+  // 4. re-gather full params (stages 1-2; bf16: cast the master into the working copy first) and zero the
+  //    gradients
   for (Unit& x : units_) {
     const int64_t S = x.padded / W;
-    if (stage_ == 1 || stage_ == 2) comm_.all_gather(flat(owned_params(x), S), flat(x.params.as<float>(), x.padded));
+    if (param_dtype_ != DType::F32)
+      rebuild_working(x);
+    else if (stage_ == 1 || stage_ == 2)
+      comm_.all_gather(flat(owned_params(x), S), flat(x.params.as<float>(), x.padded));
     zero(x.grads);
     zero(x.grad_shard);
   }
@@ -324,12 +402,18 @@ void ZeroEngine::reset_optimizer() {
 
 void ZeroEngine::mix_from(const ZeroEngine& src, double alpha) {
   CGRPO_CHECK(src.stage_ == stage_ && src.units_.size() == units_.size(), "mix_from: engines differ in layout");
+  CGRPO_CHECK(src.param_dtype_ == param_dtype_, "mix_from: param dtypes differ (", dtype_name(src.param_dtype_),
+              " into ", dtype_name(param_dtype_), ")");
   const float a = static_cast<float>(alpha), b = static_cast<float>(1.0 - alpha);
   for (size_t u = 0; u < units_.size(); ++u) {
     CGRPO_CHECK(units_[u].padded == src.units_[u].padded, "mix_from: unit ", units_[u].spec.name, " differs");
-    be_.axpby(int64_t(units_[u].params.bytes() / 4), a, src.units_[u].params.as<float>(), b,
-              units_[u].params.as<float>());
+    if (param_dtype_ == DType::F32)
+      be_.axpby(int64_t(units_[u].params.bytes() / 4), a, src.units_[u].params.as<float>(), b,
+                units_[u].params.as<float>());
+    else  // the fp32 masters (same range on both: same stage and world size)
+      be_.axpby(owned_numel(units_[u]), a, src.units_[u].master.as<float>(), b, units_[u].master.as<float>());
   }
+  params_loaded();  // bf16: rebuild the working copy (collective at stages 1-2); f32: no-op
 }
 
 }  // namespace cgrpo

@@ -67,10 +67,17 @@ void install_stop_signal_handlers() {
 // ------------------------------------------------------------------------------------------------ setup
 Trainer::Trainer(Config cfg, MpiCommunicator& comm)
     : cfg_(std::move(cfg)), comm_(comm), rank_(comm.rank()), world_(comm.world_size()) {
-  CGRPO_CHECK(cfg_.parallel.param_dtype == "f32" && cfg_.parallel.compute_dtype == "f32",
-              "parallel.param_dtype / compute_dtype = ", cfg_.parallel.param_dtype, " / ", cfg_.parallel.compute_dtype,
-              ": training runs in fp32 so far (bf16 mixed precision is not implemented yet)",
-              hint("set parallel.param_dtype = f32 and parallel.compute_dtype = f32"));
+  {  // mixed precision so far: bf16 working parameters with fp32 master weights, fp32 compute and reduction
+    const DType pd = parse_dtype(cfg_.parallel.param_dtype), cd = parse_dtype(cfg_.parallel.compute_dtype),
+                rd = parse_dtype(cfg_.parallel.reduce_dtype);
+    CGRPO_CHECK((pd == DType::F32 || pd == DType::BF16) && cd == DType::F32 && rd == DType::F32,
+                "parallel.param_dtype / compute_dtype / reduce_dtype = ", cfg_.parallel.param_dtype, " / ",
+                cfg_.parallel.compute_dtype, " / ", cfg_.parallel.reduce_dtype,
+                ": supported are param_dtype f32 or bf16 (fp32 master weights) with compute_dtype f32 and "
+                "reduce_dtype f32 (bf16/f16 compute and reduction are not implemented yet)",
+                hint("set parallel.param_dtype = f32 or bf16, parallel.compute_dtype = f32 and "
+                     "parallel.reduce_dtype = f32"));
+  }
   init_logging(cfg_.run.dir, rank_, cfg_.run.log_level);
   {  // one line per rank in its own log: where it runs, and which (re)start of a batch job this is
     const char* job = std::getenv("SLURM_JOB_ID");
@@ -138,7 +145,10 @@ void Trainer::init_model() {
   model_->set_recompute(cfg_.model.gradient_checkpointing);
   const auto units = units_from_layout(*layout_, cfg_.optim.wd_exclude_list());
   const AdamWParams hp{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps, cfg_.optim.weight_decay};
-  policy_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, true, be_.get());
+  const DType param_dtype = parse_dtype(cfg_.parallel.param_dtype);  // bf16: fp32 master weights in the engines
+  // INTEGRATION (model branch): the model must read the engines' working parameters in their dtype; add here
+  //   model_->set_param_dtype(param_dtype);
+  policy_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, true, be_.get(), param_dtype);
   std::vector<float> flat(size_t(layout_->total()));
   if (!cfg_.model.path.empty())
     load_model_weights(cfg_.model.path, *layout_, flat.data());
@@ -146,7 +156,7 @@ void Trainer::init_model() {
     init_params(*layout_, flat.data(), uint64_t(cfg_.run.seed));
   load_flat(*policy_, *layout_, flat.data());
   if (cfg_.grpo.beta != 0.0) {  // the reference: a frozen copy of the initial policy, sharded like it (§3.9)
-    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, false, be_.get());
+    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, false, be_.get(), param_dtype);
     load_flat(*ref_, *layout_, flat.data());
   }
   src_ = std::make_unique<EngineParamSource>(*policy_);

@@ -238,3 +238,41 @@ TEST_CASE("mpi checkpoint: load the 2-rank save at this world size and another s
     CHECK(testing::max_rel_diff(testing::toy_read(b), p) > 1e-4);
   }
 }
+
+TEST_CASE("mpi checkpoint: bf16 master, moments and working copy restore bit-exactly at every stage", "[mpi][ckpt]") {
+  set_fatal_mode(FatalMode::Throw);
+  for (int from : {1, 3}) {
+    const std::string dir = fresh_dir("bf16_" + std::to_string(from));
+    ZeroEngine a(testing::toy_units(), *g_world, from, AdamWParams{}, true, nullptr, DType::BF16);
+    testing::toy_init_engine(a);
+    testing::toy_steps(a, 0, 2, 1, kBatch, 0.05, 1.0);
+    const std::string path = save_checkpoint(dir, meta_at(2), a, nullptr, 3);
+    const Params p = testing::toy_read(a), m1 = gather_moments(a, 1), m2 = gather_moments(a, 2);
+    testing::toy_steps(a, 2, 2, 1, kBatch, 0.05, 1.0);
+    const Params uninterrupted = testing::toy_read(a);
+    for (int to : {0, 1, 2, 3}) {
+      ZeroEngine b(testing::toy_units(), *g_world, to, AdamWParams{}, true, nullptr, DType::BF16);
+      load_checkpoint(path, b, nullptr);
+      INFO("from stage " << from << " to stage " << to);
+      CHECK(testing::toy_read(b) == p);  // the fp32 master, not a bf16 copy
+      CHECK(gather_moments(b, 1) == m1);
+      CHECK(gather_moments(b, 2) == m2);
+      CHECK(testing::toy_working_mismatches(b) == 0);  // working copy rebuilt: bf16(master), padding zero
+      CHECK(b.steps_taken() == 2);
+      if (to == from) {  // and continues bit-exactly
+        testing::toy_steps(b, 2, 2, 1, kBatch, 0.05, 1.0);
+        CHECK(testing::toy_read(b) == uninterrupted);
+      }
+    }
+    // an fp32 checkpoint loads into a bf16 engine (its params become the master) and back
+    ZeroEngine f(testing::toy_units(), *g_world, from, AdamWParams{});
+    load_checkpoint(path, f, nullptr);
+    CHECK(testing::toy_read(f) == p);
+    const std::string path32 = save_checkpoint(fresh_dir("bf16_f32_" + std::to_string(from)), meta_at(2), f, nullptr, 3);
+    ZeroEngine g(testing::toy_units(), *g_world, 3 - from, AdamWParams{}, true, nullptr, DType::BF16);
+    load_checkpoint(path32, g, nullptr);
+    CHECK(testing::toy_read(g) == p);
+    CHECK(testing::toy_working_mismatches(g) == 0);
+  }
+  set_fatal_mode(FatalMode::Abort);
+}

@@ -68,3 +68,35 @@ TEST_CASE("mpi zero: bytes by category match plan_zero within 10%", "[mpi][shard
     CHECK(live(MemCategory::Params) == 0);  // everything returned
   }
 }
+
+TEST_CASE("mpi zero bf16: stages 0-3 give bit-identical masters, bytes by category match plan_zero", "[mpi][shard]") {
+  const int W = g_world->world_size();
+  Params stage0;
+  for (int stage : {0, 1, 2, 3}) {
+    const ZeroPlan plan = plan_zero(testing::toy_units(), W, stage, 2, 4);
+    const MemoryStats before = memory_stats();
+    reset_peak_memory();
+    auto live = [&](MemCategory c) { return memory_stats().live_bytes[0][int(c)] - before.live_bytes[0][int(c)]; };
+    auto peak = [&](MemCategory c) { return memory_stats().peak_bytes[0][int(c)] - before.live_bytes[0][int(c)]; };
+    auto within = [](int64_t measured, int64_t predicted) {
+      return measured >= predicted * 0.9 && measured <= predicted * 1.1 + 64;
+    };
+    {
+      ZeroEngine e(testing::toy_units(), *g_world, stage, AdamWParams{}, true, nullptr, DType::BF16);
+      testing::toy_init_engine(e);
+      testing::toy_steps(e, 0, 3, 1, 12, 0.05, 0.0);
+      INFO("stage " << stage << ", W " << W);
+      CHECK(testing::toy_working_mismatches(e) == 0);
+      const Params p = testing::toy_read(e);
+      if (stage == 0) stage0 = p;
+      CHECK(p == stage0);
+      CHECK(live(MemCategory::Master) == plan.master_bytes);
+      CHECK(within(live(MemCategory::Moments), plan.moments_bytes));
+      CHECK(within(live(MemCategory::Params), plan.params_bytes));
+      CHECK(within(peak(MemCategory::Params), plan.params_bytes + plan.gathered_bytes));
+      CHECK(within(peak(MemCategory::Grads), plan.grads_bytes));
+    }
+    CHECK(live(MemCategory::Params) == 0);
+    CHECK(live(MemCategory::Master) == 0);
+  }
+}

@@ -37,6 +37,22 @@ inline std::vector<std::string> check_collectives(Communicator& c) {
     }
     expect(bad == 0, "all_gather" + at);
 
+    // all_gather of 2-byte elements (bf16 bit patterns, distinct per rank and index), separate and in place
+    // (send is this rank's block of recv, as the ZeRO engine's re-gather of bf16 working parameters does)
+    auto bits = [](int q, int64_t i) { return static_cast<uint16_t>((q + 1) * 4099 + i * 7); };
+    std::vector<uint16_t> hsend(mine.count), hrecv(n, 0xFFFF), hinplace(n, 0xFFFF);
+    for (int64_t i = 0; i < mine.count; ++i) hsend[i] = hinplace[mine.offset + i] = bits(r, mine.offset + i);
+    c.all_gather(TensorView(hsend.data(), DType::BF16, {mine.count}), TensorView(hrecv.data(), DType::BF16, {n}));
+    c.all_gather(TensorView(hinplace.data() + mine.offset, DType::BF16, {mine.count}),
+                 TensorView(hinplace.data(), DType::BF16, {n}));
+    bad = 0;
+    for (int q = 0; q < W; ++q) {
+      const ShardRange s = shard_range(n, W, q);
+      for (int64_t i = 0; i < s.count; ++i)
+        bad += (hrecv[s.offset + i] != bits(q, s.offset + i)) + (hinplace[s.offset + i] != bits(q, s.offset + i));
+    }
+    expect(bad == 0, "all_gather bf16" + at);
+
     // reduce_scatter sum / avg / max over full buffers
     std::vector<float> full(n);
     for (int64_t i = 0; i < n; ++i) full[i] = val(r, i);
@@ -105,6 +121,17 @@ inline std::vector<std::string> check_byte_counters(Communicator& c) {
     if (n % W == 0) {  // the ZeRO paper's per-rank volumes: Ψ(W-1)/W per leg, 2Ψ(W-1)/W for all-reduce
       expect(s[CommOp::AllGather].bytes_sent == n * (W - 1) / W * 4, "s[CommOp::AllGather].bytes_sent == n * (W - 1) / W * 4");
       expect(s[CommOp::AllReduce].bytes_sent == 2 * n * (W - 1) / W * 4, "s[CommOp::AllReduce].bytes_sent == 2 * n * (W - 1) / W * 4");
+    }
+    {  // a 2-byte all-gather counts 2-byte elements
+      std::vector<uint16_t> hfull(n), hshard(mine.count);
+      const CommOpStats ag = s[CommOp::AllGather];
+      c.all_gather(TensorView(hshard.data(), DType::BF16, {mine.count}), TensorView(hfull.data(), DType::BF16, {n}));
+      expect(s[CommOp::AllGather].bytes_sent - ag.bytes_sent == (W - 1) * mine.count * 2, "bf16 all_gather bytes_sent");
+      expect(s[CommOp::AllGather].bytes_recv - ag.bytes_recv == (n - mine.count) * 2, "bf16 all_gather bytes_recv");
+      c.reset_stats();
+      c.all_gather(TensorView::of(shard.data(), {mine.count}), TensorView::of(full.data(), {n}));
+      c.reduce_scatter(TensorView::of(full.data(), {n}), TensorView::of(shard.data(), {mine.count}));
+      c.all_reduce(TensorView::of(full.data(), {n}));
     }
     expect(s.bytes_sent() == s[CommOp::AllGather].bytes_sent + s[CommOp::ReduceScatter].bytes_sent +
                                  s[CommOp::AllReduce].bytes_sent,

@@ -5,6 +5,7 @@
 // per micro-batch. The loss is normalised by the global batch size B, so results do not depend on W.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -31,6 +32,15 @@ inline void toy_init_engine(ZeroEngine& e) {
   }
 }
 
+// The working parameters of acquired unit u as fp32 (what the model reads: bf16 widened exactly), [unit_numel].
+inline std::vector<float> toy_working(const ZeroEngine& e, int u) {
+  if (e.param_dtype() == DType::F32) return std::vector<float>(e.params(u), e.params(u) + e.unit_numel(u));
+  const uint16_t* h = static_cast<const uint16_t*>(e.param_data(u));
+  std::vector<float> out(size_t(e.unit_numel(u)));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(h[i]);
+  return out;
+}
+
 // Optimizer steps [first, first + steps) of `micro` micro-batches each; `batch` samples per step (divisible by
 // W * micro). Step s always uses samples [s * batch, (s + 1) * batch), so a resumed run continues identically.
 inline void toy_steps(ZeroEngine& e, int first, int steps, int micro, int batch, double lr, double max_norm,
@@ -44,7 +54,7 @@ inline void toy_steps(ZeroEngine& e, int first, int steps, int micro, int batch,
       std::vector<std::vector<float>> p(size_t(e.num_units()));
       for (int u = 0; u < e.num_units(); ++u) {
         e.acquire(u);
-        p[size_t(u)].assign(e.params(u), e.params(u) + e.unit_numel(u));
+        p[size_t(u)] = toy_working(e, u);
         e.release(u);
       }
       // backward in reverse unit order
@@ -84,6 +94,25 @@ inline std::vector<std::vector<float>> toy_train(ZeroEngine& e, int steps, int m
   toy_init_engine(e);
   toy_steps(e, 0, steps, micro, batch, lr, max_norm, norms);
   return toy_read(e);
+}
+
+// Param dtype bf16: elements where the working copy differs from bf16(master), or where padding (working or
+// master) is not exactly zero, over every unit. 0 = the invariant holds. Collective (read_unit, acquire).
+inline int64_t toy_working_mismatches(ZeroEngine& e) {
+  int64_t bad = 0;
+  for (int u = 0; u < e.num_units(); ++u) {
+    std::vector<float> master(size_t(e.unit_numel(u)));
+    e.read_unit(u, master.data());
+    e.acquire(u);
+    const uint16_t* w = static_cast<const uint16_t*>(e.param_data(u));
+    for (int64_t i = 0; i < e.unit_numel(u); ++i) bad += w[i] != f32_to_bf16(master[size_t(i)]);
+    for (int64_t i = e.unit_numel(u); i < e.unit_padded(u); ++i) bad += w[i] != 0;
+    e.release(u);
+    const ShardRange r = e.param_range(u);  // the master this rank holds
+    const float* m = e.param_storage(u);
+    for (int64_t i = std::max(r.offset, e.unit_numel(u)); i < r.offset + r.count; ++i) bad += m[i - r.offset] != 0.0f;
+  }
+  return bad;
 }
 
 inline double max_rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {

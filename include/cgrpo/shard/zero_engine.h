@@ -17,6 +17,16 @@
 // Padding stays exactly zero: its gradient is 0, so AdamW moves nothing there.
 //
 // With param dtype f32 (the CPU path) the parameters are the fp32 master weights: no separate master copy.
+//
+// Param dtype bf16 (ARCHITECTURE.md §3 item 4, parallel.param_dtype = bf16): the working parameters the model
+// reads are bf16 ([padded] at stages 0-2, [shard] at stage 3, the stage-3 gathered unit bf16 [padded]; all-gathers
+// move 2-byte elements). An fp32 master copy covers what AdamW updates (the moment range: the full unit at
+// stage 0, the shard at stages 1-3; a frozen engine keeps one too, over the same range). Gradients, their
+// reduction and the moments stay fp32 exactly as with f32. step() runs AdamW on the master, then rebuilds the
+// working copy: cast master -> bf16 (round to nearest even, Backend::cast) of the owned part, and at stages 1-2
+// all-gathers the bf16 working parameters. Invariant: the working copy equals bf16(master) element for element
+// after construction, load_unit, step, mix_from and params_loaded. Checkpoints store the master (param_storage,
+// param_range expose it), never the bf16 copy.
 #pragma once
 
 #include <cstdint>
@@ -70,10 +80,12 @@ class ZeroEngine {
   // trainable = false: a frozen copy (the GRPO reference model): no gradients, no moments, no step().
   // All storage lives on `backend`'s device and every element-wise op runs there; nullptr = host memory
   // (host_backend()). The communicator must take that device's memory (mpi: host, nccl: CUDA).
+  // param_dtype: the working parameters' dtype, F32 (they are the master weights) or BF16 (plus an fp32 master).
   ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable = true,
-             Backend* backend = nullptr);
+             Backend* backend = nullptr, DType param_dtype = DType::F32);
   Backend& backend() { return be_; }
   bool trainable() const { return trainable_; }
+  DType param_dtype() const { return param_dtype_; }
 
   int stage() const { return stage_; }
   int num_units() const { return static_cast<int>(units_.size()); }
@@ -84,25 +96,35 @@ class ZeroEngine {
   int64_t total_numel() const;
   int64_t total_padded() const;
 
-  // Initialise unit u from its full logical values (host memory, identical on every rank).
+  // Initialise unit u from its full logical values (host memory, identical on every rank). Not collective.
+  // bf16: fills the master (its range) and the working copy (RNE cast of the same fp32 values).
   void load_unit(int u, const float* full);
-  // Full logical values of unit u on every rank, into host memory (all-gathers at stage 3: collective).
+  // Full logical fp32 values of unit u on every rank, into host memory. Collective at stage 3; with param dtype
+  // bf16 collective at stages 1-3 (all-gathers the fp32 master shards): call it on every rank.
   void read_unit(int u, float* full);
   // Storage this rank holds, in unit coordinates (checkpoints read and write exactly these ranges):
   //   params: [0, padded) at stages 0-2, the shard at stage 3;  moments: [0, padded) at stage 0, else the shard.
+  //   With param dtype bf16 the params storage is the fp32 master: param_range = moment_range.
   ShardRange shard_of(int u) const;       // [r * S, (r + 1) * S)
   ShardRange param_range(int u) const;
   ShardRange moment_range(int u) const;
   // Device memory (the backend's); host code copies through backend().download / upload.
-  float* param_storage(int u) { return units_[u].params.as<float>(); }
+  // The fp32 parameters checkpoints store: the params (f32) or the master (bf16).
+  float* param_storage(int u) {
+    return param_dtype_ == DType::F32 ? units_[u].params.as<float>() : units_[u].master.as<float>();
+  }
+  // After param_storage was written directly (a checkpoint load): rebuild the working copy from the master.
+  // Collective at stages 1-2 with param dtype bf16 (all-gather); a no-op with f32. Call it on every rank.
+  void params_loaded();
   float* moment1(int u) { return units_[u].m.as<float>(); }
   float* moment2(int u) { return units_[u].v.as<float>(); }
 
   // --- compute side, called by the training loop around each unit's forward / backward
   void acquire(int u);                   // stage 3: all-gather unit u (or complete its prefetch); no-op otherwise
   void prefetch(int u);                  // stage 3 with overlap: start gathering unit u for a coming acquire(u)
-  const float* params(int u) const;      // full params [unit_padded], valid while acquired (always at stage < 3)
-  const void* param_data(int u) const { return params(u); }  // the same in param dtype (what the model reads)
+  const float* params(int u) const;      // full params [unit_padded], valid while acquired (always at stage < 3);
+                                         // f32 only: fatal with param dtype bf16 (use param_data or read_unit)
+  const void* param_data(int u) const;   // the working params in param dtype (what the model reads), same validity
   void release(int u);                   // stage 3: free the gathered unit
   float* grads(int u);                   // full gradient accumulator [unit_padded] (allocated zeroed at stage >= 2)
   void reduce_grads(int u);              // stage >= 2: reduce-scatter unit u into its shard, free the full grad
@@ -123,7 +145,9 @@ class ZeroEngine {
   void set_steps_taken(int64_t t) { t_ = t; }
 
   // θ <- (1 - alpha) θ + alpha θ_src on the storage this rank holds (spec §3.9 reference sync; TRL
-  // SyncRefModelCallback). src must have the same units, stage and world size. No communication.
+  // SyncRefModelCallback). src must have the same units, stage, world size and param dtype. f32: no
+  // communication. bf16: mixes the fp32 masters, then rebuilds the working copy (params_loaded): collective at
+  // stages 1-2 (one all-gather of the bf16 working params per unit).
   void mix_from(const ZeroEngine& src, double alpha);
 
   Communicator& comm() { return comm_; }
@@ -132,8 +156,9 @@ class ZeroEngine {
   struct Unit {
     UnitSpec spec;
     int64_t numel = 0, padded = 0;
-    Buffer params;   // [padded] at stages 0-2; [shard] at stage 3
-    Buffer gathered; // stage 3 while acquired: [padded]
+    Buffer params;   // working params in param dtype: [padded] at stages 0-2; [shard] at stage 3
+    Buffer gathered; // stage 3 while acquired: [padded], param dtype
+    Buffer master;   // bf16 only: fp32 master over the moment range ([padded] at stage 0, [shard] otherwise)
     Buffer grads;    // full [padded]: persistent at stages 0-1, per backward at 2-3
     Buffer grad_shard;  // [shard] at stages >= 1 (stage 1: filled at step)
     Buffer m, v;     // [padded] at stage 0, [shard] otherwise
@@ -142,11 +167,16 @@ class ZeroEngine {
     bool prefetched = false;      // gathered is being filled by a started all-gather
     Communicator::Ticket gather_ticket = 0;
   };
-  float* owned_params(Unit& x);  // the elements this rank updates: full buffer (stage 0) or its shard
+  float* owned_params(Unit& x);  // f32: the elements this rank updates: full buffer (stage 0) or its shard
+  float* owned_master(Unit& x);  // the fp32 values AdamW updates: owned_params (f32) or the master (bf16)
+  void* owned_work(Unit& x);     // the working params this rank's master covers (param dtype)
+  void rebuild_working(Unit& x); // bf16: working <- bf16(master) on the owned part, all-gather at stages 1-2
+  TensorView pview(const void* p, int64_t n) const;  // [n] view in param dtype
   int64_t owned_numel(const Unit& x) const;
   std::vector<DecaySegment> decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const;
   TensorView flat(const float* p, int64_t n) const;  // [n] view in the backend's memory
   Buffer zeroed(int64_t numel, MemCategory cat);
+  Buffer zeroed_param(int64_t numel);  // [numel] in param dtype (Params), zeroed
   void zero(Buffer& b);
   void all_reduce_scalar(float& v);
   void finish_reduce();    // complete the outstanding overlapped reduce-scatter, if any
@@ -165,6 +195,7 @@ class ZeroEngine {
   int stage_;
   AdamWParams hp_;
   bool trainable_ = true;
+  DType param_dtype_ = DType::F32;
   int64_t t_ = 0;
 };
 
