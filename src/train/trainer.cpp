@@ -146,8 +146,7 @@ void Trainer::init_model() {
   const auto units = units_from_layout(*layout_, cfg_.optim.wd_exclude_list());
   const AdamWParams hp{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps, cfg_.optim.weight_decay};
   const DType param_dtype = parse_dtype(cfg_.parallel.param_dtype);  // bf16: fp32 master weights in the engines
-  // INTEGRATION (model branch): the model must read the engines' working parameters in their dtype; add here
-  //   model_->set_param_dtype(param_dtype);
+  model_->set_param_dtype(param_dtype);  // the model reads the engines' working parameters in their dtype
   policy_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, true, be_.get(), param_dtype);
   std::vector<float> flat(size_t(layout_->total()));
   if (!cfg_.model.path.empty())

@@ -34,6 +34,7 @@ class EngineParamSource final : public ParamSource {
 
 // Copies a flat ParamLayout buffer into the engine (every rank passes the same values) and back out.
 void load_flat(ZeroEngine& e, const ParamLayout& layout, const float* flat);
-void read_flat(ZeroEngine& e, const ParamLayout& layout, float* flat);  // collective at stage 3
+// read_flat: collective at stage 3 (f32) and at stages 1-3 with bf16 parameters (gathers the fp32 master).
+void read_flat(ZeroEngine& e, const ParamLayout& layout, float* flat);
 
 }  // namespace cgrpo
