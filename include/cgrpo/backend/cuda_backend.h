@@ -17,8 +17,8 @@
 //            device's nominal peak (peak_flops) for MFU; sample_rows, the rollout's sample_tokens on the device
 //            (cuda_sample.cu: the passes of sample_row.h, one block per row; see its declaration below). None of
 //            it has run on a GPU yet (no device was lent).
-//   remains: bf16 params and activations with fp32 master weights (§3.4) in the model and optimizer; measured
-//            numbers.
+//   remains: bf16 activations (compute_dtype bf16; bf16 parameters with an fp32 master work through
+//            DreamModel/ZeroEngine on any backend), tensor-core attention; every measured number.
 //
 // Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
 // use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
