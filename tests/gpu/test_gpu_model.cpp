@@ -172,6 +172,20 @@ Run run_model_bf16(Backend& be, const ModelConfig& c, const std::vector<float>& 
   return r;
 }
 
+// log-probs and logits within tol * (1 + |want|), gradients per tensor within grad_tol of its largest value
+void expect_runs_close(const ParamLayout& layout, const Run& got, const Run& want, double tol, double grad_tol) {
+  REQUIRE(got.logp.size() == want.logp.size());
+  for (size_t i = 0; i < want.logp.size(); ++i) {
+    INFO("logp " << i);
+    CHECK(std::abs(got.logp[i] - want.logp[i]) <= tol * (1 + std::abs(want.logp[i])));
+  }
+  for (size_t i = 0; i < want.logits.size(); ++i) {
+    INFO("logit " << i);
+    CHECK(std::abs(got.logits[i] - want.logits[i]) <= tol * (1 + std::abs(want.logits[i])));
+  }
+  expect_tensors_close(layout, got.grads, want.grads, grad_tol);
+}
+
 }  // namespace
 
 TEST_CASE("cuda dream model: log-probs, logits and gradients match the CPU backend", "[gpu][model]") {
@@ -184,16 +198,7 @@ TEST_CASE("cuda dream model: log-probs, logits and gradients match the CPU backe
     INFO("recompute " << recompute);
     const Run want = run_model(cpu, c, params, b, recompute);
     const Run got = run_model(gpu_backend(), c, params, b, recompute);
-    REQUIRE(got.logp.size() == want.logp.size());
-    for (size_t i = 0; i < want.logp.size(); ++i) {
-      INFO("logp " << i);
-      CHECK(std::abs(got.logp[i] - want.logp[i]) <= 1e-4 * (1 + std::abs(want.logp[i])));
-    }
-    for (size_t i = 0; i < want.logits.size(); ++i) {
-      INFO("logit " << i);
-      CHECK(std::abs(got.logits[i] - want.logits[i]) <= 1e-4 * (1 + std::abs(want.logits[i])));
-    }
-    expect_tensors_close(layout, got.grads, want.grads, 2e-4);
+    expect_runs_close(layout, got, want, 1e-4, 2e-4);
   }
 }
 
@@ -295,15 +300,6 @@ TEST_CASE("cuda dream model with bf16 parameters: log-probs, logits and gradient
     INFO("recompute " << recompute);
     const Run want = run_model_bf16(cpu, c, params, b, recompute);
     const Run got = run_model_bf16(gpu_backend(), c, params, b, recompute);
-    REQUIRE(got.logp.size() == want.logp.size());
-    for (size_t i = 0; i < want.logp.size(); ++i) {
-      INFO("logp " << i);
-      CHECK(std::abs(got.logp[i] - want.logp[i]) <= 5e-3 * (1 + std::abs(want.logp[i])));
-    }
-    for (size_t i = 0; i < want.logits.size(); ++i) {
-      INFO("logit " << i);
-      CHECK(std::abs(got.logits[i] - want.logits[i]) <= 5e-3 * (1 + std::abs(want.logits[i])));
-    }
-    expect_tensors_close(layout, got.grads, want.grads, 2e-2);
+    expect_runs_close(layout, got, want, 5e-3, 2e-2);
   }
 }
