@@ -32,9 +32,9 @@ void Sampler::reserve(int64_t vocab, int64_t batch, int64_t new_tokens) {
     vocab_ = vocab;
     logits_.clear();  // [chunk_rows, vocab], allocated by the first step that needs host logits
   }
-  chunk_tok_.resize(static_cast<size_t>(chunk_rows_));
-  chunk_conf_.resize(static_cast<size_t>(chunk_rows_));
-  chunk_u_.resize(static_cast<size_t>(chunk_rows_));
+  chunk_tok_.resize(static_cast<size_t>(rows_));
+  chunk_conf_.resize(static_cast<size_t>(rows_));
+  chunk_u_.resize(static_cast<size_t>(rows_));
   const size_t bn = static_cast<size_t>(batch * new_tokens);
   for (auto* v : {&cand_, &target_, &chosen_, &req_row_, &req_col_, &req_slot_, &tok_})
     if (v->size() < bn) v->resize(bn);
@@ -51,6 +51,7 @@ int64_t Sampler::step(Denoiser& model, Canvas& c, const std::vector<uint32_t>& s
               " rows", hint("pass one global sample id per prompt"));
   CGRPO_CHECK(i >= 0 && i < steps, "sampler: step ", i, " outside [0, ", steps, ")");
   CGRPO_CHECK(c.mask_id == cfg_.mask_id, "sampler: canvas mask id ", c.mask_id, " != config mask id ", cfg_.mask_id);
+  rows_ = chunk_rows_ > 0 ? chunk_rows_ : model.preferred_chunk_rows() > 0 ? model.preferred_chunk_rows() : 32;
   reserve(model.vocab(), B, N);
   if (record) *record = StepRecord{i, schedule_.t(i), schedule_.t(i + 1), {}};
 
@@ -125,8 +126,8 @@ int64_t Sampler::step(Denoiser& model, Canvas& c, const std::vector<uint32_t>& s
   const Confidence kind = policy_->confidence();
   const bool draw = cfg_.temperature > 0.0f;
   const TokenSampling params{cfg_.temperature, cfg_.top_p, cfg_.top_k};
-  for (int64_t r0 = 0; r0 < R; r0 += chunk_rows_) {
-    const int64_t nr = std::min(chunk_rows_, R - r0);
+  for (int64_t r0 = 0; r0 < R; r0 += rows_) {
+    const int64_t nr = std::min(rows_, R - r0);
     const int32_t* rows = req_row_.data() + r0;
     const int32_t* cols = req_col_.data() + r0;
     for (int64_t r = 0; r < nr; ++r) {
@@ -138,7 +139,7 @@ int64_t Sampler::step(Denoiser& model, Canvas& c, const std::vector<uint32_t>& s
                : 0.0;
     }
     if (!model.sample(nr, rows, cols, chunk_u_.data(), params, kind, chunk_tok_.data(), chunk_conf_.data())) {
-      if (logits_.empty()) logits_.resize(static_cast<size_t>(chunk_rows_ * vocab_));
+      if (logits_.size() < static_cast<size_t>(rows_ * vocab_)) logits_.resize(static_cast<size_t>(rows_ * vocab_));
       model.logits(nr, rows, cols, logits_.data());
       for (int64_t r = 0; r < nr; ++r) {
         const SampledToken st =

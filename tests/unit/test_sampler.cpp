@@ -31,6 +31,8 @@ class HashDenoiser final : public Denoiser {
  public:
   HashDenoiser(int64_t vocab, int32_t mask_id, float scale) : V_(vocab), mask_(mask_id), scale_(scale) {}
   int64_t vocab() const override { return V_; }
+  int64_t preferred_chunk_rows() const override { return preferred_rows; }
+  int64_t preferred_rows = 0;  // the model's wish (0: none); the sampler follows it unless set_chunk_rows
   void forward(int64_t B, int64_t L, const int32_t* tokens, const uint8_t* key_mask, const int32_t* pos) override {
     ++forwards;
     saw_key_mask = key_mask != nullptr;
@@ -449,6 +451,9 @@ TEST_CASE("rollout: a sample's tokens do not depend on batch, order or chunking"
     Sampler chunked(c);
     chunked.set_chunk_rows(3);
     CHECK(chunked.generate(model, prompts, ids).tokens == batch.tokens);
+    model.preferred_rows = 2;  // the model's preferred chunk (a GPU's 256), used when none is set
+    CHECK(Sampler(c).generate(model, prompts, ids).tokens == batch.tokens);
+    model.preferred_rows = 0;
     // another seed changes the samples
     c.seed = 4321;
     CHECK(Sampler(c).generate(model, prompts, ids).tokens != batch.tokens);

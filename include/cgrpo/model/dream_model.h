@@ -52,6 +52,7 @@ class DreamModel {
   DreamModel& operator=(const DreamModel&) = delete;
 
   const ModelConfig& config() const { return cfg_; }
+  Backend& backend() const { return be_; }
   const ParamLayout& layout() const { return layout_; }
 
   // Every pointer handed to the model's methods is host memory, except parameters and gradients, which

@@ -12,6 +12,9 @@ class Denoiser {
  public:
   virtual ~Denoiser() = default;
   virtual int64_t vocab() const = 0;
+  // Rows per sample() / logits() call that keep the model's device busy (a GPU samples one row per thread
+  // block); 0 = no preference (the sampler's default).
+  virtual int64_t preferred_chunk_rows() const { return 0; }
 
   // One bidirectional forward over the canvas (spec §1.3, §1.4).
   //   tokens   [B, L] int32, the mask id where masked

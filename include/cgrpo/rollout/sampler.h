@@ -55,7 +55,8 @@ class Sampler {
                StepRecord* record = nullptr);
 
   // Rows requested from the model per call (Denoiser::sample, or logits: memory chunk_rows * vocab floats, on
-  // the model's device when it samples there, else here). Default 32.
+  // the model's device when it samples there, else here). Unset: the model's preferred_chunk_rows(), else 32.
+  // Results do not depend on it.
   void set_chunk_rows(int64_t rows);
 
  private:
@@ -65,7 +66,8 @@ class Sampler {
   Schedule schedule_;
   std::unique_ptr<UnmaskPolicy> policy_;
   std::unique_ptr<TokenSampler> token_sampler_;
-  int64_t vocab_ = 0, chunk_rows_ = 32;
+  int64_t vocab_ = 0, chunk_rows_ = 0;  // 0 = unset
+  int64_t rows_ = 32;                    // rows per call this step: chunk_rows_, or the model's preference
   // workspaces, [batch * new_tokens] unless noted; sized by reserve(), reused across steps
   std::vector<float> logits_;      // [chunk_rows, vocab] when the model does not sample (Denoiser::sample)
   std::vector<double> chunk_u_;    // [chunk_rows] the draws' uniforms of one chunk

@@ -17,6 +17,8 @@ class ModelDenoiser final : public Denoiser {
  public:
   explicit ModelDenoiser(DreamModel& m) : m_(m) {}
   int64_t vocab() const override { return m_.config().vocab_size; }
+  // On a GPU: 256 rows per call, about two sampler blocks per SM of an H100 (132 SMs); the CPU keeps the default.
+  int64_t preferred_chunk_rows() const override { return m_.backend().device() == Device::CPU ? 0 : 256; }
   void forward(int64_t B, int64_t L, const int32_t* tokens, const uint8_t* key_mask, const int32_t* pos) override;
   void logits(int64_t R, const int32_t* rows, const int32_t* cols, float* out) override;
   // DreamModel::sample: the logits stay in the backend's memory, Backend::sample_rows draws there
