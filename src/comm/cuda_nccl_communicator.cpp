@@ -7,19 +7,12 @@
 #include <vector>
 
 #include "../backend/cuda_check.h"
+#include "cgrpo/comm/mpi_communicator.h"  // mpi_check, node_local_rank
 #include "cgrpo/comm/nccl_communicator.h"
 
 namespace cgrpo {
 
 namespace {
-void mpi_ok(int rc, const char* what) {
-  if (rc == MPI_SUCCESS) return;
-  char msg[MPI_MAX_ERROR_STRING] = {0};
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  CGRPO_FAIL(what, " failed: ", msg);
-}
-
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
     case DType::F32: return ncclFloat32;
@@ -67,14 +60,11 @@ NcclCommunicator::NcclCommunicator(MPI_Comm comm) : NcclCommunicator(boot(comm))
 
 std::unique_ptr<NcclCommunicator::Boot> NcclCommunicator::boot(MPI_Comm comm) {
   auto b = std::make_unique<NcclCommunicator::Boot>();
-  mpi_ok(MPI_Comm_dup(comm, &b->comm), "MPI_Comm_dup");
+  mpi_check(MPI_Comm_dup(comm, &b->comm), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(b->comm, MPI_ERRORS_RETURN);
-  mpi_ok(MPI_Comm_rank(b->comm, &b->rank), "MPI_Comm_rank");
-  mpi_ok(MPI_Comm_size(b->comm, &b->world), "MPI_Comm_size");
-  MPI_Comm node;
-  mpi_ok(MPI_Comm_split_type(b->comm, MPI_COMM_TYPE_SHARED, b->rank, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
-  MPI_Comm_rank(node, &b->local_rank);
-  MPI_Comm_free(&node);
+  mpi_check(MPI_Comm_rank(b->comm, &b->rank), "MPI_Comm_rank");
+  mpi_check(MPI_Comm_size(b->comm, &b->world), "MPI_Comm_size");
+  b->local_rank = node_local_rank(b->comm);
   return b;
 }
 
@@ -96,7 +86,7 @@ NcclCommunicator::NcclCommunicator(std::unique_ptr<Boot> boot)
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
   if (rank() == 0) CGRPO_NCCL(ncclGetUniqueId(&id));
-  mpi_ok(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, m.comm), "MPI_Bcast(ncclUniqueId)");
+  mpi_check(MPI_Bcast(&id, static_cast<int>(sizeof(id)), MPI_BYTE, 0, m.comm), "MPI_Bcast(ncclUniqueId)");
   CGRPO_NCCL(ncclCommInitRank(&m.nccl, world_size(), id, rank()));
 }
 
@@ -148,10 +138,12 @@ Communicator::Ticket NcclCommunicator::record() {
   return m.next++;
 }
 
-Communicator::Ticket NcclCommunicator::start_all_gather(const TensorView& send, const TensorView& recv) {
+// Runs `collective` with end() leaving the stream running, then records its completion event.
+template <class Fn>
+Communicator::Ticket NcclCommunicator::deferred(const Fn& collective) {
   impl_->deferring = true;
   try {
-    all_gather(send, recv);
+    collective();
   } catch (...) {
     impl_->deferring = false;
     throw;
@@ -160,17 +152,13 @@ Communicator::Ticket NcclCommunicator::start_all_gather(const TensorView& send, 
   return record();
 }
 
+Communicator::Ticket NcclCommunicator::start_all_gather(const TensorView& send, const TensorView& recv) {
+  return deferred([&] { all_gather(send, recv); });
+}
+
 Communicator::Ticket NcclCommunicator::start_reduce_scatter(const TensorView& send, const TensorView& recv,
                                                             ReduceOp op) {
-  impl_->deferring = true;
-  try {
-    reduce_scatter(send, recv, op);
-  } catch (...) {
-    impl_->deferring = false;
-    throw;
-  }
-  impl_->deferring = false;
-  return record();
+  return deferred([&] { reduce_scatter(send, recv, op); });
 }
 
 void NcclCommunicator::wait(Ticket t) {

@@ -5,7 +5,6 @@
 
 namespace cgrpo {
 
-namespace {
 void mpi_check(int rc, const char* what) {
   if (rc == MPI_SUCCESS) return;
   char msg[MPI_MAX_ERROR_STRING] = {0};
@@ -13,6 +12,8 @@ void mpi_check(int rc, const char* what) {
   MPI_Error_string(rc, msg, &len);
   CGRPO_FAIL(what, " failed: ", msg);
 }
+
+namespace {
 #define CGRPO_MPI(call) mpi_check((call), #call)
 
 MPI_Comm dup_comm(MPI_Comm c) {
@@ -30,19 +31,20 @@ int size_of(MPI_Comm c) {
   MPI_Comm_size(c, &w);
   return w;
 }
-int local_rank_of(MPI_Comm c) {
+// Messages are sent in chunks of at most 1 GiB so counts fit in an int.
+constexpr int64_t kMaxMsgBytes = int64_t(1) << 30;
+}  // namespace
+
+int node_local_rank(MPI_Comm c) {
   MPI_Comm node;
   CGRPO_MPI(MPI_Comm_split_type(c, MPI_COMM_TYPE_SHARED, rank_of(c), MPI_INFO_NULL, &node));
   const int r = rank_of(node);
   MPI_Comm_free(&node);
   return r;
 }
-// Messages are sent in chunks of at most 1 GiB so counts fit in an int.
-constexpr int64_t kMaxMsgBytes = int64_t(1) << 30;
-}  // namespace
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm)
-    : Communicator(rank_of(comm), size_of(comm), local_rank_of(comm)), comm_(dup_comm(comm)) {
+    : Communicator(rank_of(comm), size_of(comm), node_local_rank(comm)), comm_(dup_comm(comm)) {
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
 }
 
@@ -131,7 +133,7 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &world_);
-  local_rank_ = local_rank_of(MPI_COMM_WORLD);
+  local_rank_ = node_local_rank(MPI_COMM_WORLD);
   set_process_context(rank_, world_);
 }
 

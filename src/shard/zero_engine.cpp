@@ -143,19 +143,14 @@ int64_t ZeroEngine::total_padded() const {
 
 void ZeroEngine::load_unit(int u, const float* full) {
   Unit& x = units_[u];
-  if (param_dtype_ == DType::F32) {
-    float* p = x.params.as<float>();
-    zero(x.params);  // padding stays exactly zero
-    const ShardRange r = param_range(u);  // the whole unit, or this rank's shard at stage 3
-    const int64_t n = std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset);
-    be_.upload(full + r.offset, p, size_t(n) * 4);
-    return;
-  }
-  // bf16: the master over its range (padding zero), then the working copy from the same fp32 values
-  zero(x.master);
-  const ShardRange r = moment_range(u);
+  // fp32 values of this rank's range of the master (f32: the parameters themselves); padding stays exactly zero
+  const ShardRange r = param_range(u);  // f32: the whole unit or the stage-3 shard; bf16: the master's range
   const int64_t n = std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset);
-  be_.upload(full + r.offset, x.master.data(), size_t(n) * 4);
+  Buffer& master = param_dtype_ == DType::F32 ? x.params : x.master;
+  zero(master);
+  be_.upload(full + r.offset, master.data(), size_t(n) * 4);
+  if (param_dtype_ == DType::F32) return;
+  // bf16: the working copy from the same fp32 values
   if (stage_ == 0 || stage_ == 3) {  // the working copy covers exactly the master's range
     be_.cast(flat(x.master.as<float>(), r.count), pview(x.params.data(), r.count));
     return;
@@ -296,16 +291,14 @@ void ZeroEngine::finish_reduce() {
 
 int64_t ZeroEngine::owned_numel(const Unit& x) const { return stage_ == 0 ? x.padded : x.padded / comm_.world_size(); }
 
-float* ZeroEngine::owned_params(Unit& x) {
-  if (stage_ == 0 || stage_ == 3) return x.params.as<float>();
-  return x.params.as<float>() + comm_.rank() * (x.padded / comm_.world_size());
-}
-
-float* ZeroEngine::owned_master(Unit& x) { return param_dtype_ == DType::F32 ? owned_params(x) : x.master.as<float>(); }
-
 void* ZeroEngine::owned_work(Unit& x) {
   if (stage_ == 0 || stage_ == 3) return x.params.data();
   return x.params.as<char>() + size_t(comm_.rank() * (x.padded / comm_.world_size())) * dtype_size(param_dtype_);
+}
+
+// f32: the working parameters are the master; bf16: the separate fp32 master
+float* ZeroEngine::owned_master(Unit& x) {
+  return static_cast<float*>(param_dtype_ == DType::F32 ? owned_work(x) : x.master.data());
 }
 
 void ZeroEngine::rebuild_working(Unit& x) {
@@ -341,13 +334,12 @@ double ZeroEngine::step(double lr, double max_norm) {
   //    (double, then float), summed over q in rank order in float. Stage 0 holds every shard's gradient and
   //    sums the partials locally; stages 1-3 all-reduce them (the communicator also sums in rank order).
   //    Same inputs, same bits, whatever the stage.
-  auto sumsq = [&](const float* g, int64_t n) { return be_.sumsq(g, n); };
   std::vector<float> partial(size_t(stage_ == 0 ? W : 1), 0.0f);
   for (size_t q = 0; q < partial.size(); ++q) {
     double acc = 0;
     for (Unit& x : units_) {
       const int64_t S = x.padded / W;
-      acc += stage_ == 0 ? sumsq(x.grads.as<float>() + int64_t(q) * S, S) : sumsq(x.grad_shard.as<float>(), S);
+      acc += stage_ == 0 ? be_.sumsq(x.grads.as<float>() + int64_t(q) * S, S) : be_.sumsq(x.grad_shard.as<float>(), S);
     }
     partial[q] = static_cast<float>(acc);
   }
@@ -373,7 +365,7 @@ double ZeroEngine::step(double lr, double max_norm) {
     if (param_dtype_ != DType::F32)
       rebuild_working(x);
     else if (stage_ == 1 || stage_ == 2)
-      comm_.all_gather(flat(owned_params(x), S), flat(x.params.as<float>(), x.padded));
+      comm_.all_gather(flat(owned_master(x), S), flat(x.params.as<float>(), x.padded));
     zero(x.grads);
     zero(x.grad_shard);
   }

@@ -96,6 +96,25 @@ struct Run {
   std::vector<float> logp, grads, logits;
 };
 
+// A bound model's log-probs and gradients (downloaded from the device gradient buffer `grads`), then the
+// inference logits of three rows after a fresh no-grad forward.
+Run run_bound(Backend& be, DreamModel& m, const Batch& b, const Buffer& grads) {
+  const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+  Run r;
+  r.logp.resize(b.rows.size());
+  m.forward(in, true);
+  m.logprobs(int64_t(b.rows.size()), b.rows.data(), b.targets.data(), r.logp.data());
+  m.backward(b.dlogp.data());
+  r.grads.resize(size_t(m.layout().total()));
+  be.download(grads.data(), r.grads.data(), r.grads.size() * 4);
+  m.forward(in, false);
+  const int32_t rows[3] = {0, 12, 32};
+  r.logits.resize(size_t(3 * m.config().vocab_size));
+  m.logits(3, rows, r.logits.data());
+  m.release_held();
+  return r;
+}
+
 Run run_model(Backend& be, const ModelConfig& c, const std::vector<float>& params, const Batch& b, bool recompute) {
   const ParamLayout layout(c);
   const size_t n = size_t(layout.total());
@@ -107,20 +126,7 @@ Run run_model(Backend& be, const ModelConfig& c, const std::vector<float>& param
   m.set_vocab_chunk(128);
   m.set_recompute(recompute);
   m.bind(p.as<float>(), g.as<float>());
-  const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
-  Run r;
-  r.logp.resize(b.rows.size());
-  m.forward(in, true);
-  m.logprobs(int64_t(b.rows.size()), b.rows.data(), b.targets.data(), r.logp.data());
-  m.backward(b.dlogp.data());
-  r.grads.resize(n);
-  be.download(g.data(), r.grads.data(), n * 4);
-  // inference logits of three rows after a fresh no-grad forward
-  m.forward(in, false);
-  const int32_t rows[3] = {0, 12, 32};
-  r.logits.resize(size_t(3 * c.vocab_size));
-  m.logits(3, rows, r.logits.data());
-  return r;
+  return run_bound(be, m, b, g);
 }
 
 // bf16 units of a flat parameter vector in the backend's memory, fp32 gradients there too
@@ -156,20 +162,7 @@ Run run_model_bf16(Backend& be, const ModelConfig& c, const std::vector<float>& 
   m.set_recompute(recompute);
   m.set_param_dtype(DType::BF16);
   m.bind(&src, true);
-  const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
-  Run r;
-  r.logp.resize(b.rows.size());
-  m.forward(in, true);
-  m.logprobs(int64_t(b.rows.size()), b.rows.data(), b.targets.data(), r.logp.data());
-  m.backward(b.dlogp.data());
-  r.grads.resize(size_t(layout.total()));
-  be.download(src.grad_buffer().data(), r.grads.data(), r.grads.size() * 4);
-  m.forward(in, false);
-  const int32_t rows[3] = {0, 12, 32};
-  r.logits.resize(size_t(3 * c.vocab_size));
-  m.logits(3, rows, r.logits.data());
-  m.release_held();
-  return r;
+  return run_bound(be, m, b, src.grad_buffer());
 }
 
 // log-probs and logits within tol * (1 + |want|), gradients per tensor within grad_tol of its largest value

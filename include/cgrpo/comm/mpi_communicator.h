@@ -34,6 +34,11 @@ class MpiCommunicator final : public Communicator {
   std::vector<MPI_Request> reqs_;
 };
 
+// Fatal with MPI's error string when rc is not MPI_SUCCESS (`what`: the call).
+void mpi_check(int rc, const char* what);
+// This process's rank among the ranks of comm on its node (MPI_COMM_TYPE_SHARED): picks the GPU.
+int node_local_rank(MPI_Comm comm);
+
 // RAII MPI_Init_thread / MPI_Finalize; sets the rank context that fatal() prints.
 class MpiSession {
  public:

@@ -62,6 +62,8 @@ class NcclCommunicator final : public Communicator {
   void begin();  // wait for the producer of the buffers
   void end();    // synchronise the collective stream (not while deferring: start_* record an event instead)
   Ticket record();  // an event on the collective stream after the work queued so far
+  template <class Fn>
+  Ticket deferred(const Fn& collective);  // start_*: the collective without the stream sync, then record()
   std::unique_ptr<Impl> impl_;
 };
 

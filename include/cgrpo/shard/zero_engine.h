@@ -167,8 +167,7 @@ class ZeroEngine {
     bool prefetched = false;      // gathered is being filled by a started all-gather
     Communicator::Ticket gather_ticket = 0;
   };
-  float* owned_params(Unit& x);  // f32: the elements this rank updates: full buffer (stage 0) or its shard
-  float* owned_master(Unit& x);  // the fp32 values AdamW updates: owned_params (f32) or the master (bf16)
+  float* owned_master(Unit& x);  // the fp32 values AdamW updates: the owned working params (f32) or the master (bf16)
   void* owned_work(Unit& x);     // the working params this rank's master covers (param dtype)
   void rebuild_working(Unit& x); // bf16: working <- bf16(master) on the owned part, all-gather at stages 1-2
   TensorView pview(const void* p, int64_t n) const;  // [n] view in param dtype
