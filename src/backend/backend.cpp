@@ -49,8 +49,8 @@ GemmShape gemm_shape(const TensorView& A, bool trans_a, const TensorView& B, boo
 
 namespace cgrpo {
 
-int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
-  CGRPO_CHECK(t.dtype == DType::F32, what, " must be f32, got ", t.str());
+namespace {
+int64_t checked_row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
   if (t.ndim == 1) {
     CGRPO_CHECK(rows == 1 && t.dim(0) == cols && (t.stride(0) == 1 || cols <= 1), what, " ", t.str(), " is not [",
                 cols, "]");
@@ -63,6 +63,17 @@ int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* 
               ")");
   return t.stride(0);
 }
+}  // namespace
+
+int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
+  CGRPO_CHECK(t.dtype == DType::F32, what, " must be f32, got ", t.str());
+  return checked_row_stride(t, rows, cols, what);
+}
+
+int64_t act_row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
+  CGRPO_CHECK(t.dtype == DType::F32 || t.dtype == DType::BF16, what, " must be f32 or bf16, got ", t.str());
+  return checked_row_stride(t, rows, cols, what);
+}
 
 AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                             const TensorView& o) {
@@ -70,11 +81,13 @@ AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const Tenso
               "attention: bad shape B=", s.B, " L=", s.L, " heads=", s.n_heads, " kv_heads=", s.n_kv_heads,
               " head_dim=", s.head_dim, hint("num_attention_heads must be a multiple of num_key_value_heads"));
   const int64_t N = s.B * s.L;
+  CGRPO_CHECK(k.dtype == q.dtype && v.dtype == q.dtype && o.dtype == q.dtype, "attention: q ", q.str(), ", k ",
+              k.str(), ", v ", v.str(), " and o ", o.str(), " must share one dtype");
   AttnLayout a;
-  a.ldq = row_stride(q, N, s.n_heads * s.head_dim, "attention q");     // [B*L, heads*hd]
-  a.ldk = row_stride(k, N, s.n_kv_heads * s.head_dim, "attention k");  // [B*L, kv_heads*hd]
-  a.ldv = row_stride(v, N, s.n_kv_heads * s.head_dim, "attention v");  // [B*L, kv_heads*hd]
-  a.ldo = row_stride(o, N, s.n_heads * s.head_dim, "attention o");     // [B*L, heads*hd]
+  a.ldq = act_row_stride(q, N, s.n_heads * s.head_dim, "attention q");     // [B*L, heads*hd]
+  a.ldk = act_row_stride(k, N, s.n_kv_heads * s.head_dim, "attention k");  // [B*L, kv_heads*hd]
+  a.ldv = act_row_stride(v, N, s.n_kv_heads * s.head_dim, "attention v");  // [B*L, kv_heads*hd]
+  a.ldo = act_row_stride(o, N, s.n_heads * s.head_dim, "attention o");     // [B*L, heads*hd]
   a.group = s.n_heads / s.n_kv_heads;
   return a;
 }

@@ -10,6 +10,14 @@
 // - Forward outputs are written (=). Parameter gradients (dW, dtable, dw, db) accumulate (+=), so
 //   micro-batches accumulate without extra buffers. Activation gradients are written (=) unless noted:
 //   rmsnorm_bwd and logsoftmax_gather_bwd add into dx/dh (+=) because their input is a residual stream.
+//
+// Activation dtype (parallel.compute_dtype = bf16, ARCHITECTURE.md §3 item 4). The tensors a layer saves for
+// backward and feeds to GEMMs may be bf16; each op below marks them "f32|bf16". Such an op reads bf16 exactly
+// (widening), computes in fp32 exactly as its f32 form, and rounds every bf16 output once, to nearest even:
+//   bf16 op(x) = round_bf16(f32 op(widen(x))).
+// CpuBackend implements precisely that (the oracle), so a device backend matches it to the f32 op's tolerance
+// plus one bf16 rounding (1 ulp = 2^-8 relative). Statistics (rstd, lse), the weights of non-matmul ops (w, b,
+// table), the residual stream and every gradient stay f32. An op given bf16 where it says f32 is fatal.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +47,8 @@ class Backend {
   //   2-D: op(A) [m,k], op(B) [k,n], C [m,n]; op(X) = X^T when trans_x.
   //   3-D: strided batched over dim 0; a batch dim of 1 (or stride 0) broadcasts that operand.
   // The innermost stride of every operand must be 1; the row stride is the leading dimension.
+  // dtypes: A, B both f32 or both bf16; C f32, or bf16 when A, B are bf16 and beta = 0 (fp32 accumulation, one
+  // rounding of alpha * AB to bf16).
   virtual void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
                     float alpha = 1.0f, float beta = 0.0f) = 0;
 
@@ -77,7 +87,7 @@ class Backend {
   // dtable[ids[n], :] += dout[n, :]                   dout [N, H], dtable [V, H]
   virtual void embedding_bwd(const TensorView& dout, const int32_t* ids, const TensorView& dtable) = 0;
 
-  // y = w * x * rstd, rstd = 1/sqrt(mean(x^2) + eps)   x, y [N, H], w [H], rstd [N] (saved, fp32)
+  // y = w * x * rstd, rstd = 1/sqrt(mean(x^2) + eps)   x, y [N, H], w [H], rstd [N] (saved, fp32); y f32|bf16
   virtual void rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps, const TensorView& y,
                            float* rstd) = 0;
   // dx += d/dx, dw += d/dw                             dy, x, dx [N, H], w, dw [H], rstd [N]
@@ -86,28 +96,31 @@ class Backend {
 
   // In place, x [N, heads*head_dim], pos [N]:  x = x*cos + rotate_half(x)*sin with
   // inv_freq[j] = theta^(-2j/head_dim), angle = pos * inv_freq[j mod head_dim/2] (half-split convention).
+  // x f32|bf16.
   virtual void rope_fwd(const TensorView& x, int64_t head_dim, const int32_t* pos, float theta) = 0;
-  // In place, dx = R(pos)^T dy (the rotation by -angle).
+  // In place, dx = R(pos)^T dy (the rotation by -angle). dx f32.
   virtual void rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t* pos, float theta) = 0;
 
   // o = softmax(q k^T / sqrt(head_dim) + mask) v; key_mask [B, L] (nullptr = attend everywhere). A query
   // whose keys are all masked gets o = 0 and lse = -inf (safe softmax). lse [B, n_heads, L] is saved.
   // Only keys are masked: a pad query row (all-False in HF's 4-D mask) attends to the real keys here instead
   // of returning zeros; outputs at real rows are identical and pad-row outputs are never used (spec §1.4).
+  // q, k, v, o f32|bf16, all four the same dtype.
   virtual void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                              const uint8_t* key_mask, const TensorView& o, float* lse) = 0;
-  // dq, dk, dv (=) from do, the forward inputs, o and lse.
+  // dq, dk, dv (=) from do, the forward inputs, o and lse. q, k, v, o f32|bf16 (one dtype, as forward);
+  // dout, dq, dk, dv f32.
   virtual void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                              const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
                              const TensorView& dq, const TensorView& dk, const TensorView& dv) = 0;
 
-  // out = silu(g) * u                                  g, u, out [N, I]
+  // out = silu(g) * u                                  g, u, out [N, I]; f32|bf16, all three the same dtype
   virtual void swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) = 0;
-  // dg, du (=)
+  // dg, du (=)                                         g, u f32|bf16 (one dtype); dout, dg, du f32
   virtual void swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
                           const TensorView& du) = 0;
 
-  // y[n, :] += b                                       y [N, C], b [C]
+  // y[n, :] += b                                       y [N, C] f32|bf16, b [C]
   virtual void bias_add(const TensorView& y, const TensorView& b) = 0;
   // db += sum_n dy[n, :]
   virtual void bias_bwd(const TensorView& dy, const TensorView& db) = 0;
@@ -152,9 +165,12 @@ inline TensorView rows_view(const float* p, int64_t rows, int64_t cols, int64_t 
 
 // Checks that t is a 2-D fp32 [rows, cols] row tensor (inner stride 1) and returns its row stride.
 int64_t row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what);
+// The same for an activation marked "f32|bf16" above: f32 or bf16.
+int64_t act_row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what);
 
 // Row strides of attention's q, k, v, o (or dq, dk, dv, dout) views and the GQA group size n_heads / n_kv_heads,
-// after checking the shape and every view; shared by every backend so the messages are the same.
+// after checking the shape and every view; shared by every backend so the messages are the same. q, k, v, o may
+// be bf16 when all four are (activations); every other dtype mix is fatal.
 struct AttnLayout {
   int64_t ldq, ldk, ldv, ldo, group;
 };
