@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "cgrpo/core/dtype.h"
 #include "cgrpo/rollout/token_sampler.h"
 #include "cpu_thread_pool.h"
 
@@ -24,10 +25,18 @@ void CpuBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, bo
                       float alpha, float beta) {
   CGRPO_CHECK(A.device == Device::CPU && B.device == Device::CPU && C.device == Device::CPU,
               "CpuBackend::gemm on device memory");
-  CGRPO_CHECK((A.dtype == DType::F32 || A.dtype == DType::BF16) && C.dtype == DType::F32,
-              "CpuBackend::gemm supports f32 x f32 -> f32 and bf16 x bf16 -> f32, got A ", A.str(), " B ", B.str(),
-              " C ", C.str());
+  CGRPO_CHECK((A.dtype == DType::F32 || A.dtype == DType::BF16) &&
+                  (C.dtype == DType::F32 || (C.dtype == DType::BF16 && A.dtype == DType::BF16 && beta == 0.0f)),
+              "CpuBackend::gemm supports f32 x f32 -> f32, bf16 x bf16 -> f32 and bf16 x bf16 -> bf16 (beta = 0), got A ",
+              A.str(), " B ", B.str(), " C ", C.str(), " beta ", beta);
   const GemmShape s = gemm_shape(A, trans_a, B, trans_b, C);  // also checks A.dtype == B.dtype
+  if (C.dtype == DType::BF16) {  // fp32 accumulation into a stand-in, one rounding (backend.h)
+    CGRPO_CHECK(C.ndim == 2, "CpuBackend::gemm: a bf16 C must be 2-D, got ", C.str());
+    const TensorView c32 = stage(C, 0, false, "gemm C");
+    gemm(A, trans_a, B, trans_b, c32, alpha, 0.0f);
+    unstage(c32, C);
+    return;
+  }
   if (A.dtype == DType::BF16) {
     // The oracle of a bf16 GEMM with fp32 accumulation: bf16 -> fp32 is exact, so sgemm on the widened operands
     // forms exact products and accumulates in fp32. Own scratch, not workspace(): the log-softmax ops hold that
@@ -73,6 +82,36 @@ TensorView CpuBackend::widen(const TensorView& x, Buffer& dst) {
   return w;
 }
 
+TensorView CpuBackend::stage(const TensorView& t, int slot, bool read, const char* what) {
+  const int64_t rows = t.ndim == 1 ? 1 : t.dim(0), cols = t.dim(-1);
+  const int64_t ld = act_row_stride(t, rows, cols, what);
+  if (t.dtype == DType::F32) return t;
+  Buffer& b = act_[slot];
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(rows * cols, 1)) * sizeof(float);
+  if (b.bytes() < bytes) b = Buffer(bytes, Device::CPU, MemCategory::Workspace);
+  float* out = b.as<float>();  // [rows, cols]
+  if (read) {
+    const uint16_t* src = static_cast<const uint16_t*>(t.data);
+    pool().run(rows, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = bf16_to_f32(src[r * ld + c]);
+    });
+  }
+  return t.ndim == 1 ? TensorView(out, DType::F32, {cols}) : TensorView(out, DType::F32, {rows, cols});
+}
+
+void CpuBackend::unstage(const TensorView& src, const TensorView& dst) {
+  if (dst.dtype == DType::F32) return;
+  const int64_t rows = dst.ndim == 1 ? 1 : dst.dim(0), cols = dst.dim(-1);
+  const int64_t ld = act_row_stride(dst, rows, cols, "bf16 output");
+  const float* in = static_cast<const float*>(src.data);  // compact [rows, cols]
+  uint16_t* out = static_cast<uint16_t*>(dst.data);
+  pool().run(rows, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < cols; ++c) out[r * ld + c] = f32_to_bf16(in[r * cols + c]);
+  });
+}
+
 }  // namespace cgrpo
 
 namespace cgrpo {
@@ -97,6 +136,7 @@ CpuBackend& host_backend() {
 
 size_t CpuBackend::workspace_capacity_bytes() const {
   size_t n = ws_.bytes() + wa_.bytes() + wb_.bytes();
+  for (const Buffer& b : act_) n += b.bytes();
   for (const Buffer& b : tws_) n += b.bytes();
   return n;
 }

@@ -36,6 +36,13 @@ void run_blas_serial(CpuThreadPool& pool, int64_t n, const CpuThreadPool::Fn& fn
 void CpuBackend::attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                                const uint8_t* key_mask, const TensorView& o, float* lse) {
   const AttnLayout a = attention_layout(s, q, k, v, o);
+  if (q.dtype == DType::BF16) {  // bf16 activations: q, k, v widened, o rounded once (backend.h)
+    const TensorView o32 = stage(o, 3, false, "attention o");
+    attention_fwd(s, stage(q, 0, true, "attention q"), stage(k, 1, true, "attention k"),
+                  stage(v, 2, true, "attention v"), key_mask, o32, lse);
+    unstage(o32, o);
+    return;
+  }
   const int64_t L = s.L, hd = s.head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(double(hd)));
   for (int t = 0; t < pool().size(); ++t) thread_workspace(t, static_cast<size_t>(L * L));
@@ -79,6 +86,12 @@ void CpuBackend::attention_bwd(const AttnShape& s, const TensorView& q, const Te
                                const TensorView& dq, const TensorView& dk, const TensorView& dv) {
   const AttnLayout a = attention_layout(s, q, k, v, o);
   const AttnLayout d = attention_layout(s, dq, dk, dv, dout);
+  CGRPO_CHECK(dq.dtype == DType::F32, "attention_bwd: the gradients dq, dk, dv, dout must be f32, got ", dq.str());
+  if (q.dtype == DType::BF16) {  // bf16 activations: q, k, v, o widened; the gradients are f32
+    attention_bwd(s, stage(q, 0, true, "attention q"), stage(k, 1, true, "attention k"),
+                  stage(v, 2, true, "attention v"), key_mask, stage(o, 3, true, "attention o"), lse, dout, dq, dk, dv);
+    return;
+  }
   const int64_t L = s.L, hd = s.head_dim;
   const float scale = static_cast<float>(1.0 / std::sqrt(double(hd)));
   for (int t = 0; t < pool().size(); ++t) thread_workspace(t, static_cast<size_t>(2 * L * L));

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/core/dtype.h"
 #include "cgrpo/core/simd_exp.h"
 #include "cpu_thread_pool.h"
 
@@ -70,6 +71,12 @@ void CpuBackend::embedding_bwd(const TensorView& dout, const int32_t* ids, const
 
 // §1.3 RMSNorm: y = w * x * rsqrt(mean(x^2) + eps); statistics accumulated in double, stored fp32.
 void CpuBackend::rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps, const TensorView& y, float* rstd) {
+  if (y.dtype == DType::BF16) {  // bf16 activations: the f32 op on a stand-in, rounded once (backend.h)
+    const TensorView y32 = stage(y, 0, false, "rmsnorm y");
+    rmsnorm_fwd(x, w, eps, y32, rstd);
+    unstage(y32, y);
+    return;
+  }
   const int64_t N = x.dim(0), H = x.dim(-1);
   const int64_t ldx = row_stride(x, N, H, "rmsnorm x"), ldy = row_stride(y, N, H, "rmsnorm y");
   row_stride(w, 1, H, "rmsnorm w");
@@ -180,7 +187,9 @@ void rope_apply(CpuThreadPool& pool, const TensorView& x, int64_t head_dim, cons
 }  // namespace
 
 void CpuBackend::rope_fwd(const TensorView& x, int64_t head_dim, const int32_t* pos, float theta) {
-  rope_apply(pool(), x, head_dim, pos, theta, 1.0f);
+  const TensorView x32 = stage(x, 0, true, "rope x");
+  rope_apply(pool(), x32, head_dim, pos, theta, 1.0f);
+  unstage(x32, x);
 }
 void CpuBackend::rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t* pos, float theta) {
   rope_apply(pool(), dx, head_dim, pos, theta, -1.0f);
@@ -205,6 +214,14 @@ inline float sigmoid1(float x) {
 
 // §1.3 MLP: out = silu(g) * u, silu(g) = g * sigmoid(g).
 void CpuBackend::swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) {
+  if (g.dtype == DType::BF16) {  // bf16 activations: g, u widened, out rounded once (backend.h)
+    CGRPO_CHECK(u.dtype == DType::BF16 && out.dtype == DType::BF16, "swiglu: g ", g.str(), ", u ", u.str(),
+                " and out ", out.str(), " must share one dtype");
+    const TensorView out32 = stage(out, 2, false, "swiglu out");
+    swiglu_fwd(stage(g, 0, true, "swiglu g"), stage(u, 1, true, "swiglu u"), out32);
+    unstage(out32, out);
+    return;
+  }
   const int64_t N = g.dim(0), I = g.dim(-1);
   const int64_t ldg = row_stride(g, N, I, "swiglu g"), ldu = row_stride(u, N, I, "swiglu u");
   const int64_t ldo = row_stride(out, N, I, "swiglu out");
@@ -228,6 +245,11 @@ void CpuBackend::swiglu_fwd(const TensorView& g, const TensorView& u, const Tens
 // d silu(g)/dg = sig(g) * (1 + g * (1 - sig(g)))
 void CpuBackend::swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
                             const TensorView& du) {
+  if (g.dtype == DType::BF16) {  // bf16 activations: g, u widened; the gradients are f32
+    CGRPO_CHECK(u.dtype == DType::BF16, "swiglu_bwd: g ", g.str(), " and u ", u.str(), " must share one dtype");
+    swiglu_bwd(dout, stage(g, 0, true, "swiglu g"), stage(u, 1, true, "swiglu u"), dg, du);
+    return;
+  }
   const int64_t N = g.dim(0), I = g.dim(-1);
   const int64_t ldg = row_stride(g, N, I, "swiglu g"), ldu = row_stride(u, N, I, "swiglu u");
   const int64_t ldo = row_stride(dout, N, I, "swiglu dout"), lddg = row_stride(dg, N, I, "swiglu dg");
@@ -261,6 +283,12 @@ void CpuBackend::swiglu_bwd(const TensorView& dout, const TensorView& g, const T
 }
 
 void CpuBackend::bias_add(const TensorView& y, const TensorView& b) {
+  if (y.dtype == DType::BF16) {
+    const TensorView y32 = stage(y, 0, true, "bias_add y");
+    bias_add(y32, b);
+    unstage(y32, y);
+    return;
+  }
   const int64_t N = y.dim(0), C = y.dim(-1);
   const int64_t ld = row_stride(y, N, C, "bias_add y");
   row_stride(b, 1, C, "bias_add b");

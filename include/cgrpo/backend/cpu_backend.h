@@ -1,5 +1,7 @@
 // CpuBackend: fp32 everywhere, GEMM on OpenBLAS. The reference every other backend is tested against; a
 // bf16 x bf16 -> fp32 gemm widens its operands to fp32 (exact) and runs sgemm: bf16 products, fp32 accumulation.
+// bf16 activations (backend.h) are the same idea for every op: widen the bf16 arguments, run the f32 op, round
+// the bf16 outputs once. That is the definition the contract states, so this backend is its oracle.
 // Op kernels live in src/backend/cpu_ops_*.cpp; every matmul inside them goes through gemm().
 #pragma once
 
@@ -64,7 +66,7 @@ class CpuBackend final : public Backend {
                    int32_t* tokens, float* confidence) override;
 
   // Scratch memory owned by the backend (MemCategory::Workspace); grows to the largest request, never shrinks.
-  // workspace_capacity_bytes() counts it, the per-thread scratch and gemm's fp32 copies of bf16 operands.
+  // workspace_capacity_bytes() counts it, the per-thread scratch and the fp32 copies of bf16 operands.
   float* workspace(size_t floats);
   size_t workspace_capacity_bytes() const;
 
@@ -74,8 +76,14 @@ class CpuBackend final : public Backend {
   CpuThreadPool& pool() { return *pool_; }
   float* thread_workspace(int tid, size_t floats);
   TensorView widen(const TensorView& x, Buffer& dst);  // bf16 gemm operand -> compact fp32 copy in dst
+  // bf16 activations (backend.h "Activation dtype"): every op runs its f32 form on fp32 stand-ins and rounds.
+  // stage(): t itself when f32; for bf16 a compact fp32 [rows, cols] in act_[slot], holding widen(t) when `read`.
+  TensorView stage(const TensorView& t, int slot, bool read, const char* what);
+  // dst (bf16 row tensor) = round_bf16(src), src being dst's stage(); a no-op when dst is f32 (src is dst).
+  void unstage(const TensorView& src, const TensorView& dst);
   Buffer ws_;
   Buffer wa_, wb_;  // gemm: fp32 copies of bf16 operands A and B (grown to the largest, never shrink)
+  Buffer act_[4];   // stage(): fp32 stand-ins of bf16 activations (attention_bwd stages q, k, v and o at once)
   std::vector<Buffer> tws_;
   std::unique_ptr<CpuThreadPool> pool_;
   std::unique_ptr<TokenSampler> sampler_;  // sample_rows: reused while (V, parameters) stay the same
