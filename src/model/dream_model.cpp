@@ -9,6 +9,7 @@
 //   m = silu(g) * u                                 [N, I]
 //   x2 = x1 + m Wd^T                                [N, H]
 // then hf = RMSNorm(x_L, w_final) and log-probs of requested rows through the fused gather.
+// a1, qkv, o, a2, gu, m are in the activation dtype (fp32, or bf16: dream_model.h); everything else is fp32.
 #include "cgrpo/model/dream_model.h"
 
 #include <algorithm>
@@ -64,6 +65,13 @@ void DreamModel::bind(ParamSource* source, bool with_grads) {
   unit_params_.assign(layout_.units().size(), nullptr);
   unit_grads_.assign(layout_.units().size(), nullptr);
   big_src_ = nullptr;
+}
+
+void DreamModel::set_compute_dtype(DType t) {
+  CGRPO_CHECK(t == DType::F32 || t == DType::BF16, "DreamModel: activation (compute) dtype must be f32 or bf16, got ",
+              dtype_name(t));
+  cdt_ = t;
+  N_ = 0, R_ = 0, grad_ = false;  // the saved activations are in the old dtype
 }
 
 void DreamModel::set_param_dtype(DType t) {
@@ -153,11 +161,14 @@ void DreamModel::mm(const TensorView& A, bool trans_a, const TensorView& B, bool
   be_.gemm(lower(A, cast_.as<uint16_t>()), trans_a, lower(B, cast_.as<uint16_t>() + na), trans_b, C, 1.0f, beta);
 }
 
-// bf16 elements of cast_ for N rows: the widest A operand of mm() (rounded to 256 bytes) and, with grad, the
-// widest dW operand B (forward: A = a1 | o | a2 | m; backward: A = dx2 | dgu | dx1 | dqkv, B = m | a2 | o | a1).
+// bf16 elements of cast_ for N rows: the widest fp32 A operand of mm() (rounded to 256 bytes) and, with grad, the
+// widest fp32 dW operand B. Forward: A = a1 | o | a2 | m (fp32 activations only); backward: A = dx2 | dgu | dx1 |
+// dqkv (fp32 gradients), B = m | a2 | o | a1 (fp32 activations only).
 int64_t DreamModel::cast_elems(int64_t N, bool grad) const {
-  const int64_t wa = std::max({H_, QW_, 2 * I_, QKV_}), wb = std::max({H_, QW_, I_});
-  return (N * wa + 127) / 128 * 128 + (grad ? N * wb : 0);
+  const bool f32_acts = cdt_ == DType::F32;
+  const int64_t wa = std::max(f32_acts ? std::max({H_, QW_, I_}) : 0, grad ? std::max({H_, 2 * I_, QKV_}) : 0);
+  const int64_t wb = grad && f32_acts ? std::max({H_, QW_, I_}) : 0;
+  return (N * wa + 127) / 128 * 128 + N * wb;
 }
 
 size_t DreamModel::param_dtype_scratch_bytes(int64_t B, int64_t L, bool grad) const {
@@ -172,25 +183,34 @@ TensorView DreamModel::G(int64_t offset, int64_t rows, int64_t cols) const {
   return view(base + (offset - layout_.units()[size_t(u)].offset), rows, cols, cols);
 }
 
-int64_t DreamModel::acts_floats(int64_t N, int64_t B) const {
-  // a1, rstd1, qkv, o, lse, x1, a2, rstd2, gu, m
-  return N * H_ + N + N * QKV_ + N * QW_ + B * cfg_.num_attention_heads * (N / B) + N * H_ + N * H_ + N +
-         N * 2 * I_ + N * I_;
+size_t DreamModel::carve_acts(char* base, int64_t N, int64_t B, Acts* a) const {
+  size_t off = 0;
+  auto take = [&](int64_t numel, size_t elem_bytes) {
+    void* p = base ? base + off : nullptr;
+    off += (size_t(numel) * elem_bytes + 255) / 256 * 256;
+    return p;
+  };
+  const size_t e = dtype_size(cdt_);
+  Acts t;
+  t.rstd1 = static_cast<float*>(take(N, 4));
+  t.lse = static_cast<float*>(take(B * cfg_.num_attention_heads * (N / B), 4));
+  t.x1 = static_cast<float*>(take(N * H_, 4));
+  t.rstd2 = static_cast<float*>(take(N, 4));
+  t.a1 = take(N * H_, e);
+  t.qkv = take(N * QKV_, e);
+  t.o = take(N * QW_, e);
+  t.a2 = take(N * H_, e);
+  t.gu = take(N * 2 * I_, e);
+  t.m = take(N * I_, e);
+  if (a) *a = t;
+  return off;
 }
 
-DreamModel::Acts DreamModel::acts_at(float* p, int64_t N, int64_t B) const {
-  Acts a;
-  a.a1 = p, p += N * H_;
-  a.rstd1 = p, p += N;
-  a.qkv = p, p += N * QKV_;
-  a.o = p, p += N * QW_;
-  a.lse = p, p += B * cfg_.num_attention_heads * (N / B);
-  a.x1 = p, p += N * H_;
-  a.a2 = p, p += N * H_;
-  a.rstd2 = p, p += N;
-  a.gu = p, p += N * 2 * I_;
-  a.m = p;
-  return a;
+TensorView DreamModel::act(const void* p, int64_t rows, int64_t cols, int64_t ld, int64_t col0) const {
+  TensorView t(static_cast<char*>(const_cast<void*>(p)) + size_t(col0) * dtype_size(cdt_), cdt_, {rows, cols},
+               be_.device());
+  t.strides[0] = ld;
+  return t;
 }
 
 float* DreamModel::x_at(int64_t l) const {
@@ -200,7 +220,9 @@ float* DreamModel::x_at(int64_t l) const {
 
 DreamModel::Acts DreamModel::layer_acts(int64_t l) const {
   const int64_t slot = (grad_ && !recompute_) ? l : 0;
-  return acts_at(acts_.as<float>() + slot * acts_floats(N_, B_), N_, B_);
+  Acts a;
+  carve_acts(static_cast<char*>(acts_.data()) + size_t(slot) * carve_acts(nullptr, N_, B_, nullptr), N_, B_, &a);
+  return a;
 }
 
 double DreamModel::forward_flops_per_token(int64_t L) const {
@@ -212,8 +234,8 @@ double DreamModel::forward_flops_per_token(int64_t L) const {
 size_t DreamModel::activation_bytes(int64_t B, int64_t L, bool grad) const {
   const int64_t N = B * L, nl = cfg_.num_hidden_layers;
   const int64_t xs = (grad ? nl + 1 : 2) * N * H_;
-  const int64_t acts = ((grad && !recompute_) ? nl : 1) * acts_floats(N, B);
-  return static_cast<size_t>(xs + acts + N * H_ + N) * sizeof(float) + static_cast<size_t>(N) * 9;  // + ids, pos, mask
+  const size_t acts = size_t((grad && !recompute_) ? nl : 1) * carve_acts(nullptr, N, B, nullptr);
+  return static_cast<size_t>(xs + N * H_ + N) * sizeof(float) + acts + static_cast<size_t>(N) * 9;  // + ids, pos, mask
 }
 
 void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float* x_out) {
@@ -222,13 +244,13 @@ void DreamModel::layer_forward(int64_t l, const float* x0, const Acts& a, float*
   const float eps = static_cast<float>(cfg_.rms_norm_eps), theta = static_cast<float>(cfg_.rope_theta);
   const int32_t* pos = in_.as<int32_t>() + N;
   const TensorView X0 = view(x0, N, H_, H_);
-  const TensorView A1 = view(a.a1, N, H_, H_), QKV = view(a.qkv, N, QKV_, QKV_);
-  const TensorView Q = view(a.qkv, N, QW_, QKV_), K = view(a.qkv + QW_, N, KW_, QKV_),
-                   Vv = view(a.qkv + QW_ + KW_, N, KW_, QKV_);
-  const TensorView O = view(a.o, N, QW_, QW_), X1 = view(a.x1, N, H_, H_);
-  const TensorView A2 = view(a.a2, N, H_, H_), GU = view(a.gu, N, 2 * I_, 2 * I_);
-  const TensorView Gt = view(a.gu, N, I_, 2 * I_), U = view(a.gu + I_, N, I_, 2 * I_);
-  const TensorView M = view(a.m, N, I_, I_), X2 = view(x_out, N, H_, H_);
+  const TensorView A1 = act(a.a1, N, H_, H_), QKV = act(a.qkv, N, QKV_, QKV_);
+  const TensorView Q = act(a.qkv, N, QW_, QKV_), K = act(a.qkv, N, KW_, QKV_, QW_),
+                   Vv = act(a.qkv, N, KW_, QKV_, QW_ + KW_);
+  const TensorView O = act(a.o, N, QW_, QW_), X1 = view(a.x1, N, H_, H_);
+  const TensorView A2 = act(a.a2, N, H_, H_), GU = act(a.gu, N, 2 * I_, 2 * I_);
+  const TensorView Gt = act(a.gu, N, I_, 2 * I_), U = act(a.gu, N, I_, 2 * I_, I_);
+  const TensorView M = act(a.m, N, I_, I_), X2 = view(x_out, N, H_, H_);
 
   be_.rmsnorm_fwd(X0, W32(w.ln_in, 1, H_).slice_flat(0, H_), eps, A1, a.rstd1);
   mm(A1, false, P(w.w_qkv, QKV_, H_), true, QKV);
@@ -251,12 +273,14 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   CGRPO_CHECK(!grad || with_grads_, "DreamModel::forward(grad = true) needs gradients in bind()");
   release_held();
   CGRPO_CHECK(in.B > 0 && in.L > 0 && in.ids != nullptr, "DreamModel::forward: empty batch B=", in.B, " L=", in.L);
+  CGRPO_CHECK(cdt_ == DType::F32 || pdt_ == DType::BF16, "DreamModel: bf16 activations need bf16 parameters (the "
+              "matmuls are bf16 x bf16)", hint("set parallel.param_dtype = bf16 with parallel.compute_dtype = bf16"));
   B_ = in.B, L_ = in.L, N_ = in.B * in.L, grad_ = grad, R_ = 0;
   has_mask_ = in.key_mask != nullptr;
   const int64_t nl = cfg_.num_hidden_layers;
   ensure(in_, static_cast<size_t>(N_) * 9, MemCategory::Activations);
   ensure(xs_, static_cast<size_t>((grad ? nl + 1 : 2) * N_ * H_) * sizeof(float), MemCategory::Activations);
-  ensure(acts_, static_cast<size_t>(((grad && !recompute_) ? nl : 1) * acts_floats(N_, B_)) * sizeof(float),
+  ensure(acts_, size_t((grad && !recompute_) ? nl : 1) * carve_acts(nullptr, N_, B_, nullptr),
          MemCategory::Activations);
   ensure(final_, static_cast<size_t>(N_ * H_ + N_) * sizeof(float), MemCategory::Activations);
   if (pdt_ != DType::F32) {  // grown here once to what the step needs, so no later call allocates
@@ -380,30 +404,30 @@ void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
 
   // MLP: x2 = x1 + m Wd^T
   mm(dR, false, P(w.w_down, H_, I_), false, view(dm, N, I_, I_));         // dm = dx2 Wd
-  mm(dR, true, view(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f);  // dWd += dx2^T m
-  be_.swiglu_bwd(view(dm, N, I_, I_), view(a.gu, N, I_, 2 * I_), view(a.gu + I_, N, I_, 2 * I_),
+  mm(dR, true, act(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f);  // dWd += dx2^T m
+  be_.swiglu_bwd(view(dm, N, I_, I_), act(a.gu, N, I_, 2 * I_), act(a.gu, N, I_, 2 * I_, I_),
                  view(dgu, N, I_, 2 * I_), view(dgu + I_, N, I_, 2 * I_));
   const TensorView dGU = view(dgu, N, 2 * I_, 2 * I_);
   mm(dGU, false, P(w.w_gate_up, 2 * I_, H_), false, dA);                             // da2 = dgu Wgu
-  mm(dGU, true, view(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f);  // dWgu += ..
+  mm(dGU, true, act(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f);  // dWgu += ..
   be_.rmsnorm_bwd(dA, view(a.x1, N, H_, H_), W32(w.ln_post, 1, H_).slice_flat(0, H_), a.rstd2, dR,
                   G(w.ln_post, 1, H_).slice_flat(0, H_));  // dres = dL/dx1
 
   // attention: x1 = x0 + o Wo^T
   const TensorView dO = view(dout, N, QW_, QW_);
   mm(dR, false, P(w.w_o, H_, QW_), false, dO);                                  // do = dx1 Wo
-  mm(dR, true, view(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f);  // dWo += dx1^T o
+  mm(dR, true, act(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f);  // dWo += dx1^T o
   const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
   const TensorView dQ = view(dqkv, N, QW_, QKV_), dK = view(dqkv + QW_, N, KW_, QKV_);
-  be_.attention_bwd(s, view(a.qkv, N, QW_, QKV_), view(a.qkv + QW_, N, KW_, QKV_),
-                    view(a.qkv + QW_ + KW_, N, KW_, QKV_), key_mask(), view(a.o, N, QW_, QW_), a.lse, dO, dQ,
+  be_.attention_bwd(s, act(a.qkv, N, QW_, QKV_), act(a.qkv, N, KW_, QKV_, QW_),
+                    act(a.qkv, N, KW_, QKV_, QW_ + KW_), key_mask(), act(a.o, N, QW_, QW_), a.lse, dO, dQ,
                     dK, view(dqkv + QW_ + KW_, N, KW_, QKV_));
   be_.rope_bwd(dQ, hd_, pos, theta);
   be_.rope_bwd(dK, hd_, pos, theta);
   const TensorView dQKV = view(dqkv, N, QKV_, QKV_);
   be_.bias_bwd(dQKV, G(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
   mm(dQKV, false, P(w.w_qkv, QKV_, H_), false, dA);                             // da1 = dqkv Wqkv
-  mm(dQKV, true, view(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f);  // dWqkv += ..
+  mm(dQKV, true, act(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f);  // dWqkv += ..
   be_.rmsnorm_bwd(dA, view(x0, N, H_, H_), W32(w.ln_in, 1, H_).slice_flat(0, H_), a.rstd1, dR,
                   G(w.ln_in, 1, H_).slice_flat(0, H_));  // dres = dL/dx0
 }

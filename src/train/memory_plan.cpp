@@ -35,15 +35,15 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   DreamModel model(mc, host_backend());  // only for the size formulas; nothing is allocated
   model.set_recompute(cfg.model.gradient_checkpointing);
   if (parse_dtype(cfg.parallel.param_dtype) == DType::BF16) model.set_param_dtype(DType::BF16);
-  const int64_t act_elem = int64_t(dtype_size(parse_dtype(cfg.parallel.compute_dtype)));
+  model.set_compute_dtype(parse_dtype(cfg.parallel.compute_dtype));
   const int64_t L = p.seq_len, B = p.micro_rows, R = B * L;  // log-probs at (at most) every position
-  p.activations_bytes = int64_t(model.activation_bytes(B, L, true) + model.selection_bytes(R)) * act_elem / 4;
+  p.activations_bytes = int64_t(model.activation_bytes(B, L, true) + model.selection_bytes(R));
   // CpuBackend keeps one scratch buffer grown to the largest need: attention backward's 2 [L, L] or the
   // log-softmax gather's [R, chunk] (+ 2R); the model's default vocabulary chunk is 4096
   const int64_t backend_scratch =
       std::max<int64_t>(2 * L * L, R * std::min<int64_t>(4096, mc.vocab_size) + 2 * R) * 4;
   // + with bf16 parameters: the model's bf16 matmul operands and fp32 weight copies (the [V, H] table)
-  p.workspace_bytes = int64_t(model.backward_workspace_bytes(B, L)) * act_elem / 4 + backend_scratch +
+  p.workspace_bytes = int64_t(model.backward_workspace_bytes(B, L)) + backend_scratch +
                       int64_t(model.param_dtype_scratch_bytes(B, L, true));
   return p;
 }

@@ -67,16 +67,17 @@ void install_stop_signal_handlers() {
 // ------------------------------------------------------------------------------------------------ setup
 Trainer::Trainer(Config cfg, MpiCommunicator& comm)
     : cfg_(std::move(cfg)), comm_(comm), rank_(comm.rank()), world_(comm.world_size()) {
-  {  // mixed precision so far: bf16 working parameters with fp32 master weights, fp32 compute and reduction
+  {  // mixed precision (ARCHITECTURE.md §3 item 4): bf16 working parameters over fp32 master weights, bf16 activations
+     // over bf16 parameters; fp32 reduction
     const DType pd = parse_dtype(cfg_.parallel.param_dtype), cd = parse_dtype(cfg_.parallel.compute_dtype),
                 rd = parse_dtype(cfg_.parallel.reduce_dtype);
-    CGRPO_CHECK((pd == DType::F32 || pd == DType::BF16) && cd == DType::F32 && rd == DType::F32,
+    CGRPO_CHECK((pd == DType::F32 || pd == DType::BF16) && (cd == DType::F32 || (cd == DType::BF16 && pd == DType::BF16)) &&
+                    rd == DType::F32,
                 "parallel.param_dtype / compute_dtype / reduce_dtype = ", cfg_.parallel.param_dtype, " / ",
                 cfg_.parallel.compute_dtype, " / ", cfg_.parallel.reduce_dtype,
-                ": supported are param_dtype f32 or bf16 (fp32 master weights) with compute_dtype f32 and "
-                "reduce_dtype f32 (bf16/f16 compute and reduction are not implemented yet)",
-                hint("set parallel.param_dtype = f32 or bf16, parallel.compute_dtype = f32 and "
-                     "parallel.reduce_dtype = f32"));
+                ": supported are param_dtype f32 or bf16 (fp32 master weights), compute_dtype f32, or bf16 with "
+                "param_dtype bf16, and reduce_dtype f32 (f16 is not implemented)",
+                hint("set parallel.param_dtype = bf16 to use compute_dtype = bf16; use reduce_dtype = f32"));
   }
   init_logging(cfg_.run.dir, rank_, cfg_.run.log_level);
   {  // one line per rank in its own log: where it runs, and which (re)start of a batch job this is
@@ -147,6 +148,7 @@ void Trainer::init_model() {
   const AdamWParams hp{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps, cfg_.optim.weight_decay};
   const DType param_dtype = parse_dtype(cfg_.parallel.param_dtype);  // bf16: fp32 master weights in the engines
   model_->set_param_dtype(param_dtype);  // the model reads the engines' working parameters in their dtype
+  model_->set_compute_dtype(parse_dtype(cfg_.parallel.compute_dtype));
   policy_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, true, be_.get(), param_dtype);
   std::vector<float> flat(size_t(layout_->total()));
   if (!cfg_.model.path.empty())

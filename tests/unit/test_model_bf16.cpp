@@ -1,6 +1,6 @@
-// DreamModel with bf16 parameters (set_param_dtype, ARCHITECTURE.md §3.4) on the CPU oracle: against the fp32
-// model on the same (bf16-rounded) weights, determinism, no steady-state allocation, the scratch accounting,
-// and the fp32-only bind(params, grads).
+// DreamModel with bf16 parameters (set_param_dtype, ARCHITECTURE.md §3.4), and with bf16 activations on top
+// (set_compute_dtype), on the CPU oracle: against the fp32 model on the same (bf16-rounded) weights, determinism,
+// no steady-state allocation, the scratch and activation accounting, and the dtype rules.
 //
 // Tolerance: the two models hold identical weights; the bf16 model rounds the activation operand of every matmul
 // (and the output gradient of every backward matmul) to bf16, a relative error of 2^-9 per rounding that adds up
@@ -8,7 +8,9 @@
 // Measured on this config: logits 1.1e-2 of max|logit| (7.5e-3 relative L2), log-probs 5e-3 of max|logp|, the
 // worst gradient tensor 3.0e-2 of its max|grad| (2.5e-2 relative L2: q/k projections, through the softmax
 // backward); the bounds are 2-3x that. A wrong operand or a missed cast is O(1). The fp32 model itself is checked
-// against finite differences in test_model.cpp.
+// against finite differences in test_model.cpp. bf16 activations add one rounding of every saved tensor (and of
+// the q/k/v, gate/up projections and RoPE outputs); measured: logits 1.6e-2, log-probs 8.4e-3, the worst gradient
+// tensor 3.8e-2 (relative L2 at most 1.3e-2), inside the same bounds.
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <array>
@@ -145,8 +147,14 @@ int64_t live_bytes(MemCategory c) { return memory_stats().live_bytes[0][size_t(c
 TEST_CASE("model bf16: log-probs, logits and every gradient match the fp32 model on the rounded weights, tied or not",
           "[model]") {
   CpuBackend be(1);
-  for (auto [recompute, tied] : {std::pair<bool, bool>{false, false}, {true, false}, {false, true}}) {
-    INFO("recompute " << recompute << ", tied embeddings " << tied);
+  struct Case {
+    bool recompute, tied;
+    DType acts;
+  };
+  for (const Case k : {Case{false, false, DType::F32}, Case{true, false, DType::F32}, Case{false, true, DType::F32},
+                       Case{false, false, DType::BF16}, Case{true, true, DType::BF16}}) {
+    const bool recompute = k.recompute, tied = k.tied;
+    INFO("recompute " << recompute << ", tied embeddings " << tied << ", activations " << dtype_name(k.acts));
     const ModelConfig c = bf16_config(tied);
     const ParamLayout layout(c);
     const auto params = rounded_params(layout);
@@ -160,7 +168,9 @@ TEST_CASE("model bf16: log-probs, logits and every gradient match the fp32 model
     ref.bind(params.data(), g32.data());
     Bf16Source src(layout, params);
     m.set_param_dtype(DType::BF16);
+    m.set_compute_dtype(k.acts);
     REQUIRE(m.param_dtype() == DType::BF16);
+    REQUIRE(m.compute_dtype() == k.acts);
     m.bind(&src, true);
     const Out want = step(ref, b, g32), got = step(m, b, src.g);
 
@@ -209,11 +219,14 @@ TEST_CASE("model bf16: recompute is bit-identical, a step is deterministic and a
   const ParamLayout layout(c);
   const auto params = rounded_params(layout);
   const Batch b = make_batch(c);
+  for (DType acts : {DType::F32, DType::BF16}) {
+  INFO("activations " << dtype_name(acts));
   CpuBackend be(1);
   DreamModel m(c, be);
   m.set_vocab_chunk(32);
   Bf16Source src(layout, params);
   m.set_param_dtype(DType::BF16);
+  m.set_compute_dtype(acts);
   m.bind(&src, true);
   const Out full = step(m, b, src.g);
   m.set_recompute(true);
@@ -227,36 +240,52 @@ TEST_CASE("model bf16: recompute is bit-identical, a step is deterministic and a
     REQUIRE(std::memcmp(o->logits.data(), full.logits.data(), full.logits.size() * 4) == 0);
     REQUIRE(std::memcmp(o->grads.data(), full.grads.data(), full.grads.size() * 4) == 0);
   }
+  }
 }
 
-TEST_CASE("model bf16: param_dtype_scratch_bytes is the model's extra scratch", "[model]") {
+TEST_CASE("model bf16: param_dtype_scratch_bytes and activation_bytes are what the model allocates", "[model]") {
   const ModelConfig c = bf16_config();
   const ParamLayout layout(c);
   const auto params = rounded_params(layout);
   const Batch b = make_batch(c);
-  int64_t model_ws[2] = {0, 0};
-  size_t predicted[2] = {0, 0};
-  for (int bf16 = 0; bf16 < 2; ++bf16) {
+  // 0: fp32; 1: bf16 parameters; 2: bf16 parameters and activations
+  int64_t model_ws[3] = {0, 0, 0}, acts[3] = {0, 0, 0};
+  size_t predicted[3] = {0, 0, 0};
+  for (int mode = 0; mode < 3; ++mode) {
+    INFO("mode " << mode);
     CpuBackend be(1);
     DreamModel m(c, be);
     m.set_vocab_chunk(32);
     std::vector<float> g32(params.size());
     Bf16Source src(layout, params);
-    if (bf16) {
+    if (mode > 0) {
       m.set_param_dtype(DType::BF16);
+      m.set_compute_dtype(mode == 2 ? DType::BF16 : DType::F32);
       m.bind(&src, true);
     } else {
       m.bind(params.data(), g32.data());
     }
-    const int64_t before = live_bytes(MemCategory::Workspace);
-    step(m, b, bf16 ? src.g : g32);
-    // the backend's own scratch (incl. its fp32 copies of bf16 gemm operands) is not the model's
-    model_ws[bf16] = live_bytes(MemCategory::Workspace) - before - int64_t(be.workspace_capacity_bytes());
-    predicted[bf16] = m.param_dtype_scratch_bytes(b.B, b.L, true);
+    const int64_t before = live_bytes(MemCategory::Workspace), act0 = live_bytes(MemCategory::Activations);
+    const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+    m.forward(in, true);
+    acts[mode] = live_bytes(MemCategory::Activations) - act0;
+    CHECK(acts[mode] == int64_t(m.activation_bytes(b.B, b.L, true)));
+    step(m, b, mode > 0 ? src.g : g32);
+    // the backend's own scratch (incl. its fp32 copies of bf16 operands) is not the model's
+    model_ws[mode] = live_bytes(MemCategory::Workspace) - before - int64_t(be.workspace_capacity_bytes());
+    predicted[mode] = m.param_dtype_scratch_bytes(b.B, b.L, true);
   }
   CHECK(predicted[0] == 0);
-  CHECK(predicted[1] > 0);
+  CHECK(predicted[1] > predicted[2]);  // bf16 activations need no bf16 copies of activation operands
+  CHECK(predicted[2] > 0);
   CHECK(model_ws[1] - model_ws[0] == int64_t(predicted[1]));
+  CHECK(model_ws[2] - model_ws[0] == int64_t(predicted[2]));
+  CHECK(acts[1] == acts[0]);
+  // the six saved activations (2H + QKV + QW + 3I per token and layer) halve; the 256-byte alignment is below 1%
+  const int64_t N = b.B * b.L, saved = N * (2 * c.hidden_size + 3 * c.intermediate_size + c.head_dim() *
+                                                 (2 * c.num_attention_heads + 2 * c.num_key_value_heads));
+  CHECK(std::abs(double(acts[0] - acts[2]) - double(saved * 2 * c.num_hidden_layers)) <
+        0.01 * double(saved * 2 * c.num_hidden_layers) + 16 * 256 * c.num_hidden_layers);
 }
 
 TEST_CASE("model bf16: bind(params, grads) is fp32 only, f16 is refused", "[model]") {
@@ -275,4 +304,9 @@ TEST_CASE("model bf16: bind(params, grads) is fp32 only, f16 is refused", "[mode
   REQUIRE_THROWS_WITH(m.set_param_dtype(DType::F16), Catch::Contains("must be f32 or bf16"));
   m.set_param_dtype(DType::F32);
   m.bind(p.data(), g.data());  // back to fp32: fine
+  REQUIRE_THROWS_WITH(m.set_compute_dtype(DType::F16), Catch::Contains("must be f32 or bf16"));
+  m.set_compute_dtype(DType::BF16);  // with fp32 parameters: refused at the forward
+  const Batch b = make_batch(c);
+  const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+  REQUIRE_THROWS_WITH(m.forward(in, true), Catch::Contains("bf16 activations need bf16 parameters"));
 }

@@ -20,6 +20,15 @@
 //     so logits() and logprobs() agree with each other as in fp32 mode;
 //   - param_dtype_scratch_bytes() is the device memory that costs: one fp32 [V, H] table (embedding / head),
 //     one fp32 copy of the largest small weight, and bf16 copies of one matmul's activation operands.
+//
+// Activation dtype (set_compute_dtype(BF16), parallel.compute_dtype = bf16; needs bf16 parameters): the tensors
+// a layer saves for backward and feeds to matmuls are bf16: a1, qkv, o, a2, gu, m (the Backend ops marked
+// "f32|bf16" read them and round their outputs once). The q/k/v and gate/up projections write bf16 directly
+// (bf16 x bf16 -> bf16, fp32 accumulation); so do RMSNorm (a1, a2), RoPE, attention (o) and SwiGLU (m). The
+// residual stream (x0, x1, layer outputs), RMSNorm statistics, the attention lse, the final hidden states, the
+// log-softmax and every gradient stay fp32, so the o and down projections accumulate into fp32 x (beta = 1) and
+// backward rounds only the fp32 output gradients it multiplies (as with fp32 activations). Saved activation
+// memory per token and layer drops from 4 (2H + QKV + QW + 3I) + 4 H to 2 (2H + QKV + QW + 3I) + 4 H bytes.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +78,10 @@ class DreamModel {
   // Gives back held units; fatal while bound to bind(const float*, float*) with BF16.
   void set_param_dtype(DType t);
   DType param_dtype() const { return pdt_; }
+  // dtype of the saved activations: F32 (default) or BF16 (see the top of this file; forward() refuses BF16 with
+  // fp32 parameters). Ends the last forward: backward() needs a new one.
+  void set_compute_dtype(DType t);
+  DType compute_dtype() const { return cdt_; }
   void set_vocab_chunk(int64_t chunk);  // columns of logits live at once in logprobs/backward (default 4096)
 
   // Runs the layers and the final norm. grad = true keeps what backward() needs.
@@ -109,11 +122,13 @@ class DreamModel {
   size_t param_dtype_scratch_bytes(int64_t B, int64_t L, bool grad) const;
 
  private:
-  struct Acts {  // one layer's saved activations (views into a Buffer)
-    float *a1, *rstd1, *qkv, *o, *lse, *x1, *a2, *rstd2, *gu, *m;
+  struct Acts {  // one layer's saved activations (views into acts_)
+    void *a1, *qkv, *o, *a2, *gu, *m;  // activation dtype cdt_: [N, H], [N, QKV], [N, QW], [N, H], [N, 2I], [N, I]
+    float *rstd1, *lse, *x1, *rstd2;   // fp32: [N], [B, heads, L], [N, H], [N]
   };
-  int64_t acts_floats(int64_t N, int64_t B) const;
-  Acts acts_at(float* base, int64_t N, int64_t B) const;
+  // Lays one layer's Acts out from base (every array 256-byte aligned); returns the bytes they span. base may be
+  // nullptr to size only.
+  size_t carve_acts(char* base, int64_t N, int64_t B, Acts* a) const;
   float* x_at(int64_t l) const;  // input of layer l ([N, H]); l = n_layers is the final hidden before norm
   Acts layer_acts(int64_t l) const;
   struct Sel {  // views into sel_ for the R_ rows of the last logprobs()
@@ -131,6 +146,8 @@ class DreamModel {
     return rows_view(p, rows, cols, ld, be_.device());
   }
   TensorView view(const float* p, int64_t rows, int64_t cols) const { return view(p, rows, cols, cols); }
+  // An activation (dtype cdt_) [rows, cols] at column col0 of p, row stride ld.
+  TensorView act(const void* p, int64_t rows, int64_t cols, int64_t ld, int64_t col0 = 0) const;
   void ensure(Buffer& b, size_t bytes, MemCategory cat) const;
   // The parameter tensor at a layout offset, [rows, cols], in the parameter dtype (pdt_).
   TensorView P(int64_t offset, int64_t rows, int64_t cols) const;
@@ -171,6 +188,7 @@ class DreamModel {
   bool recompute_ = false;
   int64_t chunk_ = 4096;
   DType pdt_ = DType::F32;
+  DType cdt_ = DType::F32;
 
   // shapes of the last forward
   int64_t B_ = 0, L_ = 0, N_ = 0, R_ = 0;
@@ -181,7 +199,7 @@ class DreamModel {
   Buffer in_;       // device: ids [N] int32, pos [N] int32, key_mask [N] uint8
   std::vector<int32_t> pos_host_;  // [N] staging
   Buffer xs_;       // layer inputs: [n_layers + 1, N, H] (grad) or 2 x [N, H] ping-pong
-  Buffer acts_;     // per-layer Acts (grad, no recompute) or one set
+  Buffer acts_;     // per-layer Acts (grad, no recompute) or one set: carve_acts() bytes each
   Buffer final_;    // hf [N, H], rstd_f [N]
   Buffer sel_;      // rows [R], targets [R] (int32), lse [R], logp [R], dlogp [R], hsel [R, H], dhsel [R, H]
   Buffer logits_;   // logits(): rows [R] int32, hsel [R, H], out [R, V]
