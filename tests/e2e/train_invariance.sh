@@ -98,21 +98,27 @@ echo sft_step_00000004.h5 >"$work/sftres/checkpoints/latest"
   fail "SFT resumed at step 4 is not bit-identical to the uninterrupted run"
 echo "D: SFT checkpoints every 2 steps; resuming at step 4 ends bit-identical"
 
-# ---- E: bf16 parameters (fp32 master): first SFT loss within bf16 rounding of fp32; bit-exact resume
-e=(--parallel.param_dtype bf16 --sft.steps 10 --run.max_steps 4 --checkpoint.every_steps 2 --checkpoint.keep_last 5)
-run 2 "$work/bf16" "${e[@]}"
-mkdir -p "$work/bf16res/checkpoints"
-cp "$work/bf16/checkpoints/step_00000002.h5" "$work/bf16res/checkpoints/"
-echo step_00000002.h5 >"$work/bf16res/checkpoints/latest"
-run 2 "$work/bf16res" "${e[@]}" --resume auto
-"$cgrpo" inspect "$(final "$work/bf16")" --diff "$(final "$work/bf16res")" --tol 0 >/dev/null ||
-  fail "bf16: the resumed run is not bit-identical to the uninterrupted one"
+# ---- E: bf16 parameters (fp32 master), then bf16 activations on top: first SFT loss within bf16 rounding of
+#      fp32, and a bit-exact resume (SFT, then GRPO rollouts and updates in that precision)
 mkdir -p "$work/f32ref"
 "$root/launch/cgrpo-run" -n 2 -- "$cgrpo" sft --config "$root/configs/tiny_cpu.ini" --run.dir "$work/f32ref" \
   --run.eval_prompts 0 --sft.steps 1 >"$work/f32ref.log" 2>&1 || { cat "$work/f32ref.log"; fail "f32 reference"; }
 first() { grep '"phase":"sft"' "$1/metrics.jsonl" | head -1 | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/'; }
-python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 2e-2 * abs(a) and a != b else 1)" \
-  "$(first "$work/f32ref")" "$(first "$work/bf16")" ||
-  fail "bf16: first SFT loss $(first "$work/bf16") is not within 2% of fp32's $(first "$work/f32ref") (or identical)"
-echo "E: bf16 parameters: first loss $(first "$work/bf16") vs fp32 $(first "$work/f32ref"); bit-exact resume"
+for acts in f32 bf16; do
+  d="$work/bf16_$acts"
+  e=(--parallel.param_dtype bf16 --parallel.compute_dtype "$acts" --sft.steps 10 --run.max_steps 4
+     --checkpoint.every_steps 2 --checkpoint.keep_last 5)
+  run 2 "$d" "${e[@]}"
+  mkdir -p "$d.res/checkpoints"
+  cp "$d/checkpoints/step_00000002.h5" "$d.res/checkpoints/"
+  echo step_00000002.h5 >"$d.res/checkpoints/latest"
+  run 2 "$d.res" "${e[@]}" --resume auto
+  "$cgrpo" inspect "$(final "$d")" --diff "$(final "$d.res")" --tol 0 >/dev/null ||
+    fail "bf16 params, $acts activations: the resumed run is not bit-identical to the uninterrupted one"
+  python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 2e-2 * abs(a) and a != b else 1)" \
+    "$(first "$work/f32ref")" "$(first "$d")" ||
+    fail "bf16 params, $acts activations: first SFT loss $(first "$d") is not within 2% of fp32's $(first "$work/f32ref") (or identical)"
+  echo "E: bf16 parameters, $acts activations: first loss $(first "$d") vs fp32 $(first "$work/f32ref"); bit-exact resume"
+done
+[[ "$(first "$work/bf16_f32")" != "$(first "$work/bf16_bf16")" ]] || fail "bf16 activations changed nothing"
 echo PASS
