@@ -1,6 +1,9 @@
 // bench_model: forward+backward tokens/s of a DreamModel preset on a backend, and the fraction of the
-// measured GEMM peak it reaches (model FLOPs utilisation against the same backend's best square GEMM).
-// Usage: bench_model [preset=small] [B=4] [L=256] [iters=3] [recompute=0] [backend=cpu|cuda] [tf32=0]
+// measured GEMM peak it reaches (model FLOPs utilisation against the same backend's best square GEMM in the
+// same math).
+// Usage: bench_model [preset=small] [B=4] [L=256] [iters=3] [recompute=0] [backend=cpu|cuda] [math=fp32]
+//   math: fp32 | tf32 (fp32 GEMMs on TF32 tensor cores, CUDA only) | bf16 (parallel.param_dtype = compute_dtype =
+//   bf16: bf16 weights and saved activations, fp32 accumulation, statistics and gradients); 0 / 1 mean fp32 / tf32
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -14,6 +17,25 @@
 
 using namespace cgrpo;
 
+namespace {
+// Units of one flat parameter buffer in its dtype (device memory) and one flat fp32 gradient buffer.
+class FlatUnits final : public ParamSource {
+ public:
+  FlatUnits(const ParamLayout& layout, const void* params, DType dtype, float* grads)
+      : layout_(layout), params_(static_cast<const char*>(params)), elem_bytes_(dtype_size(dtype)), grads_(grads) {}
+  const void* acquire(int u) override { return params_ + size_t(layout_.units()[size_t(u)].offset) * elem_bytes_; }
+  void release(int) override {}
+  float* grads(int u) override { return grads_ + layout_.units()[size_t(u)].offset; }
+  void grads_done(int) override {}
+
+ private:
+  const ParamLayout& layout_;
+  const char* params_;
+  size_t elem_bytes_;
+  float* grads_;
+};
+}  // namespace
+
 int main(int argc, char** argv) {
   const std::string preset = argc > 1 ? argv[1] : "small";
   const int64_t B = argc > 2 ? std::atoll(argv[2]) : 4, L = argc > 3 ? std::atoll(argv[3]) : 256;
@@ -22,7 +44,14 @@ int main(int argc, char** argv) {
   const std::string kind = argc > 6 ? argv[6] : "cpu";
   std::unique_ptr<Backend> bep = make_backend(kind, 0, 0);
   Backend& be = *bep;
-  const bool tf32 = argc > 7 && std::atoi(argv[7]) != 0;
+  std::string math = argc > 7 ? argv[7] : "fp32";
+  if (math == "0" || math == "1") math = math == "1" ? "tf32" : "fp32";
+  if (math != "fp32" && math != "tf32" && math != "bf16") {
+    std::fprintf(stderr, "bench_model: math must be fp32, tf32 or bf16, got '%s'\n", math.c_str());
+    return 2;
+  }
+  const bool tf32 = math == "tf32";
+  const DType mm_dtype = math == "bf16" ? DType::BF16 : DType::F32;
   be.allow_tf32(tf32);
   auto dev = [&](const std::vector<float>& h, MemCategory cat) {
     Buffer d = be.alloc(h.size() * 4, cat);
@@ -30,13 +59,18 @@ int main(int argc, char** argv) {
     return d;
   };
 
-  // GEMM peak: best of 5 square fp32 gemms (1024^3 on the CPU, 8192^3 on a GPU).
+  // GEMM peak: best of 5 square gemms in the model's matmul dtype (1024^3 on the CPU, 8192^3 on a GPU).
   const int64_t n = be.device() == Device::CPU ? 1024 : 8192;
-  Buffer a = dev(std::vector<float>(size_t(n * n), 0.5f), MemCategory::Workspace);
-  Buffer b = dev(std::vector<float>(size_t(n * n), 0.25f), MemCategory::Workspace);
+  Buffer a32 = dev(std::vector<float>(size_t(n * n), 0.5f), MemCategory::Workspace);
+  Buffer b32 = dev(std::vector<float>(size_t(n * n), 0.25f), MemCategory::Workspace);
   Buffer c = be.alloc(size_t(n * n) * 4, MemCategory::Workspace);
-  const TensorView A(a.data(), DType::F32, {n, n}, be.device()), Bm(b.data(), DType::F32, {n, n}, be.device()),
+  Buffer a = be.alloc(size_t(n * n) * dtype_size(mm_dtype), MemCategory::Workspace);
+  Buffer b = be.alloc(size_t(n * n) * dtype_size(mm_dtype), MemCategory::Workspace);
+  const TensorView A(a.data(), mm_dtype, {n, n}, be.device()), Bm(b.data(), mm_dtype, {n, n}, be.device()),
       C(c.data(), DType::F32, {n, n}, be.device());
+  be.cast(TensorView(a32.data(), DType::F32, {n, n}, be.device()), A);
+  be.cast(TensorView(b32.data(), DType::F32, {n, n}, be.device()), Bm);
+  a32.reset(), b32.reset();
   double peak = 0;
   for (int i = 0; i < 6; ++i) {
     be.synchronize();
@@ -54,8 +88,21 @@ int main(int argc, char** argv) {
   init_params(model.layout(), host.data(), 1);
   Buffer params = dev(host, MemCategory::Params);
   Buffer grads = dev(std::vector<float>(host.size(), 0.0f), MemCategory::Grads);
+  const int64_t P = int64_t(host.size());
   host = {};
-  model.bind(params.as<float>(), grads.as<float>());
+  Buffer params16;
+  std::unique_ptr<FlatUnits> units;
+  if (mm_dtype == DType::BF16) {  // bf16 working parameters (the fp32 master stays out of the step here)
+    params16 = be.alloc(size_t(P) * 2, MemCategory::Params);
+    be.cast(TensorView(params.data(), DType::F32, {P}, be.device()), TensorView(params16.data(), DType::BF16, {P}, be.device()));
+    params.reset();
+    units = std::make_unique<FlatUnits>(model.layout(), params16.data(), DType::BF16, grads.as<float>());
+    model.set_param_dtype(DType::BF16);
+    model.set_compute_dtype(DType::BF16);
+    model.bind(units.get(), true);
+  } else {
+    model.bind(params.as<float>(), grads.as<float>());
+  }
   const int64_t N = B * L;
   std::vector<int32_t> ids(N), rows(N), targets(N);
   RngStream rng(1, RngPurpose::Test, 0, 0);
@@ -76,13 +123,13 @@ int main(int argc, char** argv) {
     be.synchronize();
     if (it > 0) best = std::min(best, t.elapsed_s());
   }
-  std::printf("preset %s (%lld params), B=%lld L=%lld, recompute %d, backend %s\n", preset.c_str(),
-              (long long)model.layout().total(), (long long)B, (long long)L, int(recompute), be.name());
-  std::printf("gemm peak (%lld^3): %.1f GFLOP/s\n", (long long)n, peak / 1e9);
+  std::printf("preset %s (%lld params), B=%lld L=%lld, recompute %d, backend %s, math %s\n", preset.c_str(),
+              (long long)model.layout().total(), (long long)B, (long long)L, int(recompute), be.name(), math.c_str());
+  std::printf("gemm peak (%lld^3, %s): %.1f GFLOP/s\n", (long long)n, math.c_str(), peak / 1e9);
   std::printf("forward+backward: %.3f s/step, %.0f tokens/s, %.1f GFLOP/s = %.0f%% of gemm peak\n", best,
               double(N) / best, step_flops / best / 1e9, 100.0 * step_flops / best / peak);
   if (be.peak_flops() > 0)
-    std::printf("MFU: %.1f%% of the device's nominal %.0f TFLOP/s (%s math)\n", 100.0 * step_flops / best / be.peak_flops(),
-                be.peak_flops() / 1e12, tf32 ? "tf32" : "fp32");
+    std::printf("MFU: %.1f%% of the device's nominal %.0f TFLOP/s (%s math)\n",
+                100.0 * step_flops / best / be.peak_flops(mm_dtype), be.peak_flops(mm_dtype) / 1e12, math.c_str());
   return 0;
 }

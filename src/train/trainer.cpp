@@ -229,7 +229,7 @@ void Trainer::checkpoint(const std::string& phase, PhaseTimes* phases) {
 // Model FLOPs utilisation of `tokens` trained (forward + backward, + a recompute forward) over all ranks in
 // `ms`, against the backend's nominal dense peak; 0 when the backend does not know its peak (CPU).
 double Trainer::step_mfu(double tokens, int64_t seq_len, double ms) const {
-  const double peak = be_->peak_flops();
+  const double peak = be_->peak_flops(model_->param_dtype());  // the weight matmuls' input dtype
   if (peak <= 0 || ms <= 0) return 0.0;
   const double passes = cfg_.model.gradient_checkpointing ? 4.0 : 3.0;
   return passes * model_->forward_flops_per_token(seq_len) * tokens / (ms * 1e-3) / (double(world_) * peak);

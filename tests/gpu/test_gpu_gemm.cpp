@@ -229,5 +229,6 @@ TEST_CASE("cuda gemm tf32: tensor-core math within TF32 rounding, separate cache
   if ((info.sm_major == 8 && info.sm_minor == 0) || info.sm_major == 9) {
     CHECK(fp32_peak > 1e12);
     CHECK(tf32_peak > 4 * fp32_peak);
+    CHECK(gpu().peak_flops(DType::BF16) == Approx(2 * tf32_peak));
   }
 }

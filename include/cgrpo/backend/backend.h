@@ -52,8 +52,9 @@ class Backend {
   virtual void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
                     float alpha = 1.0f, float beta = 0.0f) = 0;
 
-  // Dense peak FLOP/s of the matmul math this backend runs (the MFU denominator); 0 = unknown (CPU).
-  virtual double peak_flops() const { return 0.0; }
+  // Dense nominal peak FLOP/s of the matmul math this backend runs on `matmul` inputs (the MFU denominator): f32 =
+  // fp32 SIMT, or TF32 tensor cores under allow_tf32; bf16 = bf16 tensor cores. 0 = unknown (CPU).
+  virtual double peak_flops(DType /*matmul*/ = DType::F32) const { return 0.0; }
   // fp32 GEMMs on TF32 tensor cores (fp32 storage and accumulation, inputs rounded to a 10-bit mantissa),
   // PyTorch's allow_tf32. Only the CUDA backend has it; asking another backend for it is fatal.
   virtual void allow_tf32(bool on);
