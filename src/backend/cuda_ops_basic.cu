@@ -496,7 +496,8 @@ void CudaBackend::rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t
 
 void CudaBackend::swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) {
   const int64_t N = g.dim(0), I = g.dim(-1);
-  const int64_t ldg = cuda::dev_act_row_stride(g, N, I, "swiglu g"), ldu = cuda::dev_act_row_stride(u, N, I, "swiglu u");
+  const int64_t ldg = cuda::dev_act_row_stride(g, N, I, "swiglu g");
+  const int64_t ldu = cuda::dev_act_row_stride(u, N, I, "swiglu u");
   const int64_t ldo = cuda::dev_act_row_stride(out, N, I, "swiglu out");
   check_same_dtype("swiglu_fwd", g, u, &out);
   if (N == 0 || I == 0) return;
@@ -512,7 +513,8 @@ void CudaBackend::swiglu_fwd(const TensorView& g, const TensorView& u, const Ten
 void CudaBackend::swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
                              const TensorView& du) {
   const int64_t N = g.dim(0), I = g.dim(-1);
-  const int64_t ldg = cuda::dev_act_row_stride(g, N, I, "swiglu g"), ldu = cuda::dev_act_row_stride(u, N, I, "swiglu u");
+  const int64_t ldg = cuda::dev_act_row_stride(g, N, I, "swiglu g");
+  const int64_t ldu = cuda::dev_act_row_stride(u, N, I, "swiglu u");
   check_same_dtype("swiglu_bwd", g, u, nullptr);
   const int64_t ldo = cuda::dev_row_stride(dout, N, I, "swiglu dout"), lddg = cuda::dev_row_stride(dg, N, I, "swiglu dg");
   const int64_t lddu = cuda::dev_row_stride(du, N, I, "swiglu du");

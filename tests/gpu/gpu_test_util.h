@@ -40,7 +40,9 @@ inline std::vector<float> from_bf16(const std::vector<uint16_t>& h) {
   return v;
 }
 // The values an activation of dtype t can hold: v itself for f32, v rounded to bf16 for bf16.
-inline std::vector<float> as_act(std::vector<float> v, DType t) { return t == DType::BF16 ? round_bf16(std::move(v)) : v; }
+inline std::vector<float> as_act(std::vector<float> v, DType t) {
+  return t == DType::BF16 ? round_bf16(std::move(v)) : v;
+}
 // One bf16 ulp at x: 2^(e - 7) for |x| in [2^e, 2^(e+1)) (8 significant bits), 2^-133 below the smallest normal.
 // A bf16 output is round_bf16 of an fp32 result; two fp32 results within tol of each other round to values within
 // tol + one ulp (backend.h: a device backend matches the oracle to the f32 tolerance plus one bf16 rounding).

@@ -95,9 +95,9 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
   size_t wi = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     const double slack = bf16 ? gpu_test::bf16_ulp(want[i]) : 0.0;
-    const double e = std::isinf(want[i]) || std::isinf(got[i])
-                         ? (got[i] == want[i] ? 0.0 : double(kInf))
-                         : std::max(0.0, std::fabs(double(got[i]) - want[i]) - slack) / (1.0 + std::fabs(double(want[i])));
+    const double d = std::max(0.0, std::fabs(double(got[i]) - want[i]) - slack);
+    const double e = std::isinf(want[i]) || std::isinf(got[i]) ? (got[i] == want[i] ? 0.0 : double(kInf))
+                                                               : d / (1.0 + std::fabs(double(want[i])));
     if (!(e <= worst)) worst = std::isnan(e) ? double(kInf) : e, wi = i;
   }
   INFO(what << ": worst |got - want| / (1 + |want|) = " << worst << " at " << wi << " (got " << got[wi] << ", want "
