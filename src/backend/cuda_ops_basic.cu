@@ -473,7 +473,8 @@ void rope_apply(const CudaContext& ctx, const TensorView& x, int64_t head_dim, c
               " must be even and <= ", 2 * kMaxHalf);
   const int64_t N = x.dim(0), C = x.dim(-1);
   CGRPO_CHECK(C % head_dim == 0, "rope: width ", C, " of ", x.str(), " is not a multiple of head_dim ", head_dim);
-  const int64_t ld = sign > 0 ? cuda::dev_act_row_stride(x, N, C, "rope x") : cuda::dev_row_stride(x, N, C, "rope dx");
+  const int64_t ld =
+      sign > 0 ? cuda::dev_act_row_stride(x, N, C, "rope x") : cuda::dev_row_stride(x, N, C, "rope dx");
   const int64_t half = head_dim / 2;
   if (N == 0 || C == 0) return;
   RopeFreqs f{};
