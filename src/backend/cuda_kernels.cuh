@@ -119,9 +119,12 @@ __device__ inline F4 ld4(const uint16_t* p) {
   const Bf16x4 h = *reinterpret_cast<const Bf16x4*>(p);
   return {widen(h.x), widen(h.y), widen(h.z), widen(h.w)};
 }
+// Packed into two 32-bit words (element 0 in the low half: little-endian) so that it is one 8-byte store; a
+// member-wise Bf16x4 assignment is split into 2-byte stores by nvcc.
 __device__ inline void st4(uint16_t* p, const F4& v) {
-  *reinterpret_cast<Bf16x4*>(p) = {narrow<uint16_t>(v.x), narrow<uint16_t>(v.y), narrow<uint16_t>(v.z),
-                                   narrow<uint16_t>(v.w)};
+  const uint32_t lo = uint32_t(narrow<uint16_t>(v.x)) | uint32_t(narrow<uint16_t>(v.y)) << 16;
+  const uint32_t hi = uint32_t(narrow<uint16_t>(v.z)) | uint32_t(narrow<uint16_t>(v.w)) << 16;
+  *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
 }
 // kmath::vec4_ok for a row tensor of either activation dtype (the group is 16 or 8 bytes).
 inline bool vec4_ok(const TensorView& t, int64_t ld) { return kmath::vec4_ok(t.data, ld, dtype_size(t.dtype)); }
