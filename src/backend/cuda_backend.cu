@@ -1,6 +1,10 @@
 // CudaBackend: construction, the stream-ordered Buffer allocator, host<->device copies, the device-side error
-// record and workspace, and gemm on cuBLASLt. The other ops live in cuda_ops_basic.cu, cuda_ops_flat.cu and
-// cuda_ops_logsoftmax.cu; attention is not implemented on CUDA yet (cuda_backend.h).
+// record and workspace, and gemm on cuBLASLt. The other ops live in cuda_ops_basic.cu, cuda_ops_flat.cu,
+// cuda_ops_logsoftmax.cu, cuda_ops_attention.cu and cuda_sample.cu.
+//
+// gemm with a bf16 C (bf16 activations, backend.h): D = C in CUDA_R_16BF, fp32 compute and scale
+// (CUBLAS_COMPUTE_32F, CUDA_R_32F alpha), beta = 0 only, so cuBLASLt rounds alpha * (A B accumulated in fp32)
+// to bf16 once in its epilogue. The plan key holds C's dtype and alignment (bf16 views may be 2-byte aligned).
 //
 // Allocator: Device::CUDA Buffers come from cudaMallocAsync / cudaFreeAsync on the stream of the most
 // recently constructed live CudaBackend, out of the device's default memory pool with its release threshold
@@ -10,8 +14,6 @@
 // before they finish. The DeviceAllocator hook is a plain function pair, so the stream is file-static state;
 // one CudaBackend per process is the model (a second one, as tests make, takes the stream over until it is
 // destroyed; with none alive, allocation falls back to the legacy stream and waits).
-#include <cuda_bf16.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -84,23 +86,15 @@ uint32_t alignment(const void* p, int64_t batch_stride_elems, size_t elem_bytes)
   return static_cast<uint32_t>(v & (~v + 1));
 }
 
-template <class T>
-__device__ float load(const T* p) { return static_cast<float>(*p); }
-template <>
-__device__ float load<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
-template <class T>
-__device__ void store(T* p, float v) { *p = v; }
-template <>
-__device__ void store<__nv_bfloat16>(__nv_bfloat16* p, float v) { *p = __float2bfloat16(v); }
-
-// C = beta * C (0 when beta == 0, so NaN/Inf in an uninitialised C do not survive) for k = 0 gemms.
+// C = beta * C (0 when beta == 0, so NaN/Inf in an uninitialised C do not survive) for k = 0 gemms; T is float
+// or bf16 bits (cuda_kernels.cuh).
 template <class T>
 __global__ void scale_kernel(T* c, int64_t batch, int64_t rows, int64_t cols, int64_t ld, int64_t bstride, float beta) {
   const int64_t total = batch * rows * cols;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = i / (rows * cols), r = (i / cols) % rows, j = i % cols;
     T* p = c + b * bstride + r * ld + j;
-    store(p, beta == 0.0f ? 0.0f : beta * load(p));
+    *p = cuda::narrow<T>(beta == 0.0f ? 0.0f : beta * cuda::widen(*p));
   }
 }
 
@@ -276,6 +270,9 @@ void CudaBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, b
                   (A.dtype == DType::BF16 && (C.dtype == DType::F32 || C.dtype == DType::BF16)),
               "CudaBackend::gemm supports f32 x f32 -> f32 and bf16 x bf16 -> f32 or bf16, got A ", A.str(), " B ",
               B.str(), " C ", C.str());
+  CGRPO_CHECK(C.dtype != DType::BF16 || beta == 0.0f, "CudaBackend::gemm: a bf16 C ", C.str(),
+              " is written (beta = 0), never accumulated; got beta = ", beta,
+              hint("accumulate into an f32 C, or round once after the last gemm"));
   if (s.m == 0 || s.n == 0 || s.batch == 0) return;
   cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
   if (s.k == 0) {
@@ -286,7 +283,7 @@ void CudaBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, b
       scale_kernel<<<blocks, threads, 0, stream>>>(static_cast<float*>(C.data), s.batch, s.m, s.n, s.ldc, s.stride_c,
                                                    beta);
     else
-      scale_kernel<<<blocks, threads, 0, stream>>>(static_cast<__nv_bfloat16*>(C.data), s.batch, s.m, s.n, s.ldc,
+      scale_kernel<<<blocks, threads, 0, stream>>>(static_cast<uint16_t*>(C.data), s.batch, s.m, s.n, s.ldc,
                                                    s.stride_c, beta);
     CGRPO_CUDA(cudaGetLastError());
     return;

@@ -1,5 +1,6 @@
 // Device helpers shared by the CudaBackend op files (src/backend/cuda_ops_*.cu): launch checks, the
-// device-side error record, deterministic block reductions, fp32 vector loads, and the workspace carver.
+// device-side error record, deterministic block reductions, the activation element types (fp32 or bf16) and
+// their 4-element vector loads, and the workspace carver.
 // Included only by .cu files.
 #pragma once
 
@@ -74,12 +75,59 @@ struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
+// ------------------------------------------------------------------------------------------ activations
+// The element types of an activation marked "f32|bf16" in backend.h: float, or bf16 held as its bits (uint16_t,
+// as core/dtype.h and the host code store it). A kernel templated on T reads with widen() and writes with
+// narrow(): the identity for float (the fp32 path is the same code), and for bf16 the exact widening and one
+// round to nearest even by core/dtype.h's conversions, the very functions the CPU oracle rounds with.
+__device__ inline float widen(float x) { return x; }
+__device__ inline float widen(uint16_t x) { return bf16_to_f32(x); }
+template <class T>
+__device__ inline T narrow(float x);
+template <>
+__device__ inline float narrow<float>(float x) { return x; }
+template <>
+__device__ inline uint16_t narrow<uint16_t>(float x) { return f32_to_bf16(x); }
+
+// Calls f(T{}) with the element type of an activation dtype: uint16_t (bf16 bits) for BF16, else float (the
+// caller has checked the dtype with dev_act_row_stride or attention_layout).
+template <class F>
+void with_act_type(DType t, F&& f) {
+  if (t == DType::BF16)
+    f(uint16_t{});
+  else
+    f(float{});
+}
+// t's data as T* (T = float, uint16_t, or their const forms).
+template <class T>
+T* dp(const TensorView& t) {
+  return static_cast<T*>(t.data);
+}
+
 // ------------------------------------------------------------------------------------------ vector loads
+// A group of 4 elements (kmath::kGroup) as fp32: one 16-byte access for float, one 8-byte access for bf16
+// (widened on load, rounded on store). The pointer must be aligned to the group (kmath::vec4_ok).
 struct alignas(16) F4 {
   float x, y, z, w;
 };
+struct alignas(8) Bf16x4 {
+  uint16_t x, y, z, w;
+};
 __device__ inline F4 ld4(const float* p) { return *reinterpret_cast<const F4*>(p); }
 __device__ inline void st4(float* p, const F4& v) { *reinterpret_cast<F4*>(p) = v; }
+__device__ inline F4 ld4(const uint16_t* p) {
+  const Bf16x4 h = *reinterpret_cast<const Bf16x4*>(p);
+  return {widen(h.x), widen(h.y), widen(h.z), widen(h.w)};
+}
+// Packed into two 32-bit words (element 0 in the low half: little-endian) so that it is one 8-byte store; a
+// member-wise Bf16x4 assignment is split into 2-byte stores by nvcc.
+__device__ inline void st4(uint16_t* p, const F4& v) {
+  const uint32_t lo = uint32_t(narrow<uint16_t>(v.x)) | uint32_t(narrow<uint16_t>(v.y)) << 16;
+  const uint32_t hi = uint32_t(narrow<uint16_t>(v.z)) | uint32_t(narrow<uint16_t>(v.w)) << 16;
+  *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
+}
+// kmath::vec4_ok for a row tensor of either activation dtype (the group is 16 or 8 bytes).
+inline bool vec4_ok(const TensorView& t, int64_t ld) { return kmath::vec4_ok(t.data, ld, dtype_size(t.dtype)); }
 
 // Visits the 4-element groups a block thread owns in a row of n elements (kmath::kGroup ownership: groups
 // t, t + T, t + 2T, ... of thread t of T), calling f(j, count) with the group's first element and its size
@@ -102,11 +150,19 @@ inline int row_threads(int64_t units) {
   return static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, kmath::round_up(units, 32))));
 }
 
-// row_stride() (backend.h) plus: the tensor is in device memory.
-inline int64_t dev_row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
+inline void check_device_tensor(const TensorView& t, const char* what) {
   CGRPO_CHECK(t.device == Device::CUDA, "CudaBackend: ", what, " ", t.str(), " is in ", device_name(t.device),
               " memory", hint("CudaBackend ops take device tensors (Backend::alloc)"));
+}
+// row_stride() (backend.h) plus: the tensor is in device memory.
+inline int64_t dev_row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
+  check_device_tensor(t, what);
   return row_stride(t, rows, cols, what);
+}
+// act_row_stride() (an activation marked "f32|bf16" in backend.h) plus: the tensor is in device memory.
+inline int64_t dev_act_row_stride(const TensorView& t, int64_t rows, int64_t cols, const char* what) {
+  check_device_tensor(t, what);
+  return act_row_stride(t, rows, cols, what);
 }
 
 // ------------------------------------------------------------------------------------------ workspace

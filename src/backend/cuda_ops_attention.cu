@@ -20,20 +20,27 @@
 //
 // Shared-memory operands are row-major with row stride width + 4 (flash::smem_ld): the inner products read
 // float4 along head_dim (A rows broadcast within a quarter-warp, B rows tx + 16 j on distinct bank groups).
-// Global loads and stores use float4 when the view's base is 16-byte aligned and its row stride a multiple
-// of 4 floats (head offsets are multiples of 16 floats), else scalar: q, k, v are usually column blocks of
+// Global loads and stores use 4-element vectors when the view's base is aligned to 4 elements and its row stride
+// a multiple of 4 (head offsets are multiples of 16 elements), else scalar: q, k, v are usually column blocks of
 // the fused qkv projection, whose alignment depends on the caller.
+//
+// Activation dtype (backend.h): q, k, v, o are all float or all bf16 (T, cuda_kernels.cuh). bf16 is widened
+// exactly when a tile enters shared memory (one 8-byte load per 4 elements on the vector path) and o is rounded
+// once when it is stored; shared memory, every product and the softmax stay fp32, the same code as the fp32
+// path. lse, D, dout, dq, dk, dv are fp32 in both.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 #include <utility>
 
 #include "cgrpo/backend/cuda_backend.h"
 #include "cgrpo/backend/flash_tile.h"
 #include "cuda_check.h"
+#include "cuda_kernels.cuh"
 
 namespace cgrpo {
 
@@ -64,20 +71,23 @@ struct HalfWarpReduce {
   }
 };
 
+template <class T>  // activation element type: float or bf16 bits
 struct FwdArgs {
-  const float* q;  // [B*L, heads*hd], row stride ldq
-  const float* k;  // [B*L, kv_heads*hd]
-  const float* v;  // [B*L, kv_heads*hd]
+  const T* q;  // [B*L, heads*hd], row stride ldq
+  const T* k;  // [B*L, kv_heads*hd]
+  const T* v;  // [B*L, kv_heads*hd]
   const uint8_t* mask;  // [B, L] or nullptr
-  float* o;             // [B*L, heads*hd]
+  T* o;                 // [B*L, heads*hd]
   float* lse;           // [B, heads, L]
   int64_t ldq, ldk, ldv, ldo, L, n_heads, n_kv;
   float scale;  // 1 / sqrt(hd)
   bool vec_q, vec_k, vec_v, vec_o;
 };
 
+template <class T>
 struct BwdArgs {
-  const float *q, *k, *v, *o, *dout;  // forward inputs [B*L, *], output and its gradient [B*L, heads*hd]
+  const T *q, *k, *v, *o;             // forward inputs [B*L, *] and output [B*L, heads*hd]
+  const float* dout;                  // [B*L, heads*hd]
   const float* lse;                   // [B, heads, L]
   const uint8_t* mask;                // [B, L] or nullptr
   float* D;                           // [B, heads, L] workspace: rowsum(dO o O)
@@ -87,31 +97,29 @@ struct BwdArgs {
   bool vec_q, vec_k, vec_v, vec_do, vec_dq, vec_dk, vec_dv;
 };
 
-bool vec4_ok(const void* p, int64_t ld) { return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 4 == 0; }
-
 // ------------------------------------------------------------------------------------------ tile movers
-// s [ROWS][smem_ld(HD)] = scale * (rows [0, valid) of g, row stride ld); rows [valid, ROWS) = 0, so a tail
-// tile multiplies finite zeros (0 * garbage could be NaN).
-template <int ROWS, int HD>
-__device__ __forceinline__ void load_rows(float* __restrict__ s, const float* __restrict__ g, int64_t ld, int valid,
+// s [ROWS][smem_ld(HD)] = scale * widen(rows [0, valid) of g, row stride ld); rows [valid, ROWS) = 0, so a tail
+// tile multiplies finite zeros (0 * garbage could be NaN). g is float or bf16 (T); s is fp32.
+template <int ROWS, int HD, class T>
+__device__ __forceinline__ void load_rows(float* __restrict__ s, const T* __restrict__ g, int64_t ld, int valid,
                                           bool vec, float scale) {
   constexpr int LD = smem_ld(HD);
   if (vec) {
     constexpr int C4 = HD / 4;
     for (int idx = threadIdx.x; idx < ROWS * C4; idx += kThreads) {
       const int r = idx / C4, c = (idx % C4) * 4;
-      float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (r < valid) x = *reinterpret_cast<const float4*>(g + r * ld + c);
+      cuda::F4 x{0.0f, 0.0f, 0.0f, 0.0f};
+      if (r < valid) x = cuda::ld4(g + r * ld + c);
       x.x *= scale;
       x.y *= scale;
       x.z *= scale;
       x.w *= scale;
-      *reinterpret_cast<float4*>(s + r * LD + c) = x;
+      cuda::st4(s + r * LD + c, x);
     }
   } else {
     for (int idx = threadIdx.x; idx < ROWS * HD; idx += kThreads) {
       const int r = idx / HD, c = idx % HD;
-      s[r * LD + c] = r < valid ? scale * g[r * ld + c] : 0.0f;
+      s[r * LD + c] = r < valid ? scale * cuda::widen(g[r * ld + c]) : 0.0f;
     }
   }
 }
@@ -140,18 +148,19 @@ __device__ __forceinline__ void load_smem(float (&x)[N], const float* p) {
   }
 }
 
-// N consecutive floats of one output row to global memory (float4 when vec and N % 4 == 0).
-template <int N>
-__device__ __forceinline__ void store_row(float* g, const float (&x)[N], bool vec) {
+// N consecutive fp32 values of one output row to global memory of type T (float, or bf16: each rounded once),
+// 4 at a time when vec and N % 4 == 0.
+template <int N, class T>
+__device__ __forceinline__ void store_row(T* g, const float (&x)[N], bool vec) {
   if constexpr (N % 4 == 0) {
     if (vec) {
 #pragma unroll
-      for (int n = 0; n < N; n += 4) *reinterpret_cast<float4*>(g + n) = make_float4(x[n], x[n + 1], x[n + 2], x[n + 3]);
+      for (int n = 0; n < N; n += 4) cuda::st4(g + n, cuda::F4{x[n], x[n + 1], x[n + 2], x[n + 3]});
       return;
     }
   }
 #pragma unroll
-  for (int n = 0; n < N; ++n) g[n] = x[n];
+  for (int n = 0; n < N; ++n) g[n] = cuda::narrow<T>(x[n]);
 }
 
 __device__ __forceinline__ float comp(const float4& v, int c) { return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w; }
@@ -218,8 +227,8 @@ __device__ __forceinline__ void mma_nn(float (&acc)[TM][NV], const float* __rest
 // FA-2 Alg. 1 for one (query tile, head, batch): Q_i in smem (pre-scaled by 1/sqrt(hd), so S = Q K^T is the
 // scaled score); for each key tile j: S = Q_i K_j^T, online softmax (m, l, O rescale), O += P V_j; finally
 // O /= l and lse = m + log l. Query rows past L (tail) compute on zero rows and are not stored.
-template <int HD>
-__global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const FwdArgs a) {
+template <int HD, class T>
+__global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const FwdArgs<T> a) {
   constexpr int BQ = Tiles<HD>::kFwdQ, BK = Tiles<HD>::kFwdK;
   constexpr int TM = BQ / kThreadRows, TN = BK / kThreadCols, NV = HD / kThreadCols;
   constexpr int LDH = smem_ld(HD), LDP = smem_ld(BK);
@@ -284,17 +293,18 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const FwdArgs a) {
 // ------------------------------------------------------------------------------------------ backward
 // FA-2 Alg. 2 line 4: D_i = sum_d dO_id O_id for every (b, h, i), D [B, heads, L]. One warp per row; the
 // lanes' partial sums meet in a fixed xor butterfly.
-__global__ void attn_bwd_dot_kernel(const BwdArgs a, int hd) {
+template <class T>
+__global__ void attn_bwd_dot_kernel(const BwdArgs<T> a, int hd) {
   const int64_t rows = a.n_heads * a.L;  // (h, i) rows of batch b = blockIdx.y: w = h*L + i
   const int64_t b = blockIdx.y;
   const int lane = threadIdx.x % 32;
   const int64_t warps_per_block = blockDim.x / 32;
   for (int64_t w = blockIdx.x * warps_per_block + threadIdx.x / 32; w < rows; w += gridDim.x * warps_per_block) {
     const int64_t h = w / a.L, i = w % a.L;
-    const float* od = a.o + flash::row_offset(b, a.L, i, a.ldo, h, hd);
+    const T* od = a.o + flash::row_offset(b, a.L, i, a.ldo, h, hd);
     const float* dd = a.dout + flash::row_offset(b, a.L, i, a.lddo, h, hd);
     float acc = 0.0f;
-    for (int c = lane; c < hd; c += 32) acc = fmaf(dd[c], od[c], acc);
+    for (int c = lane; c < hd; c += 32) acc = fmaf(dd[c], cuda::widen(od[c]), acc);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (lane == 0) a.D[b * rows + w] = acc;  // (b*heads + h)*L + i
@@ -305,8 +315,8 @@ __global__ void attn_bwd_dot_kernel(const BwdArgs a, int hd) {
 // Inner loop over the query tiles of every query head h of the group (GQA: dk, dv of a kv head sum over its
 // query heads): S^T = K_j Q_i^T (Q pre-scaled), P^T = exp(S^T - lse) (line 11), dV_j += P^T dO_i (line 12),
 // dP^T = V_j dO_i^T (line 13), dS^T = P^T o (dP^T - D) (line 16), dK_j += dS^T Q_i (line 18, the scale is in Q).
-template <int HD>
-__global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(const BwdArgs a) {
+template <int HD, class T>
+__global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(const BwdArgs<T> a) {
   constexpr int BQ = Tiles<HD>::kDkvQ, BK = Tiles<HD>::kDkvK;
   constexpr int TM = BK / kThreadRows, TN = BQ / kThreadCols, NV = HD / kThreadCols;
   constexpr int LDH = smem_ld(HD), LDQ = smem_ld(BQ);
@@ -383,8 +393,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkdv_kernel(const BwdArgs a
 // is summed in registers and written once instead of accumulated across blocks: Q_i, dO_i, lse_i, D_i stay in
 // smem; for each key tile j: S = Q_i K_j^T, P = exp(S - lse), dP = dO_i V_j^T, dS = P o (dP - D),
 // dQ_i += dS K_j; finally dq = dQ_i / sqrt(hd).
-template <int HD>
-__global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(const BwdArgs a) {
+template <int HD, class T>
+__global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(const BwdArgs<T> a) {
   constexpr int BQ = Tiles<HD>::kDqQ, BK = Tiles<HD>::kDqK;
   constexpr int TM = BQ / kThreadRows, TN = BK / kThreadCols, NV = HD / kThreadCols;
   constexpr int LDH = smem_ld(HD), LDK = smem_ld(BK);
@@ -458,26 +468,26 @@ void launch(void (*kernel)(Args), dim3 grid, int smem_floats, cudaStream_t strea
   CGRPO_CUDA(cudaGetLastError());
 }
 
-template <int HD>
-void launch_fwd(const FwdArgs& a, int64_t B, cudaStream_t stream) {
-  using T = Tiles<HD>;
-  static_assert(flash::fwd_smem_floats(HD, T::kFwdQ, T::kFwdK) * 4 <= kMaxSmemBytes, "fwd smem");
-  const dim3 grid(static_cast<unsigned>(flash::tile_count(a.L, T::kFwdQ)), static_cast<unsigned>(a.n_heads),
+template <int HD, class T>
+void launch_fwd(const FwdArgs<T>& a, int64_t B, cudaStream_t stream) {
+  using TS = Tiles<HD>;
+  static_assert(flash::fwd_smem_floats(HD, TS::kFwdQ, TS::kFwdK) * 4 <= kMaxSmemBytes, "fwd smem");
+  const dim3 grid(static_cast<unsigned>(flash::tile_count(a.L, TS::kFwdQ)), static_cast<unsigned>(a.n_heads),
                   static_cast<unsigned>(B));
-  launch(attn_fwd_kernel<HD>, grid, flash::fwd_smem_floats(HD, T::kFwdQ, T::kFwdK), stream, a);
+  launch(attn_fwd_kernel<HD, T>, grid, flash::fwd_smem_floats(HD, TS::kFwdQ, TS::kFwdK), stream, a);
 }
 
-template <int HD>
-void launch_bwd(const BwdArgs& a, int64_t B, cudaStream_t stream) {
-  using T = Tiles<HD>;
-  static_assert(flash::dkdv_smem_floats(HD, T::kDkvQ, T::kDkvK) * 4 <= kMaxSmemBytes, "dkdv smem");
-  static_assert(flash::dq_smem_floats(HD, T::kDqQ, T::kDqK) * 4 <= kMaxSmemBytes, "dq smem");
-  const dim3 gkv(static_cast<unsigned>(flash::tile_count(a.L, T::kDkvK)), static_cast<unsigned>(a.n_kv),
+template <int HD, class T>
+void launch_bwd(const BwdArgs<T>& a, int64_t B, cudaStream_t stream) {
+  using TS = Tiles<HD>;
+  static_assert(flash::dkdv_smem_floats(HD, TS::kDkvQ, TS::kDkvK) * 4 <= kMaxSmemBytes, "dkdv smem");
+  static_assert(flash::dq_smem_floats(HD, TS::kDqQ, TS::kDqK) * 4 <= kMaxSmemBytes, "dq smem");
+  const dim3 gkv(static_cast<unsigned>(flash::tile_count(a.L, TS::kDkvK)), static_cast<unsigned>(a.n_kv),
                  static_cast<unsigned>(B));
-  launch(attn_bwd_dkdv_kernel<HD>, gkv, flash::dkdv_smem_floats(HD, T::kDkvQ, T::kDkvK), stream, a);
-  const dim3 gq(static_cast<unsigned>(flash::tile_count(a.L, T::kDqQ)), static_cast<unsigned>(a.n_heads),
+  launch(attn_bwd_dkdv_kernel<HD, T>, gkv, flash::dkdv_smem_floats(HD, TS::kDkvQ, TS::kDkvK), stream, a);
+  const dim3 gq(static_cast<unsigned>(flash::tile_count(a.L, TS::kDqQ)), static_cast<unsigned>(a.n_heads),
                 static_cast<unsigned>(B));
-  launch(attn_bwd_dq_kernel<HD>, gq, flash::dq_smem_floats(HD, T::kDqQ, T::kDqK), stream, a);
+  launch(attn_bwd_dq_kernel<HD, T>, gq, flash::dq_smem_floats(HD, TS::kDqQ, TS::kDqK), stream, a);
 }
 
 // The checks both directions share beyond attention_layout: device memory, a compiled head_dim, grid limits.
@@ -491,8 +501,16 @@ void check_cuda_attention(const char* op, const AttnShape& s, std::initializer_l
               " heads=", s.n_heads, " L=", s.L, " exceed the grid limits (B, heads <= 65535, L <= 2^30)");
 }
 
-const float* cf(const TensorView& t) { return static_cast<const float*>(t.data); }
-float* mf(const TensorView& t) { return static_cast<float*>(t.data); }
+// The kernels for one head_dim (16, 32, 64 or 128; check_cuda_attention has refused the rest).
+template <class Launch>
+void for_head_dim(int64_t hd, Launch&& launch_hd) {
+  switch (hd) {
+    case 16: launch_hd(std::integral_constant<int, 16>{}); break;
+    case 32: launch_hd(std::integral_constant<int, 32>{}); break;
+    case 64: launch_hd(std::integral_constant<int, 64>{}); break;
+    case 128: launch_hd(std::integral_constant<int, 128>{}); break;
+  }
+}
 
 }  // namespace
 
@@ -508,56 +526,56 @@ float* CudaBackend::attention_workspace(size_t floats) {
 
 void CudaBackend::attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                                 const uint8_t* key_mask, const TensorView& o, float* lse) {
-  const AttnLayout lay = attention_layout(s, q, k, v, o);
+  const AttnLayout lay = attention_layout(s, q, k, v, o);  // q, k, v, o: one dtype, f32 or bf16
   check_cuda_attention("attention_fwd", s, {{"q", &q}, {"k", &k}, {"v", &v}, {"o", &o}});
-  FwdArgs a{};
-  a.q = cf(q), a.k = cf(k), a.v = cf(v), a.mask = key_mask, a.o = mf(o), a.lse = lse;
-  a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
-  a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads;
-  a.scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));  // the CPU oracle's rounding of 1/sqrt(hd)
-  a.vec_q = vec4_ok(a.q, a.ldq), a.vec_k = vec4_ok(a.k, a.ldk), a.vec_v = vec4_ok(a.v, a.ldv);
-  a.vec_o = vec4_ok(a.o, a.ldo);
-  cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
-  switch (s.head_dim) {
-    case 16: launch_fwd<16>(a, s.B, stream); break;
-    case 32: launch_fwd<32>(a, s.B, stream); break;
-    case 64: launch_fwd<64>(a, s.B, stream); break;
-    case 128: launch_fwd<128>(a, s.B, stream); break;
-  }
+  const cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
+  cuda::with_act_type(q.dtype, [&](auto elem) {
+    using T = decltype(elem);
+    FwdArgs<T> a{};
+    a.q = cuda::dp<const T>(q), a.k = cuda::dp<const T>(k), a.v = cuda::dp<const T>(v), a.mask = key_mask;
+    a.o = cuda::dp<T>(o), a.lse = lse;
+    a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
+    a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads;
+    a.scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));  // the CPU oracle's rounding of 1/sqrt(hd)
+    a.vec_q = cuda::vec4_ok(q, a.ldq), a.vec_k = cuda::vec4_ok(k, a.ldk), a.vec_v = cuda::vec4_ok(v, a.ldv);
+    a.vec_o = cuda::vec4_ok(o, a.ldo);
+    for_head_dim(s.head_dim, [&](auto hd) { launch_fwd<decltype(hd)::value>(a, s.B, stream); });
+  });
 }
 
 void CudaBackend::attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                                 const uint8_t* key_mask, const TensorView& o, const float* lse, const TensorView& dout,
                                 const TensorView& dq, const TensorView& dk, const TensorView& dv) {
-  const AttnLayout lay = attention_layout(s, q, k, v, o);
-  const AttnLayout dl = attention_layout(s, dq, dk, dv, dout);
+  const AttnLayout lay = attention_layout(s, q, k, v, o);      // one dtype, f32 or bf16
+  const AttnLayout dl = attention_layout(s, dq, dk, dv, dout);  // one dtype, which must be f32
+  CGRPO_CHECK(dq.dtype == DType::F32, "CudaBackend::attention_bwd: dq, dk, dv and dout must be f32 (gradients stay "
+              "fp32 for bf16 activations), got dq ", dq.str());
   check_cuda_attention("attention_bwd", s,
                        {{"q", &q}, {"k", &k}, {"v", &v}, {"o", &o}, {"dout", &dout}, {"dq", &dq}, {"dk", &dk},
                         {"dv", &dv}});
-  BwdArgs a{};
-  a.q = cf(q), a.k = cf(k), a.v = cf(v), a.o = cf(o), a.dout = cf(dout), a.lse = lse, a.mask = key_mask;
-  a.dq = mf(dq), a.dk = mf(dk), a.dv = mf(dv);
-  a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
-  a.lddo = dl.ldo, a.lddq = dl.ldq, a.lddk = dl.ldk, a.lddv = dl.ldv;
-  a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads;
-  a.scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));
-  a.vec_q = vec4_ok(a.q, a.ldq), a.vec_k = vec4_ok(a.k, a.ldk), a.vec_v = vec4_ok(a.v, a.ldv);
-  a.vec_do = vec4_ok(a.dout, a.lddo), a.vec_dq = vec4_ok(a.dq, a.lddq), a.vec_dk = vec4_ok(a.dk, a.lddk);
-  a.vec_dv = vec4_ok(a.dv, a.lddv);
-  a.D = attention_workspace(static_cast<size_t>(s.B * s.n_heads * s.L));  // [B, heads, L]
-  cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
+  float* D = attention_workspace(static_cast<size_t>(s.B * s.n_heads * s.L));  // [B, heads, L]
+  const cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
+  cuda::with_act_type(q.dtype, [&](auto elem) {
+    using T = decltype(elem);
+    BwdArgs<T> a{};
+    a.q = cuda::dp<const T>(q), a.k = cuda::dp<const T>(k), a.v = cuda::dp<const T>(v), a.o = cuda::dp<const T>(o);
+    a.dout = cuda::dp<const float>(dout), a.lse = lse, a.mask = key_mask, a.D = D;
+    a.dq = cuda::dp<float>(dq), a.dk = cuda::dp<float>(dk), a.dv = cuda::dp<float>(dv);
+    a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
+    a.lddo = dl.ldo, a.lddq = dl.ldq, a.lddk = dl.ldk, a.lddv = dl.ldv;
+    a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads;
+    a.scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));
+    a.vec_q = cuda::vec4_ok(q, a.ldq), a.vec_k = cuda::vec4_ok(k, a.ldk), a.vec_v = cuda::vec4_ok(v, a.ldv);
+    a.vec_do = cuda::vec4_ok(dout, a.lddo), a.vec_dq = cuda::vec4_ok(dq, a.lddq), a.vec_dk = cuda::vec4_ok(dk, a.lddk);
+    a.vec_dv = cuda::vec4_ok(dv, a.lddv);
 
-  // D = rowsum(dO o O): 8 warps per block, grid (row blocks, B)
-  const int64_t rows = s.n_heads * s.L;  // per batch row
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((rows + 7) / 8, 8192));
-  attn_bwd_dot_kernel<<<dim3(blocks, static_cast<unsigned>(s.B)), 256, 0, stream>>>(a, static_cast<int>(s.head_dim));
-  CGRPO_CUDA(cudaGetLastError());
-  switch (s.head_dim) {
-    case 16: launch_bwd<16>(a, s.B, stream); break;
-    case 32: launch_bwd<32>(a, s.B, stream); break;
-    case 64: launch_bwd<64>(a, s.B, stream); break;
-    case 128: launch_bwd<128>(a, s.B, stream); break;
-  }
+    // D = rowsum(dO o O): 8 warps per block, grid (row blocks, B)
+    const int64_t rows = s.n_heads * s.L;  // per batch row
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((rows + 7) / 8, 8192));
+    attn_bwd_dot_kernel<<<dim3(blocks, static_cast<unsigned>(s.B)), 256, 0, stream>>>(a, static_cast<int>(s.head_dim));
+    CGRPO_CUDA(cudaGetLastError());
+    for_head_dim(s.head_dim, [&](auto hd) { launch_bwd<decltype(hd)::value>(a, s.B, stream); });
+  });
 }
 
 }  // namespace cgrpo

@@ -1,11 +1,16 @@
 // CudaBackend element-wise and row-wise model ops (spec/coupled_grpo.md §1.3): copy, zero, embedding, RMSNorm,
-// RoPE, SwiGLU, bias. fp32, row tensors [N, C] with inner stride 1 and any row stride (column-block views).
+// RoPE, SwiGLU, bias. Row tensors [N, C] with inner stride 1 and any row stride (column-block views); fp32, except
+// the activations backend.h marks "f32|bf16" (rmsnorm_fwd y, rope_fwd x, swiglu g/u/out, bias_add y): their
+// kernels are templated on the element type T (cuda_kernels.cuh: float, or bf16 bits widened on load and rounded
+// once on store), the fp32 math is the same code for both, so a bf16 result is round_bf16(the fp32 result).
 //
 // Layout: row kernels stride over rows with one block per row; a block's threads own 4-element groups of the
-// row (kmath::kGroup), loaded as float4 when every pointer and row stride allows it.
+// row (kmath::kGroup), loaded as one float4 (fp32) or one 8-byte word (bf16) when every pointer and row stride
+// allows it.
 //
 // Determinism (same bits on every run; no float atomics anywhere):
 // - copy, zero, embedding_fwd, bias_add: exact, bit-identical to CpuBackend.
+//   bias_add on bf16 y: round_bf16(y + b), bit-identical to the CPU's bf16 form too.
 // - embedding_bwd: the ids are stably radix-sorted (CUB) with their positions; one block per run of equal ids
 //   (and column tile) adds dtable[id] + dout[p1] + dout[p2] + ... in position order, exactly the CPU's fp32
 //   sequence: bit-identical to CpuBackend.
@@ -22,6 +27,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <string>
 
 #include "cgrpo/backend/cuda_backend.h"
 #include "cgrpo/backend/kernel_math.h"
@@ -33,12 +39,19 @@ namespace {
 
 using cuda::F4;
 using cuda::ld4;
+using cuda::narrow;
 using cuda::st4;
+using cuda::widen;
 
 constexpr int kRowThreads = 256;  // row reductions (fixed: the tree shape is part of the bits)
 
 float* fp(const TensorView& t) { return static_cast<float*>(t.data); }
 int64_t rows_of(const TensorView& t) { return t.ndim == 1 ? 1 : t.dim(0); }
+// SwiGLU's activations share one dtype (backend.h): g, u and, in the forward, out.
+void check_same_dtype(const char* op, const TensorView& g, const TensorView& u, const TensorView* out) {
+  CGRPO_CHECK(u.dtype == g.dtype && (!out || out->dtype == g.dtype), op, ": g ", g.str(), ", u ", u.str(),
+              (out ? " and out " : ""), (out ? out->str() : std::string()), " must share one dtype");
+}
 
 // ------------------------------------------------------------------------------------------ embedding
 // out[n, :] = table[ids[n], :]   table [V, H], ids [N], out [N, H]. A bad id gives a zero row and a device error.
@@ -110,14 +123,15 @@ __global__ void embedding_bwd_kernel(const int32_t* keys, const int32_t* pos, in
 }
 
 // ------------------------------------------------------------------------------------------ RMSNorm
-// y = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps) from a double sum of squares. y may alias x.
-template <bool kVec4>
-__global__ void rmsnorm_fwd_kernel(const float* x, int64_t ldx, const float* w, float eps, float* y, int64_t ldy,
+// y = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps) from a double sum of squares. y (float or bf16 T) may
+// alias x when it is fp32.
+template <bool kVec4, class T>
+__global__ void rmsnorm_fwd_kernel(const float* x, int64_t ldx, const float* w, float eps, T* y, int64_t ldy,
                                    float* rstd, int64_t N, int64_t H) {
   __shared__ double smem[kRowThreads / 32];
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const float* xr = x + n * ldx;
-    float* yr = y + n * ldy;
+    T* yr = y + n * ldy;
     double acc = 0.0;
     cuda::for_groups(H, [&](int64_t j, int cnt) {
       if (kVec4 && cnt == 4) {
@@ -138,7 +152,7 @@ __global__ void rmsnorm_fwd_kernel(const float* x, int64_t ldx, const float* w, 
         const F4 v = ld4(xr + j), ww = ld4(w + j);
         st4(yr + j, {ww.x * (v.x * r), ww.y * (v.y * r), ww.z * (v.z * r), ww.w * (v.w * r)});
       } else {
-        for (int k = 0; k < cnt; ++k) yr[j + k] = w[j + k] * (xr[j + k] * r);
+        for (int k = 0; k < cnt; ++k) yr[j + k] = narrow<T>(w[j + k] * (xr[j + k] * r));
       }
     });
   }
@@ -240,58 +254,62 @@ void column_sum(CudaBackend& be, cudaStream_t st, const Term& term, int64_t N, i
 // ------------------------------------------------------------------------------------------ RoPE
 // In place on x [N, heads*head_dim]: pairs (j, j + d/2) of every head rotated by pos[n] * inv_freq[j]; the
 // backward passes sign = -1 (rotation by -angle). One thread per pair index j computes sin/cos once per row.
+// x is float or bf16 (T, forward only): pairs are widened, rotated in fp32 and rounded once.
 constexpr int kMaxHalf = 512;  // head_dim <= 1024, as the CPU
 struct RopeFreqs {
   float inv_freq[kMaxHalf];
 };
-__global__ void rope_kernel(float* x, int64_t ld, const int32_t* pos, int64_t N, int64_t heads, int64_t head_dim,
+template <class T>
+__global__ void rope_kernel(T* x, int64_t ld, const int32_t* pos, int64_t N, int64_t heads, int64_t head_dim,
                             RopeFreqs f, float sign) {
   const int64_t half = head_dim / 2;
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const int32_t p = pos[n];
-    float* row = x + n * ld;
+    T* row = x + n * ld;
     for (int64_t j = threadIdx.x; j < half; j += blockDim.x) {
       float s, c;
       sincosf(kmath::rope_angle(p, f.inv_freq[j]), &s, &c);  // precise sincosf: not the __sinf intrinsics
       s = sign * s;
       for (int64_t h = 0; h < heads; ++h) {
-        float* xr = row + h * head_dim;
-        const kmath::Pair y = kmath::rope_rotate(xr[j], xr[j + half], c, s);
-        xr[j] = y.a;
-        xr[j + half] = y.b;
+        T* xr = row + h * head_dim;
+        const kmath::Pair y = kmath::rope_rotate(widen(xr[j]), widen(xr[j + half]), c, s);
+        xr[j] = narrow<T>(y.a);
+        xr[j + half] = narrow<T>(y.b);
       }
     }
   }
 }
 
 // ------------------------------------------------------------------------------------------ SwiGLU, bias
-template <bool kVec4>
-__global__ void swiglu_fwd_kernel(const float* g, int64_t ldg, const float* u, int64_t ldu, float* out, int64_t ldo,
-                                  int64_t N, int64_t I) {
+// out = silu(g) * u; g, u, out all float or all bf16 (T).
+template <bool kVec4, class T>
+__global__ void swiglu_fwd_kernel(const T* g, int64_t ldg, const T* u, int64_t ldu, T* out, int64_t ldo, int64_t N,
+                                  int64_t I) {
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
-    const float* gr = g + n * ldg;
-    const float* ur = u + n * ldu;
-    float* orow = out + n * ldo;
+    const T* gr = g + n * ldg;
+    const T* ur = u + n * ldu;
+    T* orow = out + n * ldo;
     cuda::for_groups(I, [&](int64_t j, int cnt) {
       if (kVec4 && cnt == 4) {
         const F4 a = ld4(gr + j), b = ld4(ur + j);
         st4(orow + j, {kmath::swiglu_out(a.x, b.x), kmath::swiglu_out(a.y, b.y), kmath::swiglu_out(a.z, b.z),
                        kmath::swiglu_out(a.w, b.w)});
       } else {
-        for (int k = 0; k < cnt; ++k) orow[j + k] = kmath::swiglu_out(gr[j + k], ur[j + k]);
+        for (int k = 0; k < cnt; ++k) orow[j + k] = narrow<T>(kmath::swiglu_out(widen(gr[j + k]), widen(ur[j + k])));
       }
     });
   }
 }
 
-// dg, du (=). dg/du may alias g/u: each thread loads its whole group before storing any of it.
-template <bool kVec4>
-__global__ void swiglu_bwd_kernel(const float* dout, int64_t ldo, const float* g, int64_t ldg, const float* u,
-                                  int64_t ldu, float* dg, int64_t lddg, float* du, int64_t lddu, int64_t N, int64_t I) {
+// dg, du (=), fp32; g, u float or bf16 (T). dg/du may alias fp32 g/u: each thread loads its whole group before
+// storing any of it.
+template <bool kVec4, class T>
+__global__ void swiglu_bwd_kernel(const float* dout, int64_t ldo, const T* g, int64_t ldg, const T* u, int64_t ldu,
+                                  float* dg, int64_t lddg, float* du, int64_t lddu, int64_t N, int64_t I) {
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const float* dr = dout + n * ldo;
-    const float* gr = g + n * ldg;
-    const float* ur = u + n * ldu;
+    const T* gr = g + n * ldg;
+    const T* ur = u + n * ldu;
     float* dgr = dg + n * lddg;
     float* dur = du + n * lddu;
     cuda::for_groups(I, [&](int64_t j, int cnt) {
@@ -303,7 +321,7 @@ __global__ void swiglu_bwd_kernel(const float* dout, int64_t ldo, const float* g
         st4(dur + j, {p0.b, p1.b, p2.b, p3.b});
       } else {
         for (int k = 0; k < cnt; ++k) {
-          const kmath::Pair p = kmath::swiglu_grads(dr[j + k], gr[j + k], ur[j + k]);
+          const kmath::Pair p = kmath::swiglu_grads(dr[j + k], widen(gr[j + k]), widen(ur[j + k]));
           dgr[j + k] = p.a;
           dur[j + k] = p.b;
         }
@@ -312,22 +330,24 @@ __global__ void swiglu_bwd_kernel(const float* dout, int64_t ldo, const float* g
   }
 }
 
-template <bool kVec4>
-__global__ void bias_add_kernel(float* y, int64_t ld, const float* b, int64_t N, int64_t C) {
+// y += b; y float or bf16 (T), b fp32.
+template <bool kVec4, class T>
+__global__ void bias_add_kernel(T* y, int64_t ld, const float* b, int64_t N, int64_t C) {
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
-    float* yr = y + n * ld;
+    T* yr = y + n * ld;
     cuda::for_groups(C, [&](int64_t j, int cnt) {
       if (kVec4 && cnt == 4) {
         const F4 v = ld4(yr + j), bb = ld4(b + j);
         st4(yr + j, {v.x + bb.x, v.y + bb.y, v.z + bb.z, v.w + bb.w});
       } else {
-        for (int k = 0; k < cnt; ++k) yr[j + k] += b[j + k];
+        for (int k = 0; k < cnt; ++k) yr[j + k] = narrow<T>(widen(yr[j + k]) + b[j + k]);
       }
     });
   }
 }
 
-// Launches kernel<true> when every (pointer, row stride) allows float4 access, else kernel<false>.
+// Launches kernel<true> when every (pointer, row stride) allows 4-element vector access, else kernel<false>; an
+// activation element type T is deduced from the arguments.
 #define CGRPO_LAUNCH_VEC(vec, kernel, grid, block, stream, ...)                           \
   do {                                                                                  \
     if (vec)                                                                            \
@@ -416,12 +436,16 @@ void CudaBackend::embedding_bwd(const TensorView& dout, const int32_t* ids, cons
 
 void CudaBackend::rmsnorm_fwd(const TensorView& x, const TensorView& w, float eps, const TensorView& y, float* rstd) {
   const int64_t N = x.dim(0), H = x.dim(-1);
-  const int64_t ldx = cuda::dev_row_stride(x, N, H, "rmsnorm x"), ldy = cuda::dev_row_stride(y, N, H, "rmsnorm y");
+  const int64_t ldx = cuda::dev_row_stride(x, N, H, "rmsnorm x");
+  const int64_t ldy = cuda::dev_act_row_stride(y, N, H, "rmsnorm y");  // f32|bf16
   cuda::dev_row_stride(w, 1, H, "rmsnorm w");
   if (N == 0) return;
-  const bool vec = kmath::vec4_ok(x.data, ldx) && kmath::vec4_ok(y.data, ldy) && kmath::vec4_ok(w.data);
-  CGRPO_LAUNCH_VEC(vec, rmsnorm_fwd_kernel, cuda::row_grid(N), kRowThreads, cuda::as_stream(ctx_.stream()), fp(x), ldx,
-                   fp(w), eps, fp(y), ldy, rstd, N, H);
+  const bool vec = kmath::vec4_ok(x.data, ldx) && cuda::vec4_ok(y, ldy) && kmath::vec4_ok(w.data);
+  cuda::with_act_type(y.dtype, [&](auto t) {
+    using T = decltype(t);
+    CGRPO_LAUNCH_VEC(vec, rmsnorm_fwd_kernel, cuda::row_grid(N), kRowThreads, cuda::as_stream(ctx_.stream()), fp(x),
+                     ldx, fp(w), eps, cuda::dp<T>(y), ldy, rstd, N, H);
+  });
 }
 
 void CudaBackend::rmsnorm_bwd(const TensorView& dy, const TensorView& x, const TensorView& w, const float* rstd,
@@ -442,19 +466,25 @@ void CudaBackend::rmsnorm_bwd(const TensorView& dy, const TensorView& x, const T
 }
 
 namespace {
+// sign = +1: rope_fwd (x f32|bf16); -1: rope_bwd (dx f32).
 void rope_apply(const CudaContext& ctx, const TensorView& x, int64_t head_dim, const int32_t* pos, float theta,
                 float sign) {
   CGRPO_CHECK(head_dim > 0 && head_dim % 2 == 0 && head_dim <= 2 * kMaxHalf, "rope: head_dim ", head_dim,
               " must be even and <= ", 2 * kMaxHalf);
   const int64_t N = x.dim(0), C = x.dim(-1);
   CGRPO_CHECK(C % head_dim == 0, "rope: width ", C, " of ", x.str(), " is not a multiple of head_dim ", head_dim);
-  const int64_t ld = cuda::dev_row_stride(x, N, C, "rope x"), half = head_dim / 2;
+  const int64_t ld =
+      sign > 0 ? cuda::dev_act_row_stride(x, N, C, "rope x") : cuda::dev_row_stride(x, N, C, "rope dx");
+  const int64_t half = head_dim / 2;
   if (N == 0 || C == 0) return;
   RopeFreqs f{};
   for (int64_t j = 0; j < half; ++j) f.inv_freq[j] = kmath::rope_inv_freq(theta, j, head_dim);
-  rope_kernel<<<cuda::row_grid(N), cuda::row_threads(half), 0, cuda::as_stream(ctx.stream())>>>(
-      fp(x), ld, pos, N, C / head_dim, head_dim, f, sign);
-  cuda::check_launch("rope_kernel");
+  cuda::with_act_type(x.dtype, [&](auto t) {
+    using T = decltype(t);
+    rope_kernel<<<cuda::row_grid(N), cuda::row_threads(half), 0, cuda::as_stream(ctx.stream())>>>(
+        cuda::dp<T>(x), ld, pos, N, C / head_dim, head_dim, f, sign);
+    cuda::check_launch("rope_kernel");
+  });
 }
 }  // namespace
 
@@ -467,36 +497,50 @@ void CudaBackend::rope_bwd(const TensorView& dx, int64_t head_dim, const int32_t
 
 void CudaBackend::swiglu_fwd(const TensorView& g, const TensorView& u, const TensorView& out) {
   const int64_t N = g.dim(0), I = g.dim(-1);
-  const int64_t ldg = cuda::dev_row_stride(g, N, I, "swiglu g"), ldu = cuda::dev_row_stride(u, N, I, "swiglu u");
-  const int64_t ldo = cuda::dev_row_stride(out, N, I, "swiglu out");
+  const int64_t ldg = cuda::dev_act_row_stride(g, N, I, "swiglu g");
+  const int64_t ldu = cuda::dev_act_row_stride(u, N, I, "swiglu u");
+  const int64_t ldo = cuda::dev_act_row_stride(out, N, I, "swiglu out");
+  check_same_dtype("swiglu_fwd", g, u, &out);
   if (N == 0 || I == 0) return;
-  const bool vec = kmath::vec4_ok(g.data, ldg) && kmath::vec4_ok(u.data, ldu) && kmath::vec4_ok(out.data, ldo);
-  CGRPO_LAUNCH_VEC(vec, swiglu_fwd_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(I)),
-                   cuda::as_stream(ctx_.stream()), fp(g), ldg, fp(u), ldu, fp(out), ldo, N, I);
+  const bool vec = cuda::vec4_ok(g, ldg) && cuda::vec4_ok(u, ldu) && cuda::vec4_ok(out, ldo);
+  cuda::with_act_type(g.dtype, [&](auto t) {
+    using T = decltype(t);
+    CGRPO_LAUNCH_VEC(vec, swiglu_fwd_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(I)),
+                     cuda::as_stream(ctx_.stream()), cuda::dp<const T>(g), ldg, cuda::dp<const T>(u), ldu,
+                     cuda::dp<T>(out), ldo, N, I);
+  });
 }
 
 void CudaBackend::swiglu_bwd(const TensorView& dout, const TensorView& g, const TensorView& u, const TensorView& dg,
                              const TensorView& du) {
   const int64_t N = g.dim(0), I = g.dim(-1);
-  const int64_t ldg = cuda::dev_row_stride(g, N, I, "swiglu g"), ldu = cuda::dev_row_stride(u, N, I, "swiglu u");
+  const int64_t ldg = cuda::dev_act_row_stride(g, N, I, "swiglu g");
+  const int64_t ldu = cuda::dev_act_row_stride(u, N, I, "swiglu u");
+  check_same_dtype("swiglu_bwd", g, u, nullptr);
   const int64_t ldo = cuda::dev_row_stride(dout, N, I, "swiglu dout"), lddg = cuda::dev_row_stride(dg, N, I, "swiglu dg");
   const int64_t lddu = cuda::dev_row_stride(du, N, I, "swiglu du");
   if (N == 0 || I == 0) return;
-  const bool vec = kmath::vec4_ok(dout.data, ldo) && kmath::vec4_ok(g.data, ldg) && kmath::vec4_ok(u.data, ldu) &&
+  const bool vec = kmath::vec4_ok(dout.data, ldo) && cuda::vec4_ok(g, ldg) && cuda::vec4_ok(u, ldu) &&
                    kmath::vec4_ok(dg.data, lddg) && kmath::vec4_ok(du.data, lddu);
-  CGRPO_LAUNCH_VEC(vec, swiglu_bwd_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(I)),
-                   cuda::as_stream(ctx_.stream()), fp(dout), ldo, fp(g), ldg, fp(u), ldu, fp(dg), lddg, fp(du), lddu, N,
-                   I);
+  cuda::with_act_type(g.dtype, [&](auto t) {
+    using T = decltype(t);
+    CGRPO_LAUNCH_VEC(vec, swiglu_bwd_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(I)),
+                     cuda::as_stream(ctx_.stream()), fp(dout), ldo, cuda::dp<const T>(g), ldg, cuda::dp<const T>(u),
+                     ldu, fp(dg), lddg, fp(du), lddu, N, I);
+  });
 }
 
 void CudaBackend::bias_add(const TensorView& y, const TensorView& b) {
   const int64_t N = y.dim(0), C = y.dim(-1);
-  const int64_t ld = cuda::dev_row_stride(y, N, C, "bias_add y");
+  const int64_t ld = cuda::dev_act_row_stride(y, N, C, "bias_add y");  // f32|bf16
   cuda::dev_row_stride(b, 1, C, "bias_add b");
   if (N == 0 || C == 0) return;
-  const bool vec = kmath::vec4_ok(y.data, ld) && kmath::vec4_ok(b.data);
-  CGRPO_LAUNCH_VEC(vec, bias_add_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(C)),
-                   cuda::as_stream(ctx_.stream()), fp(y), ld, fp(b), N, C);
+  const bool vec = cuda::vec4_ok(y, ld) && kmath::vec4_ok(b.data);
+  cuda::with_act_type(y.dtype, [&](auto t) {
+    using T = decltype(t);
+    CGRPO_LAUNCH_VEC(vec, bias_add_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(C)),
+                     cuda::as_stream(ctx_.stream()), cuda::dp<T>(y), ld, fp(b), N, C);
+  });
 }
 
 void CudaBackend::bias_bwd(const TensorView& dy, const TensorView& db) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "cgrpo/backend/cuda_backend.h"
@@ -32,6 +33,25 @@ inline std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
   std::vector<uint16_t> h(v.size());
   for (size_t i = 0; i < v.size(); ++i) h[i] = f32_to_bf16(v[i]);
   return h;
+}
+inline std::vector<float> from_bf16(const std::vector<uint16_t>& h) {
+  std::vector<float> v(h.size());
+  for (size_t i = 0; i < h.size(); ++i) v[i] = bf16_to_f32(h[i]);
+  return v;
+}
+// The values an activation of dtype t can hold: v itself for f32, v rounded to bf16 for bf16.
+inline std::vector<float> as_act(std::vector<float> v, DType t) {
+  return t == DType::BF16 ? round_bf16(std::move(v)) : v;
+}
+// One bf16 ulp at x: 2^(e - 7) for |x| in [2^e, 2^(e+1)) (8 significant bits), 2^-133 below the smallest normal.
+// A bf16 output is round_bf16 of an fp32 result; two fp32 results within tol of each other round to values within
+// tol + one ulp (backend.h: a device backend matches the oracle to the f32 tolerance plus one bf16 rounding).
+inline double bf16_ulp(float x) {
+  const double a = std::fabs(double(x));
+  if (!(a >= std::ldexp(1.0, -126))) return std::ldexp(1.0, -133);
+  int e = 0;
+  std::frexp(a, &e);  // a = m 2^e, m in [0.5, 1): the binade is [2^(e-1), 2^e)
+  return std::ldexp(1.0, e - 1 - 7);
 }
 
 // One CudaBackend for the whole test process (inline: shared by every test file). The device the
@@ -80,16 +100,39 @@ inline const std::vector<Layout>& layouts() {
 }
 
 // A row tensor with the logical values `vals` [N, C] stored with `lay` on the host and on the device; the
-// padding columns hold other random values, which every op must leave alone.
+// padding columns hold other random values, which every op must leave alone. dtype BF16 (an activation):
+// the device holds bf16, the host backing the same values widened (vals and padding are rounded to bf16), so
+// the CPU oracle's f32 op on cpu() is the f32 op on widen(x); round_host() then rounds its outputs once.
 struct Rows {
   int64_t N, C, ld, off;
-  std::vector<float> host;  // [N, ld] backing, the CPU oracle works on it in place
-  Dev dev;                  // the same backing on the device
-  Rows(const std::vector<float>& vals, int64_t n, int64_t c, Layout lay, uint32_t pad_seed = 999)
-      : N(n), C(c), ld(c + lay.pad), off(lay.off), host(backing(vals, n, c, lay, pad_seed)), dev(host, DType::F32, {int64_t(host.size())}) {}
+  DType dtype;
+  std::vector<float> host;  // [N, ld] backing, the CPU oracle works on it in place (fp32)
+  Dev dev;                  // the same backing on the device, in dtype
+  Rows(const std::vector<float>& vals, int64_t n, int64_t c, Layout lay, uint32_t pad_seed = 999,
+       DType t = DType::F32)
+      : N(n), C(c), ld(c + lay.pad), off(lay.off), dtype(t), host(as_act(backing(vals, n, c, lay, pad_seed), t)),
+        dev(t == DType::BF16 ? Dev(to_bf16(host), t, {int64_t(host.size())}) : Dev(host, t, {int64_t(host.size())})) {}
   TensorView cpu() { return rows_view(host.data() + off, N, C, ld); }
-  TensorView gpu_view() const { return rows_view(dev.ptr<float>() + off, N, C, ld, Device::CUDA); }
-  std::vector<float> got() { return dev.get<float>(host.size()); }
+  TensorView gpu_view() const {
+    TensorView v(static_cast<char*>(dev.buf.data()) + off * int64_t(dtype_size(dtype)), dtype, {N, C}, Device::CUDA);
+    v.strides[0] = ld;
+    return v;
+  }
+  std::vector<float> got() {
+    return dtype == DType::BF16 ? from_bf16(dev.get<uint16_t>(host.size())) : dev.get<float>(host.size());
+  }
+  // After the CPU oracle wrote its fp32 outputs into host: the bf16 op's result (padding is already bf16).
+  void round_host() { host = as_act(std::move(host), dtype); }
+  // tol (over the backing) plus one bf16 ulp of want at the logical elements when dtype is BF16; padding keeps tol.
+  std::vector<double> act_tol(std::vector<double> tol) const {
+    if (dtype == DType::BF16)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t j = 0; j < C; ++j) {
+          const size_t i = size_t(n * ld + off + j);
+          tol[i] += bf16_ulp(host[i]);
+        }
+    return tol;
+  }
   // logical [N, C] values of a backing
   std::vector<float> logical(const std::vector<float>& b) const {
     std::vector<float> v(size_t(N * C));

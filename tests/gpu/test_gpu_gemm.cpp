@@ -77,9 +77,10 @@ TEST_CASE("cuda gemm fp32: column-block views (unaligned pointers) and k = 0", "
   for (float v : dcc.get<float>(4)) CHECK(v == 0.0f);
 }
 
-TEST_CASE("cuda gemm bf16 inputs: fp32 accumulate into f32 and bf16 outputs", "[gpu][gemm]") {
+TEST_CASE("cuda gemm bf16 inputs: fp32 accumulate into f32 (alpha, beta) and bf16 (beta = 0) outputs",
+          "[gpu][gemm]") {
   CpuBackend cpu(1);
-  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{7, 5, 3}, {33, 17, 65}, {64, 128, 96}})
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{7, 5, 3}, {33, 17, 65}, {64, 128, 96}, {1, 9, 300}})
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         INFO("m " << m << " n " << n << " k " << k << " ta " << ta << " tb " << tb);
@@ -89,20 +90,51 @@ TEST_CASE("cuda gemm bf16 inputs: fp32 accumulate into f32 and bf16 outputs", "[
         Dev da(to_bf16(a), DType::BF16, ta ? std::initializer_list<int64_t>{k, m} : std::initializer_list<int64_t>{m, k});
         Dev db(to_bf16(b), DType::BF16, tb ? std::initializer_list<int64_t>{n, k} : std::initializer_list<int64_t>{k, n});
         Dev dc(c, DType::F32, {m, n});
-        auto cb = round_bf16(c);
-        Dev dcb(to_bf16(cb), DType::BF16, {m, n});
+        // bf16 C starts as NaN: beta = 0 writes it without reading it
+        Dev dcb(std::vector<uint16_t>(size_t(m * n), uint16_t(0x7FC0)), DType::BF16, {m, n});
         gpu().gemm(da.view, ta, db.view, tb, dc.view, 0.5f, 1.0f);
-        gpu().gemm(da.view, ta, db.view, tb, dcb.view, 0.5f, 1.0f);
+        gpu().gemm(da.view, ta, db.view, tb, dcb.view, 0.5f, 0.0f);
         TensorView A = ta ? TensorView::of(a.data(), {k, m}) : TensorView::of(a.data(), {m, k});
         TensorView B = tb ? TensorView::of(b.data(), {n, k}) : TensorView::of(b.data(), {k, n});
+        std::vector<float> cb(size_t(m * n), 0.0f);
         cpu.gemm(A, ta, B, tb, TensorView::of(c.data(), {m, n}), 0.5f, 1.0f);
-        cpu.gemm(A, ta, B, tb, TensorView::of(cb.data(), {m, n}), 0.5f, 1.0f);
+        cpu.gemm(A, ta, B, tb, TensorView::of(cb.data(), {m, n}), 0.5f, 0.0f);
         expect_close(dc.get<float>(m * n), c, 1e-4, k);
-        // bf16 output: one rounding of the fp32 result, half an ulp = 2^-9 relative, plus the fp32 error
-        std::vector<float> got;
-        for (uint16_t h : dcb.get<uint16_t>(m * n)) got.push_back(bf16_to_f32(h));
-        expect_close(got, cb, std::ldexp(1.0, -8), k);
+        // bf16 output = round_bf16(the f32 gemm): the f32 bound rel (|want| + sqrt(k)) plus one bf16 ulp
+        const std::vector<float> want = round_bf16(cb), got = from_bf16(dcb.get<uint16_t>(m * n));
+        std::vector<double> tol(want.size());
+        for (size_t i = 0; i < want.size(); ++i)
+          tol[i] = 1e-4 * (std::fabs(double(cb[i])) + std::sqrt(double(k))) + bf16_ulp(want[i]);
+        expect_within(got, want, tol, "bf16 C");
       }
+}
+
+TEST_CASE("cuda gemm bf16 C: batched with a padded leading dimension; accumulating into it is fatal", "[gpu][gemm]") {
+  CpuBackend cpu(1);
+  const int64_t batch = 3, m = 5, n = 12, k = 40, ldc = 20;  // C rows 40 bytes apart: 8-byte aligned only
+  const auto a = round_bf16(randn(size_t(batch * m * k), 31)), b = round_bf16(randn(size_t(k * n), 32));
+  Dev da(to_bf16(a), DType::BF16, {batch, m, k}), db(to_bf16(b), DType::BF16, {1, k, n});  // B broadcast
+  Dev dc(std::vector<uint16_t>(size_t(batch * m * ldc), uint16_t(0x4040)), DType::BF16, {batch, m, n}, ldc);
+  gpu().gemm(da.view, false, db.view, false, dc.view, 1.0f, 0.0f);
+  std::vector<float> want(size_t(batch * m * n), 0.0f);
+  cpu.gemm(TensorView::of(a.data(), {batch, m, k}), false, TensorView::of(b.data(), {1, k, n}), false,
+           TensorView::of(want.data(), {batch, m, n}));
+  const std::vector<float> got = from_bf16(dc.get<uint16_t>(size_t(batch * m * ldc)));
+  for (int64_t i = 0; i < batch * m; ++i)
+    for (int64_t j = 0; j < ldc; ++j) {
+      const float g = got[size_t(i * ldc + j)];
+      if (j >= n) {  // padding untouched (0x4040 = 3.0)
+        REQUIRE(g == 3.0f);
+        continue;
+      }
+      const float w = want[size_t(i * n + j)], r = bf16_to_f32(f32_to_bf16(w));
+      INFO("row " << i << " col " << j << " got " << g << " want round(" << w << ") = " << r);
+      REQUIRE(std::fabs(double(g) - r) <= 1e-4 * (std::fabs(double(w)) + std::sqrt(double(k))) + bf16_ulp(r));
+    }
+  REQUIRE_THROWS_WITH(gpu().gemm(da.view, false, db.view, false, dc.view, 1.0f, 1.0f),
+                      Catch::Contains("never accumulated"));
+  Dev fa(a, DType::F32, {batch, m, k}), fb(b, DType::F32, {1, k, n});  // f32 x f32 -> bf16 is not a form
+  REQUIRE_THROWS_WITH(gpu().gemm(fa.view, false, fb.view, false, dc.view, 1.0f, 0.0f), Catch::Contains("supports"));
 }
 
 TEST_CASE("cuda gemm: plans are cached per shape; wrong devices and dtypes are fatal", "[gpu][gemm]") {

@@ -14,6 +14,12 @@
 //   sumsq: 1e-12 relative (double sums, different order).
 //   logsoftmax_gather: the gemm bound rel (|want| + sqrt(k)) with rel 2e-5 (logp, k = H) and 1e-4 (dh: k = V,
 //     dW: k = R), as the cuBLASLt gemm tests; logits differ by fp32 summation order.
+//
+// bf16 activations (backend.h "f32|bf16": rmsnorm y, rope_fwd x, swiglu g/u/out, bias_add y): the rmsnorm, rope
+// and swiglu/bias tests run each op again with those arguments bf16 (Rows with DType::BF16) against the oracle
+// computed here as the contract defines it, round_bf16(CpuBackend's f32 op on the widened inputs): the f32
+// tolerance plus one bf16 ulp at every bf16 output (Rows::act_tol); bias_add stays bit-identical. f32-only
+// arguments given bf16 (rope_bwd, swiglu's dout/dg/du) are fatal.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -109,30 +115,35 @@ TEST_CASE("cuda embedding: an id outside the vocabulary is fatal at the next syn
   gpu().synchronize();
 }
 
-TEST_CASE("cuda rmsnorm: forward, backward (dx +=, dw +=), deterministic, alignment-independent bits",
+TEST_CASE("cuda rmsnorm: forward (y f32 or bf16), backward (dx +=, dw +=), deterministic, alignment-independent bits",
           "[gpu][ops]") {
   CpuBackend cpu(1);
   const float eps = 1e-6f;
+  for (DType yt : {DType::F32, DType::BF16})
   for (int64_t N : kRows)
     for (int64_t H : {5, 37, 128, 1000})
       for (const Layout& lay : layouts()) {
-        INFO("N " << N << " H " << H << " off " << lay.off);
+        INFO("N " << N << " H " << H << " off " << lay.off << " y " << dtype_name(yt));
         const auto xv = randn(size_t(N * H), 1, 2.0f), wv = randn(size_t(H), 2);
-        Rows x(xv, N, H, lay, 31), y(randn(size_t(N * H), 3), N, H, lay, 32);
+        Rows x(xv, N, H, lay, 31), y(randn(size_t(N * H), 3), N, H, lay, 32, yt);
         Dev w(wv, DType::F32, {H});
         std::vector<float> rstd_cpu(static_cast<size_t>(N));
         Dev rstd(std::vector<float>(size_t(N), 0.0f), DType::F32, {N});
         gpu().rmsnorm_fwd(x.gpu_view(), w.view, eps, y.gpu_view(), rstd.ptr<float>());
         cpu.rmsnorm_fwd(x.cpu(), TensorView::of(wv.data(), {H}), eps, y.cpu(), rstd_cpu.data());
+        y.round_host();
         const auto rg = rstd.get<float>(size_t(N));
         expect_within(rg, rstd_cpu, rel_tol(rstd_cpu, 3e-7), "rstd");
-        expect_within(y.got(), y.host, rel_tol(y.host, 1e-6), "rmsnorm y");
-        // the same logical rows stored contiguously give the same statistic bits (float4 vs scalar path)
+        const auto y_got = y.got();
+        expect_within(y_got, y.host, y.act_tol(rel_tol(y.host, 1e-6)), "rmsnorm y");
+        // the same logical rows stored contiguously give the same statistic bits and y (vector vs scalar path)
         Rows x0(xv, N, H, {0, 0}, 33);
         Dev rstd0(std::vector<float>(size_t(N), 0.0f), DType::F32, {N});
-        Rows y0(randn(size_t(N * H), 3), N, H, {0, 0}, 34);
+        Rows y0(randn(size_t(N * H), 3), N, H, {0, 0}, 34, yt);
         gpu().rmsnorm_fwd(x0.gpu_view(), w.view, eps, y0.gpu_view(), rstd0.ptr<float>());
         expect_bits(rstd0.get<float>(size_t(N)), rg, "rstd across layouts");
+        expect_bits(y0.logical(y0.got()), y.logical(y_got), "y across layouts");
+        if (yt != DType::F32) continue;  // the backward is all fp32: once
 
         // backward from non-zero dx, dw; the CPU uses its own rstd
         const auto dyv = randn(size_t(N * H), 4), dx0 = randn(size_t(N * H), 5), dw0 = randn(size_t(H), 6);
@@ -188,25 +199,29 @@ TEST_CASE("cuda rmsnorm backward: dx may alias dy (dw is computed first)", "[gpu
   expect_within(dw.get<float>(H), dw_cpu, rel_tol(dw_cpu, 1e-5, 1e-5), "dw with aliased dx");
 }
 
-TEST_CASE("cuda rope: forward and backward in place on strided views, explicit positions", "[gpu][ops]") {
+TEST_CASE("cuda rope: forward (x f32 or bf16) and backward in place on strided views, explicit positions",
+          "[gpu][ops]") {
   CpuBackend cpu(1);
   const float theta = 1000000.0f;
+  for (DType xt : {DType::F32, DType::BF16})
   for (int64_t N : kRows)
     for (int64_t hd : {2, 8, 64, 128})
       for (int64_t heads : {1, 3})
         for (const Layout& lay : layouts()) {
           const int64_t C = heads * hd;
-          INFO("N " << N << " head_dim " << hd << " heads " << heads << " off " << lay.off);
+          INFO("N " << N << " head_dim " << hd << " heads " << heads << " off " << lay.off << " x "
+                    << dtype_name(xt));
           std::vector<int32_t> pos(static_cast<size_t>(N));
           RngStream rng(3, RngPurpose::Test, 0, 0);
           for (int64_t n = 0; n < N; ++n) pos[size_t(n)] = n == 0 ? 0 : int32_t(rng.uniform(uint64_t(n)) * 32768.0f);
           Dev dpos(pos, DType::F32, {N});
-          const auto xv = randn(size_t(N * C), 1);
-          for (int dir = 0; dir < 2; ++dir) {
-            Rows x(xv, N, C, lay, 41);
+          const auto xv = as_act(randn(size_t(N * C), 1), xt);
+          for (int dir = 0; dir < (xt == DType::F32 ? 2 : 1); ++dir) {  // rope_bwd's dx is f32 only
+            Rows x(xv, N, C, lay, 41, xt);
             if (dir == 0) {
               gpu().rope_fwd(x.gpu_view(), hd, dpos.ptr<int32_t>(), theta);
               cpu.rope_fwd(x.cpu(), hd, pos.data(), theta);
+              x.round_host();
             } else {
               gpu().rope_bwd(x.gpu_view(), hd, dpos.ptr<int32_t>(), theta);
               cpu.rope_bwd(x.cpu(), hd, pos.data(), theta);
@@ -220,7 +235,13 @@ TEST_CASE("cuda rope: forward and backward in place on strided views, explicit p
                   tol[size_t(n * x.ld + x.off + h * hd + j)] = t;
                   tol[size_t(n * x.ld + x.off + h * hd + j + hd / 2)] = t;
                 }
-            expect_within(x.got(), x.host, tol, dir == 0 ? "rope_fwd" : "rope_bwd");
+            expect_within(x.got(), x.host, x.act_tol(tol), dir == 0 ? "rope_fwd" : "rope_bwd");
+          }
+          if (xt != DType::F32) {
+            Rows x(xv, N, C, lay, 41, xt);
+            REQUIRE_THROWS_WITH(gpu().rope_bwd(x.gpu_view(), hd, dpos.ptr<int32_t>(), theta),
+                                Catch::Contains("rope dx must be f32"));
+            continue;
           }
           // the backward undoes the forward
           Rows x(xv, N, C, lay, 41);
@@ -232,20 +253,24 @@ TEST_CASE("cuda rope: forward and backward in place on strided views, explicit p
   REQUIRE_THROWS_WITH(gpu().rope_fwd(odd, 4, nullptr, 10000.0f), Catch::Contains("not a multiple of head_dim 4"));
 }
 
-TEST_CASE("cuda swiglu and bias: forward and backward, aliased gradients, deterministic column sums", "[gpu][ops]") {
+TEST_CASE("cuda swiglu and bias: forward and backward (activations f32 or bf16), aliased gradients, deterministic "
+          "column sums", "[gpu][ops]") {
   CpuBackend cpu(1);
+  for (DType at : {DType::F32, DType::BF16})  // g, u, out and bias_add's y
   for (int64_t N : kRows)
     for (int64_t I : {3, 37, 128, 130})
       for (const Layout& lay : layouts()) {
-        INFO("N " << N << " I " << I << " off " << lay.off);
+        INFO("N " << N << " I " << I << " off " << lay.off << " activations " << dtype_name(at));
         auto gv = randn(size_t(N * I), 1, 4.0f);
         gv[0] = 90.0f;
         if (gv.size() > 1) gv[1] = -90.0f;
-        const auto uv = randn(size_t(N * I), 2), dv = randn(size_t(N * I), 3);
-        Rows g(gv, N, I, lay, 51), u(uv, N, I, lay, 52), out(randn(size_t(N * I), 4), N, I, lay, 53);
+        gv = as_act(gv, at);
+        const auto uv = as_act(randn(size_t(N * I), 2), at), dv = randn(size_t(N * I), 3);
+        Rows g(gv, N, I, lay, 51, at), u(uv, N, I, lay, 52, at), out(randn(size_t(N * I), 4), N, I, lay, 53, at);
         gpu().swiglu_fwd(g.gpu_view(), u.gpu_view(), out.gpu_view());
         cpu.swiglu_fwd(g.cpu(), u.cpu(), out.cpu());
-        expect_within(out.got(), out.host, rel_tol(out.host, 2e-6, 1e-30), "swiglu out");
+        out.round_host();
+        expect_within(out.got(), out.host, out.act_tol(rel_tol(out.host, 2e-6, 1e-30)), "swiglu out");
 
         Rows d(dv, N, I, lay, 54), dg(randn(size_t(N * I), 5), N, I, lay, 55), du(randn(size_t(N * I), 6), N, I, lay, 56);
         gpu().swiglu_bwd(d.gpu_view(), g.gpu_view(), u.gpu_view(), dg.gpu_view(), du.gpu_view());
@@ -260,18 +285,27 @@ TEST_CASE("cuda swiglu and bias: forward and backward, aliased gradients, determ
         const auto dg_got = dg.got();
         expect_within(dg_got, dg.host, tol_dg, "swiglu dg");
         expect_within(du.got(), du.host, rel_tol(du.host, 2e-6, 1e-30), "swiglu du");
-        // dg, du written over g, u (the model reuses the buffers): the same values
-        Rows g2(gv, N, I, lay, 51), u2(uv, N, I, lay, 52);
-        gpu().swiglu_bwd(d.gpu_view(), g2.gpu_view(), u2.gpu_view(), g2.gpu_view(), u2.gpu_view());
-        expect_bits(g2.logical(g2.got()), dg.logical(dg_got), "swiglu dg aliased");
+        if (at == DType::F32) {
+          // dg, du written over g, u (the model reuses the buffers): the same values
+          Rows g2(gv, N, I, lay, 51), u2(uv, N, I, lay, 52);
+          gpu().swiglu_bwd(d.gpu_view(), g2.gpu_view(), u2.gpu_view(), g2.gpu_view(), u2.gpu_view());
+          expect_bits(g2.logical(g2.got()), dg.logical(dg_got), "swiglu dg aliased");
+        } else {  // the gradients stay f32; the activations share one dtype
+          REQUIRE_THROWS_WITH(gpu().swiglu_bwd(d.gpu_view(), g.gpu_view(), u.gpu_view(), g.gpu_view(), du.gpu_view()),
+                              Catch::Contains("swiglu dg must be f32"));
+          REQUIRE_THROWS_WITH(gpu().swiglu_fwd(g.gpu_view(), u.gpu_view(), dg.gpu_view()),
+                              Catch::Contains("must share one dtype"));
+        }
 
-        // bias: y += b exactly; db += column sums
+        // bias: y += b exactly (bf16 y: round_bf16(y + b), the same bits as the oracle); db += column sums
         const auto bv = randn(size_t(I), 7), db0 = randn(size_t(I), 8);
         Dev b(bv, DType::F32, {I}), db(db0, DType::F32, {I});
-        Rows y(randn(size_t(N * I), 9), N, I, lay, 57);
+        Rows y(randn(size_t(N * I), 9), N, I, lay, 57, at);
         gpu().bias_add(y.gpu_view(), b.view);
         cpu.bias_add(y.cpu(), TensorView::of(bv.data(), {I}));
+        y.round_host();
         expect_bits(y.got(), y.host, "bias_add");
+        if (at != DType::F32) continue;  // bias_bwd is all fp32: once
         std::vector<float> db_cpu = db0;
         gpu().bias_bwd(d.gpu_view(), db.view);
         cpu.bias_bwd(d.cpu(), TensorView::of(db_cpu.data(), {I}));

@@ -81,6 +81,12 @@ TEST_CASE("kernel math: group ownership and grid sizes cover every element once"
   CHECK_FALSE(kmath::vec4_ok(buf + 1, 8));
   CHECK_FALSE(kmath::vec4_ok(buf, 6));
   CHECK(kmath::vec4_ok(buf + 4));
+  // bf16 (2-byte elements): a group of 4 is 8 bytes, so an 8-byte aligned base is enough
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(buf);
+  CHECK(kmath::vec4_ok(h + 4, 8, 2));
+  CHECK_FALSE(kmath::vec4_ok(h + 2, 8, 2));
+  CHECK_FALSE(kmath::vec4_ok(h + 4, 6, 2));
+  CHECK_FALSE(kmath::vec4_ok(buf + 2, 8));  // 8-byte aligned is not enough for fp32
   CHECK(kmath::round_up(33, 32) == 64);
   CHECK(kmath::ceil_div(64, 32) == 2);
 }

@@ -1,8 +1,8 @@
 // CudaBackend: the Backend interface on one CUDA device (ARCHITECTURE.md §3.1, §3.4).
 //
 // Status (issue 12, CUDA backend):
-//   exists:  gemm through cuBLASLt (fp32 or bf16 A/B, fp32 or bf16 C, CUBLAS_COMPUTE_32F accumulate,
-//            row-major views mapped onto column-major by swapping operands (colmajor_gemm.h), strided
+//   exists:  gemm through cuBLASLt (fp32 or bf16 A/B, fp32 C or bf16 C with beta = 0, CUBLAS_COMPUTE_32F
+//            accumulate, row-major views mapped onto column-major by swapping operands (colmajor_gemm.h), strided
 //            batched with broadcast (batch stride 0), alpha/beta, k = 0 handled as C = beta C, a per-shape
 //            cache of descriptors + the heuristic's algorithm, workspace from CudaContext); a stream-ordered
 //            caching allocator for Device::CUDA Buffers (cudaMallocAsync/cudaFreeAsync from the device's
@@ -15,10 +15,14 @@
 //            (comm/nccl_communicator.h); attention fwd/bwd as fp32 SIMT flash attention (cuda_ops_attention.cu,
 //            FlashAttention-2 tiling in flash_tile.h, no [L, L] buffer); TF32 math (allow_tf32) and the
 //            device's nominal peak (peak_flops) for MFU; sample_rows, the rollout's sample_tokens on the device
-//            (cuda_sample.cu: the passes of sample_row.h, one block per row; see its declaration below). None of
+//            (cuda_sample.cu: the passes of sample_row.h, one block per row; see its declaration below); the bf16
+//            forms of the activation arguments backend.h marks "f32|bf16" (gemm C, rmsnorm_fwd y, rope_fwd x,
+//            attention q/k/v/o, swiglu g/u/out, bias_add y): the same kernels templated on the element type, fp32
+//            math, one rounding per bf16 output, tested against round_bf16 of the f32 oracle (tests/gpu). None of
 //            it has run on a GPU yet (no device was lent).
-//   remains: bf16 activations (compute_dtype bf16; bf16 parameters with an fp32 master work through
-//            DreamModel/ZeroEngine on any backend), tensor-core attention; every measured number.
+//   remains: compute_dtype bf16 in the model (DreamModel still passes fp32 activations; bf16 parameters with an
+//            fp32 master work through DreamModel/ZeroEngine on any backend), tensor-core attention; every
+//            measured number.
 //
 // Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
 // use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
@@ -57,7 +61,8 @@ class CudaBackend final : public Backend {
   Device device() const override { return Device::CUDA; }
   const CudaContext& context() const { return ctx_; }
 
-  // A and B of one dtype (f32 or bf16), C f32 or bf16; every operand in device memory. fp32 accumulate.
+  // A and B of one dtype (f32 or bf16), C f32, or bf16 (A, B bf16 and beta = 0, else fatal); every operand in
+  // device memory. fp32 accumulate.
   void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
             float alpha = 1.0f, float beta = 0.0f) override;
   size_t gemm_plans_cached() const;  // distinct (shape, layout, dtype, alignment) keys seen so far
@@ -76,8 +81,8 @@ class CudaBackend final : public Backend {
              double lr, int64_t step, const AdamWParams& hp, float grad_scale) override;
   void cast(const TensorView& src, const TensorView& dst) override;
 
-  // fp32 flash attention (cuda_ops_attention.cu): head_dim 16, 32, 64 or 128; q, k, v, o, lse, key_mask and
-  // the gradients in device memory.
+  // Flash attention with fp32 math (cuda_ops_attention.cu): head_dim 16, 32, 64 or 128; q, k, v, o f32 or bf16
+  // (one dtype), lse and the gradients f32; everything, key_mask included, in device memory.
   void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                      const uint8_t* key_mask, const TensorView& o, float* lse) override;
   void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,

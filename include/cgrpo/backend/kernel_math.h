@@ -15,6 +15,7 @@
 #include <math.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -91,9 +92,10 @@ CGRPO_HD RowPartition make_row_partition(int64_t rows, int64_t max_blocks, int64
 constexpr int kGroup = 4;
 CGRPO_HD int64_t group_count(int64_t n) { return ceil_div(n, kGroup); }
 
-// The float4 path needs the base 16-byte aligned and every row start too (row stride and width multiple of 4).
-inline bool vec4_ok(const void* p, int64_t ld = 0) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 4 == 0;
+// The 4-element vector path needs the base aligned to a whole group (16 bytes for fp32, 8 for bf16: elem_bytes
+// is the element size) and every row start too (row stride and width multiple of 4).
+inline bool vec4_ok(const void* p, int64_t ld = 0, size_t elem_bytes = 4) {
+  return reinterpret_cast<uintptr_t>(p) % (kGroup * elem_bytes) == 0 && ld % 4 == 0;
 }
 
 // Blocks for a grid-stride loop over n items: enough to cover n (capped), at least 1.
