@@ -7,6 +7,8 @@
 #  C. Resume: the CUDA run restarted from its step-2 checkpoint ends bit-identical to the uninterrupted CUDA run
 #     (the kernels are deterministic), and the same checkpoint resumes on the CPU backend and trains on
 #     (test_gpu_model checks that device and host engines load a checkpoint to the same bits).
+#  D. Mixed precision (bf16 parameters and activations, fp32 master): SFT losses on CUDA within 2e-2 of the same
+#     precision on the CPU oracle, and a bit-exact CUDA resume.
 # Exits 77 (skipped) when the node has no usable CUDA device (probe: the gpu test binary's own check).
 # CGRPO_GPU_TRAIN_BACKEND (default cuda) exists to dry-run this script's logic on a CPU-only machine.
 set -euo pipefail
@@ -76,4 +78,18 @@ done
   fail "the resumed CUDA run is not bit-identical to the uninterrupted one"
 [ "$(cat "$work/res_cpu/checkpoints/latest")" = step_00000004.h5 ] || fail "the CPU resume did not reach step 4"
 echo "C: CUDA resume is bit-exact; a CUDA checkpoint resumes on the CPU backend"
+
+# ---- D: bf16 parameters and activations
+mp=(--parallel.param_dtype bf16 --parallel.compute_dtype bf16 --sft.steps 6 --checkpoint.every_steps 3
+    --checkpoint.keep_last 5 --parallel.zero_stage 2)
+run "$work/mp_cpu" cpu sft "${mp[@]}"
+run "$work/mp_gpu" "$gpu" sft "${mp[@]}"
+compare loss sft 2e-2 "$work/mp_cpu/metrics.jsonl" "$work/mp_gpu/metrics.jsonl" || fail "bf16 SFT loss differs"
+mkdir -p "$work/mp_res/checkpoints"
+cp "$work/mp_gpu/checkpoints/sft_step_00000003.h5" "$work/mp_res/checkpoints/"
+echo sft_step_00000003.h5 >"$work/mp_res/checkpoints/latest"
+run "$work/mp_res" "$gpu" sft "${mp[@]}" --resume auto
+"$cgrpo" inspect "$(final "$work/mp_gpu")" --diff "$(final "$work/mp_res")" --tol 0 >/dev/null ||
+  fail "the resumed bf16 CUDA SFT run is not bit-identical to the uninterrupted one"
+echo "D: bf16 parameters and activations on CUDA match the CPU oracle; bit-exact resume"
 echo "PASS"
