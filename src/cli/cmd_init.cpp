@@ -1,5 +1,5 @@
 // cgrpo init: write a randomly initialised model (config.json + safetensors) for a preset.
-#include <boost/program_options.hpp>
+#include "cgrpo/cli/options.h"
 #include <cstdio>
 #include <iostream>
 
@@ -9,7 +9,6 @@
 #include "cgrpo/io/safetensors.h"
 #include "cgrpo/model/dream_model.h"
 
-namespace po = boost::program_options;
 
 namespace cgrpo::cli {
 
@@ -17,8 +16,8 @@ int cmd_init(int argc, char** argv) {
   std::string preset, out, dtype_s;
   uint64_t seed = 0;
   float std_dev = 0.02f;
-  po::options_description desc("usage: cgrpo init --preset tiny|small|1b|diffucoder-7b --out DIR [options]\n\noptions");
-  desc.add_options()("help,h", "show this help")                                                   //
+  po::options_description desc("options");
+  desc.add_options()                                                                               //
       ("preset", po::value(&preset), "model preset: tiny, small, 1b, diffucoder-7b")              //
       ("out", po::value(&out), "output directory (config.json + safetensors)")                     //
       ("seed", po::value(&seed)->default_value(0), "initialisation seed (Philox, purpose Init)")   //
@@ -26,19 +25,11 @@ int cmd_init(int argc, char** argv) {
       ("dtype", po::value(&dtype_s)->default_value("f32"), "stored dtype: f32 or bf16")            //
       ("dry-run", "print the parameter count and sizes, write nothing");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "cgrpo init: %s\n\n", e.what());
-    std::cerr << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << "Write a randomly initialised Dream model for a preset (biases 0, norms 1, weights N(0, std)).\n\n"
-              << desc << "\n";
+  if (!parse_args(argc, argv,
+                  "cgrpo init --preset tiny|small|1b|diffucoder-7b --out DIR [options]\n\n"
+                  "Write a randomly initialised Dream model for a preset (biases 0, norms 1, weights N(0, std)).",
+                  desc, vm))
     return 0;
-  }
   CGRPO_CHECK(!preset.empty(), "cgrpo init: --preset is required", hint("one of tiny, small, 1b, diffucoder-7b"));
   const bool dry = vm.count("dry-run") > 0;
   CGRPO_CHECK(dry || !out.empty(), "cgrpo init: --out DIR is required (or --dry-run)");

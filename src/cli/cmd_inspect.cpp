@@ -2,7 +2,7 @@
 // cgrpo inspect CKPT.h5 [--no-verify] [--diff OTHER.h5 [--tol T]]: a checkpoint's step, saved world size and
 // stage, datasets, and whether every checksum holds; with --diff, the largest element difference per dataset
 // against another checkpoint (exit 1 when any exceeds T or the layouts differ).
-#include <boost/program_options.hpp>
+#include "cgrpo/cli/options.h"
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -16,7 +16,6 @@
 #include <cmath>
 #include "cgrpo/model/param_layout.h"
 
-namespace po = boost::program_options;
 
 namespace cgrpo::cli {
 
@@ -64,26 +63,19 @@ int inspect_ckpt(const std::string& path, bool verify, const std::string& other,
 int cmd_inspect(int argc, char** argv) {
   std::string dir, diff_with;
   double tol = 0;
-  po::options_description desc("usage: cgrpo inspect DIR | CKPT.h5 [--diff OTHER.h5 [--tol T]] [--no-verify]\n\noptions");
-  desc.add_options()("help,h", "show this help")("dir", po::value(&dir), "model directory or checkpoint file")
+  po::options_description desc("options");
+  desc.add_options()("dir", po::value(&dir), "model directory or checkpoint file")
                     ("diff", po::value(&diff_with), "checkpoint to compare element by element")
                     ("tol", po::value(&tol)->default_value(0.0), "largest allowed |difference| for --diff")
                     ("no-verify", "skip the checksum verification (reads no data)");
   po::positional_options_description pos;
   pos.add("dir", 1);
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "cgrpo inspect: %s\n\n", e.what());
-    std::cerr << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << "Summarise a model directory (config, parameters per module, bytes per dtype) or a checkpoint.\n\n" << desc << "\n";
+  if (!parse_args(argc, argv,
+                  "cgrpo inspect DIR | CKPT.h5 [--diff OTHER.h5 [--tol T]] [--no-verify]\n\n"
+                  "Summarise a model directory (config, parameters per module, bytes per dtype) or a checkpoint.",
+                  desc, vm, nullptr, &pos))
     return 0;
-  }
   CGRPO_CHECK(!dir.empty(), "cgrpo inspect: a model directory or checkpoint is required", hint("cgrpo inspect DIR"));
   if (std::filesystem::is_regular_file(dir)) return inspect_ckpt(dir, !vm.count("no-verify"), diff_with, tol);
   const ModelConfig cfg = ModelConfig::load((std::filesystem::path(dir) / "config.json").string());

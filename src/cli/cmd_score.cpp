@@ -1,6 +1,6 @@
 // cgrpo score: log-probabilities of labelled tokens under a model (spec §1.5 shift: raw logits at position
 // i predict token i+1, so label j is scored from position j-1; label 0 and labels of -100 are not scored).
-#include <boost/program_options.hpp>
+#include "cgrpo/cli/options.h"
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -16,7 +16,6 @@
 #include "cgrpo/io/safetensors.h"
 #include "cgrpo/model/dream_model.h"
 
-namespace po = boost::program_options;
 
 namespace cgrpo::cli {
 
@@ -37,28 +36,20 @@ std::vector<int32_t> int_array(const nlohmann::json& j, const char* key, const s
 int cmd_score(int argc, char** argv) {
   std::string model_dir, input, output;
   int64_t dump_k = 0, chunk = 4096;
-  po::options_description desc("usage: cgrpo score --model DIR --input in.jsonl --output out.jsonl\n\noptions");
-  desc.add_options()("help,h", "show this help")                                                           //
+  po::options_description desc("options");
+  desc.add_options()                                                                                         //
       ("model", po::value(&model_dir), "model directory (config.json + safetensors)")                      //
       ("input", po::value(&input), "JSONL, one {\"input_ids\": [...], \"labels\": [...]} per line")         //
       ("output", po::value(&output), "JSONL, one {\"logprobs\", \"sum_logprob\", \"num_scored\"} per line")  //
       ("dump-logits", po::value(&dump_k)->default_value(0), "also write the top K raw logits of each scored position")
       ("vocab-chunk", po::value(&chunk)->default_value(4096), "vocabulary columns per log-softmax chunk");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "cgrpo score: %s\n\n", e.what());
-    std::cerr << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << "Score labelled sequences: logprobs[j] = log p(labels[j] | input_ids) from the raw logits at "
-                 "position j-1 (Dream's shift).\nlabels = -100 and position 0 give null.\n\n"
-              << desc << "\n";
+  if (!parse_args(argc, argv,
+                  "cgrpo score --model DIR --input in.jsonl --output out.jsonl\n\n"
+                  "Score labelled sequences: logprobs[j] = log p(labels[j] | input_ids) from the raw logits at "
+                  "position j-1 (Dream's shift).\nlabels = -100 and position 0 give null.",
+                  desc, vm))
     return 0;
-  }
   CGRPO_CHECK(!model_dir.empty() && !input.empty() && !output.empty(),
               "cgrpo score: --model, --input and --output are required");
   CGRPO_CHECK(dump_k >= 0, "cgrpo score: --dump-logits must be >= 0");

@@ -2,7 +2,7 @@
 //   encode: {"text": "..."} per line  -> {"ids": [...]}
 //   decode: {"ids": [...]} per line   -> {"text": "..."}   (--decode [--skip-special])
 //   --text STR: one string -> its ids and token spellings, for a quick look
-#include <boost/program_options.hpp>
+#include "cgrpo/cli/options.h"
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -14,7 +14,6 @@
 #include "cgrpo/core/error.h"
 #include "cgrpo/tokenizer/tokenizer.h"
 
-namespace po = boost::program_options;
 using json = nlohmann::json;
 
 namespace cgrpo::cli {
@@ -79,32 +78,21 @@ void decode_stream(const Tokenizer& tok, bool skip_special) {
 
 int cmd_tokenize(int argc, char** argv) {
   set_fatal_mode(FatalMode::Throw);  // single process: errors go through dispatch() and exit 1
-  po::options_description opts(
-      "usage: cgrpo tokenize [--tokenizer FILE | --model DIR] [--decode [--skip-special] | --text STR]\n\n"
+  const std::string usage =
+      "cgrpo tokenize [--tokenizer FILE | --model DIR] [--decode [--skip-special] | --text STR]\n\n"
       "Reads JSONL on stdin and writes JSONL on stdout: {\"text\": ...} -> {\"ids\": [...]}, or with --decode\n"
       "{\"ids\": [...]} -> {\"text\": ...}. Default tokenizer: " +
-      default_tokenizer_path() + "\n\noptions");
+      default_tokenizer_path();
+  po::options_description opts("options");
   std::string tokenizer_path, model_dir, text;
   opts.add_options()
-      ("help,h", "print this help")
       ("tokenizer", po::value(&tokenizer_path), "HF tokenizer.json to use")
       ("model", po::value(&model_dir), "model directory; uses DIR/tokenizer.json")
       ("decode", "read {\"ids\": [...]} lines and write {\"text\": ...} lines")
       ("skip-special", "with --decode: drop tokens flagged special (e.g. <|im_end|>, <|mask|>)")
       ("text", po::value(&text), "tokenize this one string; print its ids and token spellings");
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "cgrpo tokenize: %s\n\n", e.what());
-    std::cerr << opts << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (!parse_args(argc, argv, usage.c_str(), opts, vm)) return 0;
   CGRPO_CHECK(!(vm.count("tokenizer") && vm.count("model")), "cgrpo tokenize: give --tokenizer or --model, not both");
   CGRPO_CHECK(!(vm.count("text") && vm.count("decode")), "cgrpo tokenize: --text and --decode do not combine");
   CGRPO_CHECK(!vm.count("skip-special") || vm.count("decode"), "cgrpo tokenize: --skip-special needs --decode");

@@ -8,7 +8,7 @@ CGRPO=${1:?usage: gen_eval_cli.sh path/to/cgrpo mpiexec}
 MPIEXEC=${2:-mpirun}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 MPI="$MPIEXEC -n 2 --oversubscribe --bind-to none"
-ulimit -c 0  # the error cases below end in abort()
+ulimit -c 0  # no core files should CGRPO_ABORT be set
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 GEN=(--rollout.max_new_tokens 16 --rollout.steps 8 --rollout.batch_size 3)
@@ -137,6 +137,12 @@ grep -q "^pass@1 = 0.6667" "$T/ec.txt"
 # --- bad flags
 fails "exactly one of --prompt" "$CGRPO" generate --model "$T/m"
 fails "bogus" "$CGRPO" generate --model "$T/m" --prompt x --bogus
+for sub in init inspect score tokenize; do  # a usage error is a message and exit status 1, not a signal
+  rc=0
+  "$CGRPO" "$sub" --bogus >/dev/null 2>"$T/err.txt" || rc=$?
+  [[ $rc -eq 1 ]] || { echo "FAIL: cgrpo $sub --bogus exited $rc, expected 1"; exit 1; }
+  grep -q "cgrpo $sub: unrecognised option '--bogus'" "$T/err.txt" || { echo "FAIL: cgrpo $sub --bogus said:"; cat "$T/err.txt"; exit 1; }
+done
 fails "rollout.nosuch" "$CGRPO" generate --model "$T/m" --prompt x --rollout.nosuch 3
 fails "max_position_embeddings\|max_new_tokens" "$CGRPO" generate --model "$T/m" --prompt x --rollout.max_new_tokens 5000
 fails "no config.json" "$CGRPO" generate --model "$T/nope" --prompt x
