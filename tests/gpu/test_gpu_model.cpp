@@ -281,41 +281,32 @@ TEST_CASE("cuda checkpoint: device shards save and load bit-exactly, also into a
   std::filesystem::remove_all(dir);
 }
 
-// Both sides round the same activations to bf16 before every weight matmul; where the fp32 sums of the two
-// backends (different accumulation orders) fall on either side of a bf16 rounding boundary the rounded operands
-// differ by one bf16 ulp (2^-8 relative), so the agreement is ~1e-3 rather than fp32's ~1e-5.
-TEST_CASE("cuda dream model with bf16 parameters: log-probs, logits and gradients match the CPU backend",
+// bf16 parameters: both sides round the same activations to bf16 before every weight matmul; where the fp32 sums
+// of the two backends (different accumulation orders) fall on either side of a bf16 rounding boundary the rounded
+// operands differ by one bf16 ulp (2^-8 relative), so the agreement is ~1e-3 rather than fp32's ~1e-5.
+// bf16 activations on top: every saved tensor is rounded once more on each side, and the device attention may round
+// P and dS to bf16 for its tensor-core products (backend.h), so a boundary crossed differently costs one bf16 ulp at
+// more places; the bounds are those of the CPU model's own bf16 tests (test_model_bf16.cpp: logits / log-probs 3e-2,
+// gradients 8e-2 of their tensor's largest value).
+TEST_CASE("cuda dream model with bf16 parameters (and activations): log-probs, logits and gradients match the CPU",
           "[gpu][model]") {
   const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   const std::vector<float> params = host_params(layout);
   const Batch b = make_batch(c);
   CpuBackend cpu(1);
-  for (bool recompute : {false, true}) {
-    INFO("recompute " << recompute);
-    const Run want = run_model_bf16(cpu, c, params, b, recompute);
-    const Run got = run_model_bf16(gpu_backend(), c, params, b, recompute);
-    expect_runs_close(layout, got, want, 5e-3, 2e-2);
-  }
-}
-
-// bf16 activations: every saved tensor is rounded once more on each side, and the device attention may round P and
-// dS to bf16 for its tensor-core products (backend.h), so a rounding boundary crossed differently costs one bf16 ulp
-// at more places than with bf16 parameters alone; the bounds are those of the CPU model's own bf16 tests
-// (test_model_bf16.cpp: logits / log-probs 3e-2, gradients 8e-2 of their tensor's largest value).
-TEST_CASE("cuda dream model with bf16 parameters and activations: log-probs, logits and gradients match the CPU backend",
-          "[gpu][model]") {
-  const ModelConfig c = gpu_test::small_model_config();
-  const ParamLayout layout(c);
-  const std::vector<float> params = host_params(layout);
-  const Batch b = make_batch(c);
-  CpuBackend cpu(1);
-  for (bool recompute : {false, true}) {
-    INFO("recompute " << recompute);
-    const Run want = run_model_bf16(cpu, c, params, b, recompute, DType::BF16);
-    const Run got = run_model_bf16(gpu_backend(), c, params, b, recompute, DType::BF16);
-    expect_runs_close(layout, got, want, 3e-2, 8e-2);
-    const Run f32acts = run_model_bf16(gpu_backend(), c, params, b, recompute, DType::F32);
-    CHECK(f32acts.logp != got.logp);  // the activations really are bf16 on the device
+  for (DType acts : {DType::F32, DType::BF16}) {
+    for (bool recompute : {false, true}) {
+      INFO("activations " << dtype_name(acts) << ", recompute " << recompute);
+      const Run want = run_model_bf16(cpu, c, params, b, recompute, acts);
+      const Run got = run_model_bf16(gpu_backend(), c, params, b, recompute, acts);
+      if (acts == DType::F32) {
+        expect_runs_close(layout, got, want, 5e-3, 2e-2);
+      } else {
+        expect_runs_close(layout, got, want, 3e-2, 8e-2);
+        const Run f32acts = run_model_bf16(gpu_backend(), c, params, b, recompute, DType::F32);
+        CHECK(f32acts.logp != got.logp);  // the activations really are bf16 on the device
+      }
+    }
   }
 }
