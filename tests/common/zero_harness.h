@@ -130,6 +130,17 @@ inline int64_t toy_working_mismatches(ZeroEngine& e) {
   return bad;
 }
 
+// Collective: every rank waits until rank 0 has read the process's memory statistics into `into` (the ranks of a
+// LocalCommunicator share them) and, with reset_peak, restarted the peaks from there.
+inline void memory_snapshot(Communicator& c, MemoryStats& into, bool reset_peak) {
+  c.barrier();
+  if (c.rank() == 0) {
+    into = memory_stats();
+    if (reset_peak) reset_peak_memory();
+  }
+  c.barrier();
+}
+
 inline double max_rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
   double d = 0;
   for (size_t u = 0; u < a.size(); ++u)

@@ -123,27 +123,14 @@ TEST_CASE("zero engine reduce bf16: staging and gradient bytes match plan_zero, 
             const ZeroPlan plan = plan_zero(toy_units(), W, stage, int(dtype_size(pd)), rb, {}, overlap);
             MemoryStats before{}, built{}, after{};
             LocalCommunicator::run(W, [&](Communicator& c) {
-              c.barrier();
-              if (c.rank() == 0) {
-                before = memory_stats();
-                reset_peak_memory();
-              }
-              c.barrier();
-              {
-                ZeroEngine e(toy_units(), c, stage, kHp, true, nullptr, pd, rd);
-                e.set_overlap(overlap);
-                c.barrier();
-                if (c.rank() == 0) {
-                  built = memory_stats();
-                  reset_peak_memory();  // set_overlap reallocated the landing zone: the peak counts from here
-                }
-                c.barrier();
-                testing::toy_init_engine(e);
-                testing::toy_steps(e, 0, 2, 2, 12, 0.05, 0.0);
-                c.barrier();
-                if (c.rank() == 0) after = memory_stats();
-                c.barrier();
-              }
+              testing::memory_snapshot(c, before, true);
+              ZeroEngine e(toy_units(), c, stage, kHp, true, nullptr, pd, rd);
+              e.set_overlap(overlap);
+              // set_overlap reallocated the landing zone: the peaks count from here
+              testing::memory_snapshot(c, built, true);
+              testing::toy_init_engine(e);
+              testing::toy_steps(e, 0, 2, 2, 12, 0.05, 0.0);
+              testing::memory_snapshot(c, after, false);
             });
             auto live = [&](const MemoryStats& m, MemCategory k) {
               return (m.live_bytes[0][int(k)] - before.live_bytes[0][int(k)]) / W;
