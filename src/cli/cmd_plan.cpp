@@ -48,6 +48,7 @@ int cmd_plan(int argc, char** argv) {
                      {"padded_numel", p.zero.padded_numel}, {"params_bytes", p.zero.params_bytes},
                      {"gathered_bytes", p.zero.gathered_bytes}, {"grads_bytes", p.zero.grads_bytes},
                      {"master_bytes", p.zero.master_bytes}, {"moments_bytes", p.zero.moments_bytes},
+                     {"scratch_bytes", p.zero.scratch_bytes}, {"staging_bytes", p.zero.staging_bytes},
                      {"activations_bytes", p.activations_bytes}, {"workspace_bytes", p.workspace_bytes},
                      {"total_bytes", p.total_bytes()}, {"sent_bytes_per_step", p.zero.sent_bytes_per_step},
                      {"micro_rows", p.micro_rows}, {"seq_len", p.seq_len}, {"largest_micro_batch", fit}});

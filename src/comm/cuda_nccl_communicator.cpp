@@ -212,19 +212,20 @@ void NcclCommunicator::do_reduce_scatter(const TensorView& send, const TensorVie
   Impl& m = *impl_;
   const int W = world_size();
   const int64_t n = send.numel();
+  const ncclDataType_t t = nccl_type(send.dtype);  // f32 or bf16 (the base class checks)
+  const size_t es = dtype_size(send.dtype);
   begin();
   if (n % W == 0) {
-    CGRPO_NCCL(ncclReduceScatter(send.data, recv.data, static_cast<size_t>(n / W), ncclFloat32, nccl_op(op), m.nccl,
-                                 m.stream));
+    CGRPO_NCCL(ncclReduceScatter(send.data, recv.data, static_cast<size_t>(n / W), t, nccl_op(op), m.nccl, m.stream));
   } else {
     CGRPO_NCCL(ncclGroupStart());
     for (int r = 0; r < W; ++r) {
       const ShardRange sr = shard_range(n, W, r);
       if (sr.count == 0) continue;
-      const float* src = static_cast<const float*>(send.data) + sr.offset;
+      const char* src = static_cast<const char*>(send.data) + sr.offset * es;
       // recvbuff is only used on the root; other ranks pass their own source (ignored by NCCL)
-      void* dst = r == rank() ? recv.data : const_cast<float*>(src);
-      CGRPO_NCCL(ncclReduce(src, dst, static_cast<size_t>(sr.count), ncclFloat32, nccl_op(op), r, m.nccl, m.stream));
+      void* dst = r == rank() ? recv.data : const_cast<char*>(src);
+      CGRPO_NCCL(ncclReduce(src, dst, static_cast<size_t>(sr.count), t, nccl_op(op), r, m.nccl, m.stream));
     }
     CGRPO_NCCL(ncclGroupEnd());
   }
@@ -235,8 +236,8 @@ void NcclCommunicator::do_all_reduce(const TensorView& buf, ReduceOp op) {
   check_device(buf, "all_reduce");
   Impl& m = *impl_;
   begin();
-  CGRPO_NCCL(ncclAllReduce(buf.data, buf.data, static_cast<size_t>(buf.numel()), ncclFloat32, nccl_op(op), m.nccl,
-                           m.stream));
+  CGRPO_NCCL(ncclAllReduce(buf.data, buf.data, static_cast<size_t>(buf.numel()), nccl_type(buf.dtype), nccl_op(op),
+                           m.nccl, m.stream));
   end();
 }
 

@@ -44,28 +44,33 @@ void LocalCommunicator::do_all_gather(const TensorView& send, const TensorView& 
   g_->barrier_.arrive_and_wait();
 }
 
+// srcs[q] = rank q's published buffer bufs[q] at element `offset`, elements of `es` bytes
+static std::vector<const void*> rank_blocks(const void* const* bufs, int world, int64_t offset, size_t es) {
+  std::vector<const void*> srcs(size_t(world), nullptr);
+  for (int q = 0; q < world; ++q) srcs[size_t(q)] = static_cast<const char*>(bufs[q]) + offset * int64_t(es);
+  return srcs;
+}
+
 void LocalCommunicator::do_reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op) {
-  const int W = world_size();
   g_->send_[rank()] = send.data;
   g_->barrier_.arrive_and_wait();
-  const ShardRange mine = shard_range(send.numel(), W, rank());
-  std::vector<const float*> srcs(W);
-  for (int q = 0; q < W; ++q) srcs[q] = static_cast<const float*>(g_->send_[q]) + mine.offset;
-  reduce_rank_order(static_cast<float*>(recv.data), srcs.data(), W, mine.count, op);
+  const ShardRange mine = shard_range(send.numel(), world_size(), rank());
+  const std::vector<const void*> srcs = rank_blocks(g_->send_.data(), world_size(), mine.offset, dtype_size(send.dtype));
+  reduce_rank_order(recv.data, srcs.data(), world_size(), mine.count, send.dtype, op);
   g_->barrier_.arrive_and_wait();
 }
 
 void LocalCommunicator::do_all_reduce(const TensorView& buf, ReduceOp op) {
-  const int W = world_size();
   g_->ptrs_[rank()] = buf.data;
   g_->barrier_.arrive_and_wait();
-  const ShardRange mine = shard_range(buf.numel(), W, rank());
-  std::vector<const float*> srcs(W);
-  for (int q = 0; q < W; ++q) srcs[q] = static_cast<const float*>(g_->ptrs_[q]) + mine.offset;
-  scratch_.resize(mine.count);
-  reduce_rank_order(scratch_.data(), srcs.data(), W, mine.count, op);
+  const ShardRange mine = shard_range(buf.numel(), world_size(), rank());
+  const size_t es = dtype_size(buf.dtype), block_bytes = size_t(mine.count) * es;
+  const std::vector<const void*> srcs = rank_blocks(g_->ptrs_.data(), world_size(), mine.offset, es);
+  scratch_.resize(block_bytes);
+  reduce_rank_order(scratch_.data(), srcs.data(), world_size(), mine.count, buf.dtype, op);
   g_->barrier_.arrive_and_wait();  // everyone has read every input block
-  for (int q = 0; q < W; ++q) std::copy(scratch_.begin(), scratch_.end(), static_cast<float*>(g_->ptrs_[q]) + mine.offset);
+  for (int q = 0; q < world_size(); ++q)
+    std::copy_n(scratch_.data(), block_bytes, static_cast<char*>(g_->ptrs_[q]) + mine.offset * int64_t(es));
   g_->barrier_.arrive_and_wait();
 }
 

@@ -82,21 +82,23 @@ void MpiCommunicator::all_gather_bytes(const void* send, void* recv, int64_t n, 
   CGRPO_MPI(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
 }
 
-void MpiCommunicator::reduce_scatter_into(const float* send, float* recv, int64_t n, ReduceOp op) {
+void MpiCommunicator::reduce_scatter_into(const void* send, void* recv, int64_t n, DType dtype, ReduceOp op) {
   const int W = world_size(), r = rank();
   const ShardRange mine = shard_range(n, W, r);
-  staging_.resize(std::max<size_t>(staging_.size(), static_cast<size_t>(W) * mine.count));
+  const int64_t es = static_cast<int64_t>(dtype_size(dtype)), block_bytes = mine.count * es;
+  staging_.resize(std::max<size_t>(staging_.size(), static_cast<size_t>(W * block_bytes)));
+  const char* src = static_cast<const char*>(send);
   reqs_.clear();
   for (int k = 1; k < W; ++k) {
     const int to = (r + k) % W, from = (r - k + W) % W;
-    post(reqs_, false, staging_.data() + from * mine.count, mine.count * 4, from, comm_);
+    post(reqs_, false, staging_.data() + from * block_bytes, block_bytes, from, comm_);
     const ShardRange theirs = shard_range(n, W, to);
-    post(reqs_, true, const_cast<float*>(send) + theirs.offset, theirs.count * 4, to, comm_);
+    post(reqs_, true, const_cast<char*>(src) + theirs.offset * es, theirs.count * es, to, comm_);
   }
   CGRPO_MPI(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
-  std::vector<const float*> srcs(W);
-  for (int q = 0; q < W; ++q) srcs[q] = q == r ? send + mine.offset : staging_.data() + q * mine.count;
-  reduce_rank_order(recv, srcs.data(), W, mine.count, op);
+  std::vector<const void*> srcs(W);
+  for (int q = 0; q < W; ++q) srcs[q] = q == r ? src + mine.offset * es : staging_.data() + q * block_bytes;
+  reduce_rank_order(recv, srcs.data(), W, mine.count, dtype, op);
 }
 
 void MpiCommunicator::do_all_gather(const TensorView& send, const TensorView& recv) {
@@ -104,19 +106,21 @@ void MpiCommunicator::do_all_gather(const TensorView& send, const TensorView& re
 }
 
 void MpiCommunicator::do_reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op) {
-  reduce_scatter_into(static_cast<const float*>(send.data), static_cast<float*>(recv.data), send.numel(), op);
+  reduce_scatter_into(send.data, recv.data, send.numel(), send.dtype, op);
 }
 
 void MpiCommunicator::do_all_reduce(const TensorView& buf, ReduceOp op) {
   // reduce-scatter into this rank's block of buf (its own contribution is read before it is overwritten:
   // reduce_rank_order copies every source, and the sends complete in Waitall first), then all-gather.
   const int64_t n = buf.numel();
-  float* p = static_cast<float*>(buf.data);
+  const size_t es = dtype_size(buf.dtype);
+  char* p = static_cast<char*>(buf.data);
   const ShardRange mine = shard_range(n, world_size(), rank());
-  scratch_.assign(p + mine.offset, p + mine.offset + mine.count);  // no realloc once grown
-  reduce_scatter_into(p, scratch_.data(), n, op);
-  std::copy(scratch_.begin(), scratch_.end(), p + mine.offset);
-  all_gather_bytes(p + mine.offset, p, n, 4);
+  char* block = p + mine.offset * int64_t(es);
+  scratch_.assign(block, block + mine.count * int64_t(es));  // no realloc once grown
+  reduce_scatter_into(p, scratch_.data(), n, buf.dtype, op);
+  std::copy(scratch_.begin(), scratch_.end(), block);
+  all_gather_bytes(block, p, n, es);
 }
 
 void MpiCommunicator::do_broadcast(const TensorView& buf, int root) {

@@ -42,7 +42,7 @@ void ZeroEngine::zero(Buffer& b) {
   if (!b.empty()) be_.zero(flat(b.as<float>(), int64_t(b.bytes() / 4)));
 }
 
-ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb, int gb,
+ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb, int rb,
                    const std::vector<int>& gathered_once, bool overlap) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage ", stage);
   ZeroPlan p;
@@ -57,37 +57,40 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
   const int64_t psi = p.padded_numel, shard = psi / W;
   p.params_bytes = (stage == 3 ? shard : psi) * pb;
   p.gathered_bytes = stage == 3 ? p.max_unit_padded * pb : 0;
-  p.grads_bytes = stage == 0 ? psi * gb
-                  : stage == 1 ? (psi + shard) * gb
-                               : shard * gb + p.max_unit_padded * gb;
+  const int64_t max_shard = p.max_unit_padded / W;
+  p.grads_bytes = (stage == 0 ? psi : stage == 1 ? psi + shard : shard + p.max_unit_padded) * 4;  // always fp32
   p.master_bytes = pb == 4 ? 0 : (stage == 0 ? psi : shard) * 4;
   p.moments_bytes = (stage == 0 ? psi : shard) * 8;
-  p.scratch_bytes = stage >= 2 ? p.max_unit_padded / W * 4 : 0;
+  p.scratch_bytes = stage >= 2 ? max_shard * 4 : 0;
+  p.staging_bytes = rb == 4 ? 0 : (p.max_unit_padded + (stage >= 1 ? max_shard : 0)) * rb;
   if (overlap) {
-    if (stage >= 2) p.grads_bytes += p.max_unit_padded * gb;
+    if (stage >= 2 && rb == 4) p.grads_bytes += p.max_unit_padded * 4;  // the outstanding reduce-scatter's input
     p.scratch_bytes *= 2;
     p.gathered_bytes *= 2;
   }
   // per rank: (W-1) blocks of S elements per collective leg (direct exchange; Communicator accounting)
   const int64_t leg = (W - 1) * shard;
-  p.sent_bytes_per_step = stage == 0 ? 2 * leg * gb : stage == 3 ? 2 * leg * pb + leg * gb : leg * gb + leg * pb;
+  p.sent_bytes_per_step = stage == 0 ? 2 * leg * rb : stage == 3 ? 2 * leg * pb + leg * rb : leg * rb + leg * pb;
   if (stage == 3)
     for (int u : gathered_once) p.sent_bytes_per_step -= (W - 1) * (round_up(unit_numel_of(units[size_t(u)]), W) / W) * pb;
   return p;
 }
 
 ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable,
-                       Backend* backend, DType param_dtype)
+                       Backend* backend, DType param_dtype, DType reduce_dtype)
     : be_(backend ? *backend : host_backend()), comm_(comm), stage_(stage), hp_(hp), trainable_(trainable),
-      param_dtype_(param_dtype) {
+      param_dtype_(param_dtype), reduce_dtype_(reduce_dtype) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage must be 0..3, got ", stage,
               hint("set parallel.zero_stage to 0, 1, 2, 3 or an FSDP name"));
   CGRPO_CHECK(param_dtype == DType::F32 || param_dtype == DType::BF16, "ZeroEngine: param dtype ",
               dtype_name(param_dtype), " is not supported (f32 or bf16 with fp32 master weights)",
               hint("set parallel.param_dtype = f32 or bf16"));
+  CGRPO_CHECK(reduce_dtype == DType::F32 || reduce_dtype == DType::BF16, "ZeroEngine: reduce dtype ",
+              dtype_name(reduce_dtype), " is not supported (f32 or bf16; gradients stay fp32)",
+              hint("set parallel.reduce_dtype = f32 or bf16"));
   const int W = comm.world_size(), r = comm.rank();
   units_.resize(units.size());
-  int64_t max_shard = 0;
+  int64_t max_shard = 0, max_padded = 0;
   for (size_t i = 0; i < units.size(); ++i) {
     Unit& x = units_[i];
     x.spec = std::move(units[i]);
@@ -105,8 +108,13 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
     x.v = zeroed(owned, MemCategory::Moments);
     x.decay = decay_segments(x.spec, stage == 0 ? 0 : r * S, owned);
     max_shard = std::max(max_shard, S);
+    max_padded = std::max(max_padded, x.padded);
   }
   max_shard_ = max_shard;
+  max_padded_ = max_padded;
+  if (trainable && reduce_dtype_ != DType::F32)
+    staging_ = be_.alloc(size_t(max_padded + (stage >= 1 ? max_shard : 0)) * dtype_size(reduce_dtype_),
+                         MemCategory::Workspace);
   set_overlap(comm.overlaps());
 }
 
@@ -265,7 +273,9 @@ void ZeroEngine::reduce_grads(int u) {
   // reduce into the workspace, then accumulate: the shard sums over micro-batches
   if (!overlap_) {
     float* tmp = scratch_.as<float>();
-    comm_.reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(tmp, S));
+    const TensorView out = reduce_recv(tmp, S);
+    comm_.reduce_scatter(reduce_send(x), out);
+    land(out, tmp);
     be_.axpby(S, 1.0f, tmp, 1.0f, x.grad_shard.as<float>());
     x.grads.reset();
     return;
@@ -275,7 +285,8 @@ void ZeroEngine::reduce_grads(int u) {
   finish_reduce();
   slot_ ^= 1;
   float* tmp = scratch_.as<float>() + slot_ * max_shard_;
-  rs_ticket_ = comm_.start_reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(tmp, S));
+  rs_ticket_ = comm_.start_reduce_scatter(reduce_send(x), reduce_recv(tmp, S));
+  if (reduce_dtype_ != DType::F32) x.grads.reset();  // the collective reads its bf16 copy (stream-ordered free)
   rs_unit_ = u;
 }
 
@@ -284,7 +295,9 @@ void ZeroEngine::finish_reduce() {
   Unit& x = units_[rs_unit_];
   comm_.wait(rs_ticket_);
   const int64_t S = x.padded / comm_.world_size();
-  be_.axpby(S, 1.0f, scratch_.as<float>() + slot_ * max_shard_, 1.0f, x.grad_shard.as<float>());
+  float* tmp = scratch_.as<float>() + slot_ * max_shard_;
+  land(reduce_recv(tmp, S), tmp);
+  be_.axpby(S, 1.0f, tmp, 1.0f, x.grad_shard.as<float>());
   x.grads.reset();  // stream-ordered after the wait on a device
   rs_unit_ = -1;
 }
@@ -322,9 +335,13 @@ double ZeroEngine::step(double lr, double max_norm) {
   // 1. finish the reduction
   for (Unit& x : units_) {
     if (stage_ == 0) {
-      comm_.all_reduce(flat(x.grads.as<float>(), x.padded));
+      const TensorView g = reduce_send(x);
+      comm_.all_reduce(g);
+      land(g, x.grads.as<float>());
     } else if (stage_ == 1) {
-      comm_.reduce_scatter(flat(x.grads.as<float>(), x.padded), flat(x.grad_shard.as<float>(), x.padded / W));
+      const TensorView out = reduce_recv(x.grad_shard.as<float>(), x.padded / W);
+      comm_.reduce_scatter(reduce_send(x), out);
+      land(out, x.grad_shard.as<float>());
     } else {
       CGRPO_CHECK(x.grads.empty(), "unit ", x.spec.name, " has gradients that were never reduced",
                   hint("call reduce_grads(u) after each unit's backward"));
@@ -370,6 +387,24 @@ double ZeroEngine::step(double lr, double max_norm) {
     zero(x.grad_shard);
   }
   return norm;
+}
+
+TensorView ZeroEngine::reduce_send(Unit& x) {
+  const TensorView g = flat(x.grads.as<float>(), x.padded);
+  if (reduce_dtype_ == DType::F32) return g;
+  const TensorView staged(staging_.data(), reduce_dtype_, {x.padded}, be_.device());
+  be_.cast(g, staged);
+  return staged;
+}
+
+TensorView ZeroEngine::reduce_recv(float* landing, int64_t n) {
+  if (reduce_dtype_ == DType::F32) return flat(landing, n);
+  return TensorView(staging_.as<char>() + size_t(max_padded_) * dtype_size(reduce_dtype_), reduce_dtype_, {n},
+                    be_.device());
+}
+
+void ZeroEngine::land(const TensorView& reduced, float* dst) {
+  if (reduced.data != dst) be_.cast(reduced, flat(dst, reduced.numel()));
 }
 
 // The norm's scalar all-reduce goes through the communicator's memory: device memory for NCCL.

@@ -19,6 +19,10 @@ TEST_CASE("mpi communicator: collectives are exact, including sizes W does not d
   CHECK(testing::check_collectives(*g_world) == std::vector<std::string>{});
 }
 
+TEST_CASE("mpi communicator: bf16 reductions accumulate in fp32 in rank order and round once", "[mpi]") {
+  CHECK(testing::check_bf16_reductions(*g_world) == std::vector<std::string>{});
+}
+
 TEST_CASE("mpi communicator: byte counters follow the direct-exchange formulas", "[mpi]") {
   CHECK(testing::check_byte_counters(*g_world) == std::vector<std::string>{});
 }

@@ -100,3 +100,39 @@ TEST_CASE("mpi zero bf16: stages 0-3 give bit-identical masters, bytes by catego
     CHECK(live(MemCategory::Master) == 0);
   }
 }
+
+TEST_CASE("mpi zero reduce bf16: stages 0-3 bit-identical, bf16-exact gradients as f32 reduce, bytes as plan_zero",
+          "[mpi][shard]") {
+  const int W = g_world->world_size();
+  for (DType pd : {DType::F32, DType::BF16}) {
+    Params stage0;
+    for (int stage : {0, 1, 2, 3}) {
+      INFO("param " << dtype_name(pd) << ", stage " << stage << ", W " << W);
+      const ZeroPlan plan = plan_zero(testing::toy_units(), W, stage, int(dtype_size(pd)), 2);
+      const MemoryStats before = memory_stats();
+      {
+        ZeroEngine e(testing::toy_units(), *g_world, stage, AdamWParams{}, true, nullptr, pd, DType::BF16);
+        e.set_overlap(stage >= 2);  // overlapped reduce-scatters at stages 2-3 (same bits either way)
+        CHECK(memory_stats().live_bytes[0][int(MemCategory::Workspace)] - before.live_bytes[0][int(MemCategory::Workspace)] ==
+              plan_zero(testing::toy_units(), W, stage, int(dtype_size(pd)), 2, {}, stage >= 2).scratch_bytes +
+                  plan.staging_bytes);
+        testing::toy_init_engine(e);
+        g_world->reset_stats();
+        testing::toy_steps(e, 0, 1, 1, 24, 0.05, 0.0);
+        CHECK(g_world->stats()[CommOp::AllGather].bytes_sent + g_world->stats()[CommOp::ReduceScatter].bytes_sent +
+                  (stage == 0 ? g_world->stats()[CommOp::AllReduce].bytes_sent : 0) ==
+              plan.sent_bytes_per_step);
+        testing::toy_steps(e, 1, 2, 1, 24, 0.05, 0.0);
+        const Params p = testing::toy_read(e);
+        if (stage == 0) stage0 = p;
+        CHECK(p == stage0);
+      }
+      Params exact[2];
+      for (DType rd : {DType::F32, DType::BF16}) {
+        ZeroEngine e(testing::toy_units(), *g_world, stage, AdamWParams{}, true, nullptr, pd, rd);
+        exact[rd == DType::BF16] = testing::toy_train(e, 3, 2, 24, 0.05, 0.0, nullptr, testing::toy_bf16_exact_grad);
+      }
+      CHECK(exact[1] == exact[0]);
+    }
+  }
+}

@@ -4,6 +4,8 @@
 // rank runs the whole sequence of collectives and the caller asserts on one thread.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -97,6 +99,61 @@ inline std::vector<std::string> check_collectives(Communicator& c) {
   return fails;
 }
 
+// bf16 reductions (communicator.h): rank q's input at i is k * 2^e with |k| <= 15 and e depending on i only, so
+// every sum over <= 4 ranks is exact in bf16 and Sum and Max compare with ==; Avg must be the one rounding of the
+// fp32 quotient. Then the rule itself: rank 0 gives 1, every other rank 2^-8. Accumulated in fp32 and rounded
+// once that is bf16(1 + (W-1) 2^-8), which at W >= 3 is not what rounding after each addition gives (1: every
+// step 1 + 2^-8 is a tie that rounds to even).
+inline std::vector<std::string> check_bf16_reductions(Communicator& c) {
+  std::vector<std::string> fails;
+  auto expect = [&](bool ok, const std::string& what) {
+    if (!ok) fails.push_back("rank " + std::to_string(c.rank()) + "/" + std::to_string(c.world_size()) + ": " + what);
+  };
+  const int W = c.world_size(), r = c.rank();
+  auto exact = [](int q, int64_t i) { return std::ldexp(float((q * 7 + i * 3) % 31 - 15), int(i % 9) - 4); };
+  auto want = [&](ReduceOp op, int64_t i) {
+    float sum = 0, mx = exact(0, i);
+    for (int q = 0; q < W; ++q) {
+      sum += exact(q, i);
+      mx = std::max(mx, exact(q, i));
+    }
+    return f32_to_bf16(op == ReduceOp::Sum ? sum : op == ReduceOp::Avg ? sum / float(W) : mx);
+  };
+  auto bf16_view = [](std::vector<uint16_t>& v) { return TensorView(v.data(), DType::BF16, {int64_t(v.size())}); };
+  for (int64_t n : {1, 3, 7, 64, 1000, 4099}) {
+    const ShardRange mine = shard_range(n, W, r);
+    const std::string at = " (n = " + std::to_string(n) + ")";
+    std::vector<uint16_t> full(n);
+    for (int64_t i = 0; i < n; ++i) full[i] = f32_to_bf16(exact(r, i));
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max}) {
+      const std::string what = " op " + std::to_string(static_cast<int>(op)) + at;
+      std::vector<uint16_t> out(mine.count, 0xFFFF), buf = full;
+      c.reduce_scatter(bf16_view(full), bf16_view(out), op);
+      c.all_reduce(bf16_view(buf), op);
+      int64_t bad = 0;
+      for (int64_t i = 0; i < mine.count; ++i) bad += out[i] != want(op, mine.offset + i);
+      expect(bad == 0, "bf16 reduce_scatter" + what);
+      bad = 0;
+      for (int64_t i = 0; i < n; ++i) bad += buf[i] != want(op, i);
+      expect(bad == 0, "bf16 all_reduce" + what);
+    }
+  }
+  const int64_t n = 2 * W + 1;
+  const float tiny = std::ldexp(1.0f, -8);
+  std::vector<uint16_t> in(n, f32_to_bf16(r == 0 ? 1.0f : tiny)), out(shard_range(n, W, r).count), buf = in;
+  c.reduce_scatter(bf16_view(in), bf16_view(out));
+  c.all_reduce(bf16_view(buf));
+  const uint16_t once = f32_to_bf16(1.0f + float(W - 1) * tiny);
+  uint16_t pairwise = f32_to_bf16(1.0f);
+  for (int q = 1; q < W; ++q) pairwise = f32_to_bf16(bf16_to_f32(pairwise) + tiny);
+  if (W >= 3) expect(once != pairwise, "the rounding case discriminates");
+  int64_t bad = 0;
+  for (uint16_t h : out) bad += h != once;
+  for (uint16_t h : buf) bad += h != once;
+  expect(bad == 0, "bf16 sums accumulate in fp32 in rank order and round once");
+  return fails;
+}
+
 // Byte counters against the direct-exchange formulas, for an N that W divides and one it does not.
 inline std::vector<std::string> check_byte_counters(Communicator& c) {
   std::vector<std::string> fails;
@@ -128,6 +185,21 @@ inline std::vector<std::string> check_byte_counters(Communicator& c) {
       c.all_gather(TensorView(hshard.data(), DType::BF16, {mine.count}), TensorView(hfull.data(), DType::BF16, {n}));
       expect(s[CommOp::AllGather].bytes_sent - ag.bytes_sent == (W - 1) * mine.count * 2, "bf16 all_gather bytes_sent");
       expect(s[CommOp::AllGather].bytes_recv - ag.bytes_recv == (n - mine.count) * 2, "bf16 all_gather bytes_recv");
+      c.reset_stats();
+      c.all_gather(TensorView::of(shard.data(), {mine.count}), TensorView::of(full.data(), {n}));
+      c.reduce_scatter(TensorView::of(full.data(), {n}), TensorView::of(shard.data(), {mine.count}));
+      c.all_reduce(TensorView::of(full.data(), {n}));
+    }
+    {  // bf16 reductions count 2-byte elements: half the f32 bytes
+      const CommOpStats rs = s[CommOp::ReduceScatter], ar = s[CommOp::AllReduce];
+      std::vector<uint16_t> hfull(n), hshard(mine.count);
+      c.reduce_scatter(TensorView(hfull.data(), DType::BF16, {n}), TensorView(hshard.data(), DType::BF16, {mine.count}));
+      c.all_reduce(TensorView(hfull.data(), DType::BF16, {n}));
+      expect(2 * (s[CommOp::ReduceScatter].bytes_sent - rs.bytes_sent) == rs.bytes_sent, "bf16 reduce_scatter bytes_sent");
+      expect(2 * (s[CommOp::ReduceScatter].bytes_recv - rs.bytes_recv) == rs.bytes_recv, "bf16 reduce_scatter bytes_recv");
+      expect(2 * (s[CommOp::AllReduce].bytes_sent - ar.bytes_sent) == ar.bytes_sent, "bf16 all_reduce bytes_sent");
+      expect(2 * (s[CommOp::AllReduce].bytes_recv - ar.bytes_recv) == ar.bytes_recv, "bf16 all_reduce bytes_recv");
+      expect(W == 1 || ar.bytes_sent > 0, "the f32 all_reduce moved bytes");
       c.reset_stats();
       c.all_gather(TensorView::of(shard.data(), {mine.count}), TensorView::of(full.data(), {n}));
       c.reduce_scatter(TensorView::of(full.data(), {n}), TensorView::of(shard.data(), {mine.count}));

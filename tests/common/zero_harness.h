@@ -41,10 +41,28 @@ inline std::vector<float> toy_working(const ZeroEngine& e, int u) {
   return out;
 }
 
+// dL_j/dp_i: the gradient of global sample j (`sample`) at element i of unit u, parameter value p, for a loss
+// normalised by the global batch size `batch`.
+using ToyGrad = float (*)(int u, int64_t sample, int64_t i, float p, int batch);
+// The quadratic loss above: c_ji (p_i - t_ji) / batch.
+inline float toy_quadratic_grad(int u, int64_t sample, int64_t i, float p, int batch) {
+  const RngStream rc(11, RngPurpose::Test, uint32_t(u), uint32_t(sample));
+  const float c = 0.5f + rc.uniform(uint64_t(2 * i)), t = rc.uniform(uint64_t(2 * i + 1)) - 0.5f;
+  return c * (p - t) / float(batch);
+}
+
+// A gradient that does not depend on p: k * 2^-6 with k in [-3, 3] per (unit, sample, element). Any partial sum
+// over a batch of at most 24 samples is j * 2^-6 with |j| <= 72 < 2^8, so exact in bf16 (8 significant bits)
+// however ranks and micro-batches group it: a bf16 reduction then gives exactly the f32 one.
+inline float toy_bf16_exact_grad(int u, int64_t sample, int64_t i, float, int) {
+  const RngStream r(12, RngPurpose::Test, uint32_t(u), uint32_t(sample));
+  return std::ldexp(float(int(r.uniform(uint64_t(i)) * 7.0f) - 3), -6);
+}
+
 // Optimizer steps [first, first + steps) of `micro` micro-batches each; `batch` samples per step (divisible by
 // W * micro). Step s always uses samples [s * batch, (s + 1) * batch), so a resumed run continues identically.
 inline void toy_steps(ZeroEngine& e, int first, int steps, int micro, int batch, double lr, double max_norm,
-                      std::vector<double>* norms = nullptr) {
+                      std::vector<double>* norms = nullptr, ToyGrad grad = toy_quadratic_grad) {
   const int W = e.comm().world_size(), r = e.comm().rank();
   if (batch % (W * micro) != 0) throw std::runtime_error("toy_train: batch must divide by W * micro");
   const int per_rank_micro = batch / W / micro;
@@ -63,11 +81,7 @@ inline void toy_steps(ZeroEngine& e, int first, int steps, int micro, int batch,
         float* g = e.grads(u);
         for (int k = 0; k < per_rank_micro; ++k) {
           const int64_t sample = int64_t(s) * batch + (int64_t(mb) * W + r) * per_rank_micro + k;
-          const RngStream rc(11, RngPurpose::Test, uint32_t(u), uint32_t(sample));
-          for (int64_t i = 0; i < e.unit_numel(u); ++i) {
-            const float c = 0.5f + rc.uniform(uint64_t(2 * i)), t = rc.uniform(uint64_t(2 * i + 1)) - 0.5f;
-            g[i] += c * (p[size_t(u)][size_t(i)] - t) / float(batch);
-          }
+          for (int64_t i = 0; i < e.unit_numel(u); ++i) g[i] += grad(u, sample, i, p[size_t(u)][size_t(i)], batch);
         }
         e.release(u);
         e.reduce_grads(u);
@@ -90,9 +104,10 @@ inline std::vector<std::vector<float>> toy_read(ZeroEngine& e) {
 
 // Initialise, train `steps` steps from step 0, return the parameters.
 inline std::vector<std::vector<float>> toy_train(ZeroEngine& e, int steps, int micro, int batch, double lr,
-                                                 double max_norm, std::vector<double>* norms = nullptr) {
+                                                 double max_norm, std::vector<double>* norms = nullptr,
+                                                 ToyGrad grad = toy_quadratic_grad) {
   toy_init_engine(e);
-  toy_steps(e, 0, steps, micro, batch, lr, max_norm, norms);
+  toy_steps(e, 0, steps, micro, batch, lr, max_norm, norms, grad);
   return toy_read(e);
 }
 
@@ -113,6 +128,17 @@ inline int64_t toy_working_mismatches(ZeroEngine& e) {
     for (int64_t i = std::max(r.offset, e.unit_numel(u)); i < r.offset + r.count; ++i) bad += m[i - r.offset] != 0.0f;
   }
   return bad;
+}
+
+// Collective: every rank waits until rank 0 has read the process's memory statistics into `into` (the ranks of a
+// LocalCommunicator share them) and, with reset_peak, restarted the peaks from there.
+inline void memory_snapshot(Communicator& c, MemoryStats& into, bool reset_peak) {
+  c.barrier();
+  if (c.rank() == 0) {
+    into = memory_stats();
+    if (reset_peak) reset_peak_memory();
+  }
+  c.barrier();
 }
 
 inline double max_rel_diff(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {

@@ -173,6 +173,13 @@ TEST_CASE("nccl communicator at world size 1: device copies, identity reductions
   Dev dz(zeros, DType::F32, {37});
   comm.reduce_scatter(dx.view, dz.view);
   CHECK(dz.get<float>(37) == x);
+  // bf16 reductions at world size 1: the identity (a device copy for reduce_scatter)
+  const std::vector<uint16_t> h = to_bf16(x), hz(37, 0);
+  Dev dh(h, DType::BF16, {37}), dhz(hz, DType::BF16, {37});
+  comm.all_reduce(dh.view, ReduceOp::Sum);
+  comm.reduce_scatter(dh.view, dhz.view, ReduceOp::Avg);
+  CHECK(dh.get<uint16_t>(37) == h);
+  CHECK(dhz.get<uint16_t>(37) == h);
   CHECK(comm.stats().bytes_sent() == 0);
 }
 
@@ -214,6 +221,32 @@ TEST_CASE("nccl communicator under mpirun: collectives match MpiCommunicator, ev
     nccl.all_reduce(dbuf.view, ReduceOp::Sum);
     mpi.all_reduce(TensorView::of(ref.data(), {n}), ReduceOp::Sum);
     expect_close(dbuf.get<float>(n), ref, 1e-6, W);
+    // bf16 reductions on inputs whose partial sums are all exact in bf16 (|k| <= 15 times a power of two): NCCL's
+    // in-ring rounding then changes nothing and Sum / Max equal the host rule bit for bit; Avg within one bf16 ulp
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max}) {
+      std::vector<uint16_t> src(n), out(std::max<int64_t>(mine.count, 1), 0), ref(std::max<int64_t>(mine.count, 1), 0);
+      for (int64_t i = 0; i < n; ++i) src[i] = f32_to_bf16(std::ldexp(float((r * 7 + i * 3) % 31 - 15), int(i % 9) - 4));
+      std::vector<uint16_t> all = src, all_ref = src;
+      Dev dsrc(src, DType::BF16, {n}), dout(out, DType::BF16, {mine.count}), dall(all, DType::BF16, {n});
+      nccl.reduce_scatter(dsrc.view, dout.view, op);
+      nccl.all_reduce(dall.view, op);
+      mpi.reduce_scatter(TensorView(src.data(), DType::BF16, {n}), TensorView(ref.data(), DType::BF16, {mine.count}), op);
+      mpi.all_reduce(TensorView(all_ref.data(), DType::BF16, {n}), op);
+      ref.resize(mine.count);
+      std::vector<uint16_t> got = dout.get<uint16_t>(mine.count), got_all = dall.get<uint16_t>(n);
+      if (op != ReduceOp::Avg) {
+        CHECK(got == ref);
+        CHECK(got_all == all_ref);
+      } else {
+        auto widen = [](const std::vector<uint16_t>& v) {
+          std::vector<float> f(v.size());
+          for (size_t i = 0; i < v.size(); ++i) f[i] = bf16_to_f32(v[i]);
+          return f;
+        };
+        expect_close(widen(got), widen(ref), std::ldexp(1.0, -8), 0);
+        expect_close(widen(got_all), widen(all_ref), std::ldexp(1.0, -8), 0);
+      }
+    }
     auto bc = randn(n, 400 + r);
     std::vector<uint16_t> bh = to_bf16(bc), bref = bh;
     Dev dbc(bh, DType::BF16, {n});

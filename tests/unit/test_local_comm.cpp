@@ -28,6 +28,15 @@ TEST_CASE("local communicator: collectives are exact at 1, 2, 3 and 4 ranks", "[
   }
 }
 
+TEST_CASE("local communicator: bf16 reductions accumulate in fp32 in rank order and round once, W = 1..4",
+          "[unit][comm]") {
+  for (int W : {1, 2, 3, 4}) {
+    std::vector<std::vector<std::string>> fails(W);
+    LocalCommunicator::run(W, [&](Communicator& c) { fails[c.rank()] = testing::check_bf16_reductions(c); });
+    for (const auto& f : fails) CHECK(f == std::vector<std::string>{});
+  }
+}
+
 TEST_CASE("local communicator: byte counters follow the direct-exchange formulas", "[unit][comm]") {
   for (int W : {1, 2, 3, 4}) {
     std::vector<std::vector<std::string>> fails(W);
@@ -42,4 +51,8 @@ TEST_CASE("communicator: a wrong shard size is a clear error", "[unit][comm]") {
   std::vector<float> a(4), b(3);
   REQUIRE_THROWS_WITH(c.all_gather(TensorView::of(b.data(), {3}), TensorView::of(a.data(), {4})),
                       Catch::Contains("sends 3 elements but owns 4"));
+  std::vector<uint16_t> h(4);
+  REQUIRE_THROWS_WITH(c.all_reduce(TensorView(h.data(), DType::F16, {4})), Catch::Contains("must be f32 or bf16"));
+  REQUIRE_THROWS_WITH(c.reduce_scatter(TensorView(h.data(), DType::BF16, {4}), TensorView::of(a.data(), {4})),
+                      Catch::Contains("of one dtype"));
 }

@@ -152,20 +152,11 @@ TEST_CASE("zero engine bf16: allocated bytes by category match plan_zero with 2-
       const ZeroPlan plan = plan_zero(toy_units(), W, stage, 2, 4);
       MemoryStats before{}, after{};
       LocalCommunicator::run(W, [&](Communicator& c) {
-        c.barrier();
-        if (c.rank() == 0) {
-          before = memory_stats();
-          reset_peak_memory();
-        }
-        c.barrier();
-        {
-          ZeroEngine e(toy_units(), c, stage, kHp, true, nullptr, DType::BF16);
-          testing::toy_init_engine(e);
-          testing::toy_steps(e, 0, 1, 1, 12, 0.05, 0.0);
-          c.barrier();
-          if (c.rank() == 0) after = memory_stats();
-          c.barrier();
-        }
+        testing::memory_snapshot(c, before, true);
+        ZeroEngine e(toy_units(), c, stage, kHp, true, nullptr, DType::BF16);
+        testing::toy_init_engine(e);
+        testing::toy_steps(e, 0, 1, 1, 12, 0.05, 0.0);
+        testing::memory_snapshot(c, after, false);
       });
       auto live = [&](MemCategory k) { return (after.live_bytes[0][int(k)] - before.live_bytes[0][int(k)]) / W; };
       INFO("W = " << W << ", stage " << stage);

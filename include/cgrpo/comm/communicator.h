@@ -8,7 +8,18 @@
 // the direct (pairwise) algorithm that MpiCommunicator runs, computed here from the views, so MPI, NCCL and
 // the threaded LocalCommunicator report identical numbers. With W | N:
 //   reduce_scatter, all_gather: (W-1)/W * N elements each way;  all_reduce = both = 2 (W-1)/W * N.
+// Element sizes are the views' dtype sizes, so a bf16 reduction counts (and moves) half the bytes of an f32 one.
 // Reductions are in rank order 0..W-1 on every rank, so results do not depend on which rank computes them.
+//
+// Reduction dtypes (reduce_scatter, all_reduce): f32 or bf16, send and recv of one dtype.
+//   f32:  r = ((x_0 + x_1) + ...) + x_{W-1} in fp32; Avg then divides by W in fp32; Max is the fp32 maximum.
+//   bf16: the host communicators (mpi, local) widen every rank's bf16 input exactly to fp32, reduce it by the f32
+//         rule above (same order) and round the result once to bf16 (nearest even):
+//           bf16 op(x_0..x_{W-1}) = round_bf16(f32 op(widen(x_0), ..., widen(x_{W-1}))).
+//         So a bf16 sum is exact whenever the fp32 sum is bf16-representable, and differs from rounding after
+//         every pairwise addition (1 + 2^-8 + 2^-8 is 1 + 2^-7 here, 1 pairwise: each step is a tie to even).
+//         NCCL (ncclBfloat16) reduces in its ring/tree order and rounds inside the ring, so its bf16 results
+//         agree with this rule only to about one bf16 ulp per addition (nccl_communicator.h).
 #pragma once
 
 #include <array>
@@ -55,9 +66,9 @@ class Communicator {
 
   // recv [N] <- concatenation of every rank's send [shard_range(N).count]
   void all_gather(const TensorView& send, const TensorView& recv);
-  // recv [shard_range(N).count] <- op over ranks of send[shard_range(N)], send [N]
+  // recv [shard_range(N).count] <- op over ranks of send[shard_range(N)], send [N]; f32 or bf16 (see above)
   void reduce_scatter(const TensorView& send, const TensorView& recv, ReduceOp op = ReduceOp::Sum);
-  // buf [N] <- op over ranks of buf, in place
+  // buf [N] <- op over ranks of buf, in place; f32 or bf16 (see above)
   void all_reduce(const TensorView& buf, ReduceOp op = ReduceOp::Sum);
   void broadcast(const TensorView& buf, int root);
   void barrier();
@@ -92,8 +103,9 @@ class Communicator {
   // world_size 1: all_gather / reduce_scatter are a local copy; device communicators override this.
   virtual void copy_local(void* dst, const void* src, size_t bytes);
 
-  // reduce n elements of each of `count` sources (in that order) into dst, then Avg-divide by world
-  void reduce_rank_order(float* dst, const float* const* srcs, int count, int64_t n, ReduceOp op) const;
+  // dst [n] <- op over `count` sources [n] of `dtype` (f32 | bf16), in that order, by the rule above (bf16:
+  // fp32 accumulation, one rounding); Avg divides by the world size. dst may alias a source element for element.
+  void reduce_rank_order(void* dst, const void* const* srcs, int count, int64_t n, DType dtype, ReduceOp op) const;
 
  private:
   void account(CommOp op, int64_t sent_bytes, int64_t recv_bytes, double ms);

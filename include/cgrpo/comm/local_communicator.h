@@ -1,5 +1,5 @@
 // LocalCommunicator: W ranks as W threads of one process, for unit tests of sharded code without mpirun.
-// Same semantics, reduction order and byte accounting as MpiCommunicator.
+// Same semantics, reduction order (f32 and bf16: communicator.h) and byte accounting as MpiCommunicator.
 #pragma once
 
 #include <barrier>
@@ -42,7 +42,7 @@ class LocalCommunicator final : public Communicator {
 
  private:
   std::shared_ptr<LocalGroup> g_;
-  std::vector<float> scratch_;
+  std::vector<char> scratch_;  // all_reduce: this rank's reduced block (bytes)
 };
 
 }  // namespace cgrpo

@@ -1,5 +1,7 @@
 // MpiCommunicator: collectives over MPI point-to-point (direct pairwise exchange), so the reduction order
-// is rank order on every rank and the counted bytes are the bytes actually moved.
+// is rank order on every rank and the counted bytes are the bytes actually moved. f32 and bf16 reductions
+// exchange the elements as they are (2 bytes each for bf16) and reduce by communicator.h's rule: bf16 inputs are
+// widened and accumulated in fp32 in rank order, and the result is rounded once.
 // (Open MPI 4.1's MPI_Reduce_scatter_block is ~2x slower than a plain exchange here: spec/stack.md §3.)
 #pragma once
 
@@ -26,11 +28,11 @@ class MpiCommunicator final : public Communicator {
   void do_barrier() override;
 
  private:
-  void reduce_scatter_into(const float* send, float* recv, int64_t n, ReduceOp op);
+  void reduce_scatter_into(const void* send, void* recv, int64_t n, DType dtype, ReduceOp op);
   void all_gather_bytes(const void* send, void* recv, int64_t n, size_t elem_bytes);
   MPI_Comm comm_;
-  std::vector<float> staging_;  // (W-1) * shard elements, grown once
-  std::vector<float> scratch_;  // all_reduce: this rank's reduced block
+  std::vector<char> staging_;  // bytes of W shard blocks (the peers' blocks land in theirs), grown once
+  std::vector<char> scratch_;  // all_reduce: this rank's reduced block (bytes)
   std::vector<MPI_Request> reqs_;
 };
 

@@ -4,7 +4,7 @@
 //   then ncclCommInitRank. The device is local_rank % device_count, local_rank being the rank within
 //   MPI_COMM_TYPE_SHARED (the node); the same rule make_backend("cuda", local_rank) uses.
 // - Buffers: every view must be in device memory (Device::CUDA) on this communicator's device. Any dtype
-//   NCCL has (f32, bf16, f16) for all_gather and broadcast; reductions are f32 (the base class checks).
+//   NCCL has (f32, bf16, f16) for all_gather and broadcast; reductions are f32 or bf16 (the base class checks).
 // - all_gather follows shard_range: when W | N the blocks are equal and it is one ncclAllGather; otherwise
 //   (the last blocks short or empty) it is W ncclBroadcast calls in one ncclGroupStart/End, root r sending
 //   its shard_range(N, W, r) straight into place in recv, so no padded staging buffer is needed.
@@ -12,7 +12,10 @@
 //   Avg is ncclAvg, Max ncclMax. all_reduce: ncclAllReduce in place. broadcast: ncclBroadcast in place (bytes).
 //   barrier: a one-element ncclAllReduce. Reduction order is NCCL's (ring/tree), not rank order as in
 //   MpiCommunicator: results agree with MPI within fp32 reduction-order tolerance and are identical on
-//   every rank, but are not bit-identical to the CPU path.
+//   every rank, but are not bit-identical to the CPU path. bf16 reductions are ncclBfloat16: NCCL rounds to bf16
+//   inside its ring/tree (per step, in its order) rather than accumulating in fp32 and rounding once as the host
+//   communicators do (communicator.h), so they agree with the host rule to about one bf16 ulp per addition
+//   (exactly when every partial sum is bf16-representable) and are identical on every rank.
 // - Streams: the collectives run on this communicator's own stream. Each call first waits for the compute
 //   stream given to set_compute_stream() (an event, no host block), or, if none was given, for the whole
 //   device (cudaDeviceSynchronize); and it synchronises its own stream before returning, so the result is

@@ -27,6 +27,21 @@
 // all-gathers the bf16 working parameters. Invariant: the working copy equals bf16(master) element for element
 // after construction, load_unit, step, mix_from and params_loaded. Checkpoints store the master (param_storage,
 // param_range expose it), never the bf16 copy.
+//
+// Reduce dtype bf16 (parallel.reduce_dtype = bf16; llm.c reduces in bf16): gradients still accumulate in fp32
+// (grads(u) is fp32, the model adds into it) and the shard gradient, norm, clipping and AdamW stay fp32; only the
+// reduction moves 2-byte elements. At each reduction (stage 0: all_reduce in step; stage 1: reduce_scatter in
+// step; stages 2-3: reduce_grads(u), overlapped or not) the fp32 gradient [padded] is cast to bf16 (Backend::cast,
+// round to nearest even) into a staging buffer, reduced in bf16 (communicator.h: host communicators accumulate
+// the widened inputs in fp32 in rank order and round once; NCCL rounds in its ring), and the bf16 result is
+// widened back (exactly) to where the f32 reduction would have put its fp32 result: the full gradient (stage 0),
+// the shard gradient (stage 1), the landing zone that is then added to the shard gradient (stages 2-3). So
+// gradients whose per-rank values and sums are bf16-representable give bit-identical steps with f32 and bf16,
+// and stages 0-3 give bit-identical results with one micro-batch (same inputs, same reduction order, one
+// rounding each). The staging is allocated once: bf16 [max padded] (the cast gradient; all_reduce in place at
+// stage 0) plus bf16 [max shard] at stages 1-3 (the reduce-scatter output), ZeroPlan::staging_bytes. With overlap
+// one staging suffices: reduce_grads completes the outstanding reduce-scatter before casting the next unit, and
+// the fp32 full gradient is freed as soon as it is cast (so overlap adds no second fp32 full gradient).
 #pragma once
 
 #include <cstdint>
@@ -53,27 +68,31 @@ struct UnitSpec {
 };
 
 // Per-rank bytes by category and traffic per step, predicted from the formulas (cgrpo plan), for the
-// storage this engine allocates. param/grad dtypes other than f32 add an fp32 master shard (the GPU path).
+// storage this engine allocates. A param dtype other than f32 adds an fp32 master (the GPU path); a reduce dtype
+// other than f32 keeps the fp32 gradients and adds reduce-dtype staging, and the gradient traffic moves its size.
 struct ZeroPlan {
   int stage = 0, world = 1;
   int64_t params_numel = 0, padded_numel = 0;  // Ψ logical, Ψ padded to W per unit
   int64_t max_unit_padded = 0;
   int64_t params_bytes = 0;    // resident parameters (stage 3: the shard)
   int64_t gathered_bytes = 0;  // stage 3: one gathered unit, transient
-  int64_t grads_bytes = 0;     // persistent + one transient full unit at stages 2-3
+  int64_t grads_bytes = 0;     // fp32: persistent + one transient full unit at stages 2-3
   int64_t master_bytes = 0, moments_bytes = 0;
   int64_t scratch_bytes = 0;        // stages 2-3: the reduce-scatter landing zone (one shard of the largest unit)
+  int64_t staging_bytes = 0;        // reduce dtype other than f32: the gradients' reduce-dtype copies (workspace)
   int64_t sent_bytes_per_step = 0;  // per rank, one micro-batch, excluding the grad-norm scalar
   int64_t total_bytes() const {
-    return params_bytes + gathered_bytes + grads_bytes + master_bytes + moments_bytes + scratch_bytes;
+    return params_bytes + gathered_bytes + grads_bytes + master_bytes + moments_bytes + scratch_bytes + staging_bytes;
   }
 };
 // gathered_once: units all-gathered once per step at stage 3 instead of twice (the Dream model keeps its
 // head unit from forward through backward, and its embedding backward needs no parameters); empty = none.
 // overlap: the engine's overlapped mode (set_overlap; on with NCCL): one more transient full-unit gradient and a
-// second scratch shard at stages 2-3, a second gathered unit at stage 3.
-ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int param_bytes = 4, int grad_bytes = 4,
-                   const std::vector<int>& gathered_once = {}, bool overlap = false);
+// second scratch shard at stages 2-3, a second gathered unit at stage 3 (with reduce_bytes < 4 the first is not
+// needed: the full gradient is freed once cast to the staging).
+// param_bytes, reduce_bytes: the element sizes of parallel.param_dtype and parallel.reduce_dtype (4 or 2).
+ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int param_bytes = 4,
+                   int reduce_bytes = 4, const std::vector<int>& gathered_once = {}, bool overlap = false);
 
 class ZeroEngine {
  public:
@@ -81,11 +100,13 @@ class ZeroEngine {
   // All storage lives on `backend`'s device and every element-wise op runs there; nullptr = host memory
   // (host_backend()). The communicator must take that device's memory (mpi: host, nccl: CUDA).
   // param_dtype: the working parameters' dtype, F32 (they are the master weights) or BF16 (plus an fp32 master).
+  // reduce_dtype: the dtype gradients are reduced in, F32 or BF16 (fp32 gradients cast for the collective; above).
   ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable = true,
-             Backend* backend = nullptr, DType param_dtype = DType::F32);
+             Backend* backend = nullptr, DType param_dtype = DType::F32, DType reduce_dtype = DType::F32);
   Backend& backend() { return be_; }
   bool trainable() const { return trainable_; }
   DType param_dtype() const { return param_dtype_; }
+  DType reduce_dtype() const { return reduce_dtype_; }
 
   int stage() const { return stage_; }
   int num_units() const { return static_cast<int>(units_.size()); }
@@ -178,6 +199,13 @@ class ZeroEngine {
   Buffer zeroed_param(int64_t numel);  // [numel] in param dtype (Params), zeroed
   void zero(Buffer& b);
   void all_reduce_scalar(float& v);
+  // The reduction's input for x's fp32 gradient [padded]: the gradient itself (f32), or (bf16) its RNE cast into the
+  // staging, which is returned.
+  TensorView reduce_send(Unit& x);
+  // Where a reduce-scatter whose fp32 result belongs in landing [n] receives: landing itself, or the bf16 staging.
+  TensorView reduce_recv(float* landing, int64_t n);
+  // After the reduction: its fp32 result into dst [reduced.numel()] (bf16: widened exactly; f32: it is already there).
+  void land(const TensorView& reduced, float* dst);
   void finish_reduce();    // complete the outstanding overlapped reduce-scatter, if any
   void drop_prefetches();  // complete and free gathers that were started but never acquired
 
@@ -185,7 +213,8 @@ class ZeroEngine {
   Backend& be_;
   std::vector<Unit> units_;
   Buffer scratch_;  // [max shard] reduce-scatter landing zone (stages 2-3); two halves when overlapping
-  int64_t max_shard_ = 0;
+  Buffer staging_;  // reduce dtype bf16: [max padded] the cast gradient, + [max shard] the result at stages 1-3
+  int64_t max_shard_ = 0, max_padded_ = 0;
   bool overlap_ = false;
   int slot_ = 0;                        // half of scratch_ the outstanding reduce-scatter lands in
   int rs_unit_ = -1;                    // unit whose reduce-scatter is outstanding, -1 = none
@@ -195,6 +224,7 @@ class ZeroEngine {
   AdamWParams hp_;
   bool trainable_ = true;
   DType param_dtype_ = DType::F32;
+  DType reduce_dtype_ = DType::F32;
   int64_t t_ = 0;
 };
 
