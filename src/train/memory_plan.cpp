@@ -19,12 +19,12 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   CGRPO_CHECK(mode == "grpo" || mode == "sft", "plan mode must be grpo or sft, got '", mode, "'");
   MemoryPlan p;
   const int pb = int(dtype_size(parse_dtype(cfg.parallel.param_dtype)));
-  const int gb = int(dtype_size(parse_dtype(cfg.parallel.reduce_dtype)));
+  const int rb = int(dtype_size(parse_dtype(cfg.parallel.reduce_dtype)));
   const ParamLayout layout(mc);
   // DreamModel gathers its embedding (unit 0) and head unit (last) once per step (model/param_source.h)
   const int last = int(layout.units().size()) - 1;
   const bool overlap = cfg.parallel.backend == "cuda";  // NCCL overlaps: ZeroEngine::set_overlap
-  p.zero = plan_zero(units_from_layout(layout, {}), world, stage, pb, gb, {0, last}, overlap);
+  p.zero = plan_zero(units_from_layout(layout, {}), world, stage, pb, rb, {0, last}, overlap);
   if (mode == "grpo") {
     p.seq_len = cfg.grpo.max_prompt_length + cfg.rollout.max_new_tokens;
     p.micro_rows = rows > 0 ? rows : 3 * cfg.grpo.per_device_batch;

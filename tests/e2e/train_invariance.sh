@@ -83,6 +83,21 @@ for np in 2 4; do
   done
 done
 echo "C: bytes sent per step match cgrpo plan at 2 and 4 ranks, stages 0-3"
+mp=(--parallel.param_dtype bf16 --parallel.compute_dtype bf16 --parallel.reduce_dtype bf16)
+for st in 0 2 3; do  # bf16 gathers and bf16 gradient reductions: 2-byte elements both ways
+  d="$work/traffic_bf16_$st"
+  mkdir -p "$d"
+  "$root/launch/cgrpo-run" -n 2 -- "$cgrpo" sft --config "$root/configs/tiny_cpu.ini" --run.dir "$d" \
+    --sft.steps 2 --sft.batch_size 2 --parallel.zero_stage "$st" --run.eval_prompts 0 "${mp[@]}" >"$d.log" 2>&1 ||
+    { cat "$d.log"; fail "sft bf16 $st"; }
+  sent=$(grep '"phase":"sft"' "$d/metrics.jsonl" | tail -1 | sed 's/.*"comm_bytes_sent":\([0-9]*\).*/\1/')
+  plan=$("$cgrpo" plan --config "$root/configs/tiny_cpu.ini" --mode sft --world-size 2 --stage "$st" --json "${mp[@]}" |
+    grep sent_bytes_per_step | tr -dc 0-9)
+  f32=$(grep '"phase":"sft"' "$work/traffic2$st/metrics.jsonl" | tail -1 | sed 's/.*"comm_bytes_sent":\([0-9]*\).*/\1/')
+  ((sent >= plan && sent <= plan + 16)) || fail "bf16 W=2 stage $st sent $sent bytes per step, plan says $plan"
+  ((2 * sent <= f32 + 32)) || fail "bf16 W=2 stage $st sent $sent bytes, not half of f32's $f32"
+done
+echo "C: bf16 parameters and reduction: bytes sent match cgrpo plan and halve f32's"
 
 # ---- D: SFT checkpoints every checkpoint.every_steps and resumes mid-SFT bit-exactly
 s=(--sft.steps 6 --checkpoint.every_steps 2 --checkpoint.keep_last 5)
@@ -98,27 +113,28 @@ echo sft_step_00000004.h5 >"$work/sftres/checkpoints/latest"
   fail "SFT resumed at step 4 is not bit-identical to the uninterrupted run"
 echo "D: SFT checkpoints every 2 steps; resuming at step 4 ends bit-identical"
 
-# ---- E: bf16 parameters (fp32 master), then bf16 activations on top: first SFT loss within bf16 rounding of
-#      fp32, and a bit-exact resume (SFT, then GRPO rollouts and updates in that precision)
+# ---- E: bf16 parameters (fp32 master), then bf16 activations, then bf16 gradient reduction on top: first SFT loss
+#      within bf16 rounding of fp32, and a bit-exact resume (SFT, then GRPO rollouts and updates in that precision)
 mkdir -p "$work/f32ref"
 "$root/launch/cgrpo-run" -n 2 -- "$cgrpo" sft --config "$root/configs/tiny_cpu.ini" --run.dir "$work/f32ref" \
   --run.eval_prompts 0 --sft.steps 1 >"$work/f32ref.log" 2>&1 || { cat "$work/f32ref.log"; fail "f32 reference"; }
 first() { grep '"phase":"sft"' "$1/metrics.jsonl" | head -1 | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/'; }
-for acts in f32 bf16; do
-  d="$work/bf16_$acts"
-  e=(--parallel.param_dtype bf16 --parallel.compute_dtype "$acts" --sft.steps 10 --run.max_steps 4
-     --checkpoint.every_steps 2 --checkpoint.keep_last 5)
+for prec in f32:f32 bf16:f32 bf16:bf16; do  # activations:reduction, over bf16 parameters
+  acts=${prec%:*} red=${prec#*:}
+  d="$work/bf16_${acts}_$red"
+  e=(--parallel.param_dtype bf16 --parallel.compute_dtype "$acts" --parallel.reduce_dtype "$red" --sft.steps 10
+     --run.max_steps 4 --checkpoint.every_steps 2 --checkpoint.keep_last 5)
   run 2 "$d" "${e[@]}"
   mkdir -p "$d.res/checkpoints"
   cp "$d/checkpoints/step_00000002.h5" "$d.res/checkpoints/"
   echo step_00000002.h5 >"$d.res/checkpoints/latest"
   run 2 "$d.res" "${e[@]}" --resume auto
   "$cgrpo" inspect "$(final "$d")" --diff "$(final "$d.res")" --tol 0 >/dev/null ||
-    fail "bf16 params, $acts activations: the resumed run is not bit-identical to the uninterrupted one"
+    fail "bf16 params, $acts activations, $red reduction: the resumed run is not bit-identical to the uninterrupted one"
   python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a - b) <= 2e-2 * abs(a) and a != b else 1)" \
     "$(first "$work/f32ref")" "$(first "$d")" ||
-    fail "bf16 params, $acts activations: first SFT loss $(first "$d") is not within 2% of fp32's $(first "$work/f32ref") (or identical)"
-  echo "E: bf16 parameters, $acts activations: first loss $(first "$d") vs fp32 $(first "$work/f32ref"); bit-exact resume"
+    fail "bf16 params, $acts activations, $red reduction: first SFT loss $(first "$d") is not within 2% of fp32's $(first "$work/f32ref") (or identical)"
+  echo "E: bf16 parameters, $acts activations, $red reduction: first loss $(first "$d") vs fp32 $(first "$work/f32ref"); bit-exact resume"
 done
-[[ "$(first "$work/bf16_f32")" != "$(first "$work/bf16_bf16")" ]] || fail "bf16 activations changed nothing"
+[[ "$(first "$work/bf16_f32_f32")" != "$(first "$work/bf16_bf16_f32")" ]] || fail "bf16 activations changed nothing"
 echo PASS
