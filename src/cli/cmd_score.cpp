@@ -7,9 +7,11 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <memory>
 #include <numeric>
+#include <vector>
 
-#include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/backend.h"
 #include "cgrpo/cli/commands.h"
 #include "cgrpo/core/buffer.h"
 #include "cgrpo/core/error.h"
@@ -34,7 +36,7 @@ std::vector<int32_t> int_array(const nlohmann::json& j, const char* key, const s
 }  // namespace
 
 int cmd_score(int argc, char** argv) {
-  std::string model_dir, input, output;
+  std::string model_dir, input, output, backend_kind;
   int64_t dump_k = 0, chunk = 4096;
   po::options_description desc("options");
   desc.add_options()                                                                                         //
@@ -42,7 +44,8 @@ int cmd_score(int argc, char** argv) {
       ("input", po::value(&input), "JSONL, one {\"input_ids\": [...], \"labels\": [...]} per line")         //
       ("output", po::value(&output), "JSONL, one {\"logprobs\", \"sum_logprob\", \"num_scored\"} per line")  //
       ("dump-logits", po::value(&dump_k)->default_value(0), "also write the top K raw logits of each scored position")
-      ("vocab-chunk", po::value(&chunk)->default_value(4096), "vocabulary columns per log-softmax chunk");
+      ("vocab-chunk", po::value(&chunk)->default_value(4096), "vocabulary columns per log-softmax chunk")  //
+      ("backend", po::value(&backend_kind)->default_value("cpu"), "cpu, or cuda (this node's first GPU)");
   po::variables_map vm;
   if (!parse_args(argc, argv,
                   "cgrpo score --model DIR --input in.jsonl --output out.jsonl\n\n"
@@ -54,10 +57,15 @@ int cmd_score(int argc, char** argv) {
               "cgrpo score: --model, --input and --output are required");
   CGRPO_CHECK(dump_k >= 0, "cgrpo score: --dump-logits must be >= 0");
   const ModelConfig cfg = ModelConfig::load((std::filesystem::path(model_dir) / "config.json").string());
-  CpuBackend be;
-  DreamModel model(cfg, be);
-  Buffer params(static_cast<size_t>(model.layout().total()) * sizeof(float), Device::CPU, MemCategory::Params);
-  load_model_weights(model_dir, model.layout(), params.as<float>());
+  const std::unique_ptr<Backend> be = make_backend(backend_kind);
+  DreamModel model(cfg, *be);
+  const size_t param_bytes = static_cast<size_t>(model.layout().total()) * sizeof(float);
+  Buffer params = be->alloc(param_bytes, MemCategory::Params);
+  {
+    std::vector<float> host(static_cast<size_t>(model.layout().total()));  // [P] staging
+    load_model_weights(model_dir, model.layout(), host.data());
+    be->upload(host.data(), params.data(), param_bytes);
+  }
   model.bind(params.as<float>(), nullptr);
   model.set_vocab_chunk(chunk);
   const int64_t V = cfg.vocab_size, K = std::min(dump_k, V);

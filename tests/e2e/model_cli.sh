@@ -41,6 +41,21 @@ for i, o in zip(ins, outs):
         assert len(o["top_logits"]) == len(vals) and all(len(t["top"]) == 3 for t in o["top_logits"])
 print("model_cli: ok")
 PY
+# --backend: the same log-probs on the node's GPU when there is one, else a clear error naming the missing device
+if "$CGRPO" score --model "$T/m" --input "$T/in.jsonl" --output "$T/out_cuda.jsonl" --backend cuda 2> "$T/err.txt"; then
+  python3 - "$T/out.jsonl" "$T/out_cuda.jsonl" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b)
+for x, y in zip(a, b):
+    for u, v in zip(x["logprobs"], y["logprobs"]):
+        assert (u is None) == (v is None) and (u is None or abs(u - v) <= 1e-4 * (1 + abs(u))), (u, v)
+print("model_cli: cuda scores match the cpu")
+PY
+else
+  grep -qi "cuda" "$T/err.txt" || { echo "score --backend cuda failed without naming CUDA:"; cat "$T/err.txt"; exit 1; }
+fi
 # a bad input is a clear error, not a crash
 echo '{"input_ids": [1, 2, 3], "labels": [1, 2]}' > "$T/bad.jsonl"
 if "$CGRPO" score --model "$T/m" --input "$T/bad.jsonl" --output "$T/bad.out" 2> "$T/err.txt"; then
