@@ -5,9 +5,7 @@
 //           a fresh step-0 checkpoint (zero AdamW moments) whose config points at HF_DIR.
 #include <filesystem>
 #include <iostream>
-#include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include "cgrpo/cli/commands.h"
 #include "cgrpo/cli/options.h"
@@ -23,12 +21,8 @@ namespace cgrpo::cli {
 namespace {
 // The model config a checkpoint was trained with: its resolved config names a preset or a model dir.
 ModelConfig checkpoint_model(const CheckpointMeta& m, const std::string& path) {
-  const std::string tmp = (std::filesystem::temp_directory_path() / ("cgrpo_convert_" + std::to_string(::getpid()) + ".ini")).string();
-  { std::ofstream(tmp) << m.config_ini; }
-  Config cfg = Config::load(tmp);
-  std::filesystem::remove(tmp);
   CGRPO_CHECK(!m.config_ini.empty(), "checkpoint ", path, " carries no config", hint("it was not written by cgrpo train"));
-  return model_config_of(cfg);
+  return model_config_of(Config::from_ini(m.config_ini, path + " (its config)"));
 }
 
 int export_hf(const std::string& from, const std::string& to, const std::string& dtype, double shard_mb, bool ref) {

@@ -150,9 +150,8 @@ std::string suggest(const std::string& key) {
 }
 
 // "section.key" -> line number, from a plain scan of the INI file (Program_options does not report lines).
-std::map<std::string, int> key_lines(const std::string& file) {
+std::map<std::string, int> key_lines(std::istream& in) {
   std::map<std::string, int> lines;
-  std::ifstream in(file);
   std::string line, section;
   for (int n = 1; std::getline(in, line); ++n) {
     const size_t b = line.find_first_not_of(" \t");
@@ -212,6 +211,18 @@ std::vector<double> RewardSection::weight_list() const {
 }
 
 Config Config::load(const std::string& file, const std::vector<std::string>& overrides) {
+  if (file.empty()) return parse(nullptr, "", overrides);
+  std::ifstream in(file);
+  CGRPO_CHECK(in.good(), "config: cannot open '", file, "'", hint("pass an existing INI file, e.g. configs/tiny_cpu.ini"));
+  return parse(&in, file, overrides);
+}
+
+Config Config::from_ini(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  return parse(&in, name, {});
+}
+
+Config Config::parse(std::istream* ini, const std::string& file, const std::vector<std::string>& overrides) {
   Config c;
   c.source_file = file;
   po::options_description desc;
@@ -260,12 +271,12 @@ Config Config::load(const std::string& file, const std::vector<std::string>& ove
     if (!value.defaulted()) c.origin[key] = "command line";
 
   // 2. the INI file
-  if (!file.empty()) {
-    std::ifstream in(file);
-    CGRPO_CHECK(in.good(), "config: cannot open '", file, "'", hint("pass an existing INI file, e.g. configs/tiny_cpu.ini"));
-    lines = key_lines(file);
+  if (ini) {
+    const std::string text((std::istreambuf_iterator<char>(*ini)), std::istreambuf_iterator<char>());
+    std::istringstream for_lines(text), for_values(text);
+    lines = key_lines(for_lines);
     try {
-      po::store(po::parse_config_file(in, desc, /*allow_unregistered=*/false), vm);
+      po::store(po::parse_config_file(for_values, desc, /*allow_unregistered=*/false), vm);
     } catch (const po::unknown_option& e) {
       const std::string key = e.get_option_name();
       CGRPO_FAIL("config: unknown key '", key, "' at ", where(key), hint(suggest(key)));

@@ -105,4 +105,8 @@ TEST_CASE("config: the resolved INI reloads to the same config", "[unit][config]
   a.write_resolved(dir);
   CHECK(std::filesystem::exists(dir + "/config.resolved.ini"));
   CHECK(Config::reference().find("beta = 0.01") != std::string::npos);
+  // from INI text (a checkpoint's config): the same config, and errors name the given source and line
+  CHECK(Config::from_ini(a.to_ini(), "ckpt.h5").to_ini() == a.to_ini());
+  REQUIRE_THROWS_WITH(Config::from_ini("[grpo]\nbeta = 0.1\nbta = 0.2\n", "ckpt.h5 (its config)"),
+                      Contains("unknown key 'grpo.bta' at ckpt.h5 (its config):3"));
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <string>
 #include <vector>
@@ -138,10 +139,16 @@ struct Config {
   // Reads `file` ("" = none) and applies `overrides` (argv-style: {"--grpo.beta", "0.02", ...} or
   // "--grpo.beta=0.02"), then validate(). Errors are fatal with file:line and a hint.
   static Config load(const std::string& file, const std::vector<std::string>& overrides = {});
+  // The same from INI text (e.g. the resolved config a checkpoint carries); `name` stands for the file in messages.
+  static Config from_ini(const std::string& text, const std::string& name);
   void validate() const;
   std::string to_ini() const;                   // every key, resolved, grouped by section
   void write_resolved(const std::string& run_dir) const;  // <run_dir>/config.resolved.ini
   static std::string reference();               // every key with its default and doc, for --help and README
+
+ private:
+  // load / from_ini: ini = nullptr for defaults + overrides only; file names the source in messages
+  static Config parse(std::istream* ini, const std::string& file, const std::vector<std::string>& overrides);
 };
 
 }  // namespace cgrpo
