@@ -126,7 +126,7 @@ TEST_CASE("mpi checkpoint: a save at one stage loads exactly at every other stag
   set_fatal_mode(FatalMode::Abort);
 }
 
-TEST_CASE("mpi checkpoint: damaged checkpoints are refused; auto falls back to the previous one", "[mpi][ckpt]") {
+TEST_CASE("mpi checkpoint: damaged checkpoints are refused, auto falls back to the previous one", "[mpi][ckpt]") {
   set_fatal_mode(FatalMode::Throw);
   const std::string dir = fresh_dir("damage");
   ZeroEngine a(testing::toy_units(), *g_world, 2, AdamWParams{});

@@ -109,7 +109,7 @@ TEST_CASE("cuda gemm bf16 inputs: fp32 accumulate into f32 (alpha, beta) and bf1
       }
 }
 
-TEST_CASE("cuda gemm bf16 C: batched with a padded leading dimension; accumulating into it is fatal", "[gpu][gemm]") {
+TEST_CASE("cuda gemm bf16 C: batched with a padded leading dimension, accumulating into it is fatal", "[gpu][gemm]") {
   CpuBackend cpu(1);
   const int64_t batch = 3, m = 5, n = 12, k = 40, ldc = 20;  // C rows 40 bytes apart: 8-byte aligned only
   const auto a = round_bf16(randn(size_t(batch * m * k), 31)), b = round_bf16(randn(size_t(k * n), 32));
@@ -137,7 +137,7 @@ TEST_CASE("cuda gemm bf16 C: batched with a padded leading dimension; accumulati
   REQUIRE_THROWS_WITH(gpu().gemm(fa.view, false, fb.view, false, dc.view, 1.0f, 0.0f), Catch::Contains("supports"));
 }
 
-TEST_CASE("cuda gemm: plans are cached per shape; wrong devices and dtypes are fatal", "[gpu][gemm]") {
+TEST_CASE("cuda gemm: plans are cached per shape, wrong devices and dtypes are fatal", "[gpu][gemm]") {
   auto a = randn(6 * 4, 1), b = randn(4 * 3, 2), c = randn(6 * 3, 3);
   Dev da(a, DType::F32, {6, 4}), db(b, DType::F32, {4, 3}), dc(c, DType::F32, {6, 3});
   gpu().gemm(da.view, false, db.view, false, dc.view);

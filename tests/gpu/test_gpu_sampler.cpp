@@ -126,7 +126,7 @@ TEST_CASE("cuda sample_rows: deterministic run to run, any number of rows per la
   CHECK(first.tokens == want.tokens);
 }
 
-TEST_CASE("cuda sample_rows: NaN and infinite logits are fatal, naming the row; host logits are rejected",
+TEST_CASE("cuda sample_rows: NaN and infinite logits are fatal, naming the row, host logits are rejected",
           "[gpu][sampler]") {
   const std::vector<double> u = {0.5, 0.5};
   const std::vector<float> ok = {0.0f, 1.0f, 2.0f};

@@ -237,7 +237,7 @@ TEST_CASE("data: toy scorers give exact 1 and positional partial credit", "[unit
   REQUIRE_THROWS_WITH(srt->score(p, "x"), Contains("has no meta field 'answer'"));
 }
 
-TEST_CASE("data: Dataset from the [data] section", "[unit][data]") {
+TEST_CASE("data: Dataset from the data section", "[unit][data]") {
   DataSection d;
   d.dataset = "toy:sort";
   d.max_samples = 7;

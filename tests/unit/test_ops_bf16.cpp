@@ -140,7 +140,7 @@ TEST_CASE("ops bf16: rmsnorm into bf16, rope in place, swiglu and bias on bf16 c
   }
 }
 
-TEST_CASE("ops bf16: GQA attention with bf16 q, k, v, o, masks; the backward matches the f32 op on the same values",
+TEST_CASE("ops bf16: GQA attention with bf16 q, k, v, o, masks, the backward matches the f32 op on the same values",
           "[model][ops][bf16]") {
   CpuBackend be;
   for (auto [nh, nkv] : {std::pair<int64_t, int64_t>{3, 1}, {4, 2}}) {

@@ -142,7 +142,7 @@ TEST_CASE("rollout: schedule counts for 256 new tokens match spec §2.2", "[unit
   CHECK(Sampler(c).schedule().steps() == 64);
 }
 
-TEST_CASE("rollout: config from [rollout] and every bad parameter", "[unit][rollout]") {
+TEST_CASE("rollout: config from the rollout section and every bad parameter", "[unit][rollout]") {
   RolloutSection r;
   const SamplerConfig ok = SamplerConfig::from_rollout(r, 151666, 151643, 7);
   CHECK(ok.alg == UnmaskAlg::Entropy);
@@ -238,7 +238,7 @@ TEST_CASE("rollout: sample_tokens greedy, ties and confidences", "[unit][rollout
   REQUIRE_THROWS_WITH(t4.sample(bad.data(), 0.0, Confidence::Prob), Contains("non-finite"));
 }
 
-TEST_CASE("rollout: top-p keeps the first token crossing the threshold and the top-1; ties by id",
+TEST_CASE("rollout: top-p keeps the first token crossing the threshold and the top-1, ties by id",
           "[unit][rollout]") {
   {
     TokenSampler ts(4, 0.0f, 0.7f, 0);
