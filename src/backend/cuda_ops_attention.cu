@@ -1,5 +1,13 @@
-// CudaBackend::attention_fwd / attention_bwd: fp32 flash attention with SIMT math (FlashAttention-2, Dao 2023,
-// arXiv:2307.08691, Alg. 1 and 2). Bidirectional GQA, key mask, safe softmax: the semantics of backend.h and
+// CudaBackend::attention_fwd / attention_bwd: the dispatch and the fp32 flash attention with SIMT math
+// (FlashAttention-2, Dao 2023, arXiv:2307.08691, Alg. 1 and 2).
+//
+// Dispatch (CudaBackend::AttnImpl, default Auto): bf16 q, k, v, o with head_dim 32, 64 or 128 and 16-byte aligned
+// views (base and row stride) run the tensor-core kernels of cuda_ops_attention_tc.cu (bf16 mma.sync products, P
+// and dS rounded to bf16: backend.h's attention tolerance); everything else, f32 always, runs the SIMT kernels
+// below. AttnImpl::Simt forces these kernels (tests compare the two paths), AttnImpl::TensorCore forces the
+// tensor cores and is fatal where they do not apply.
+//
+// The SIMT kernels: Bidirectional GQA, key mask, safe softmax: the semantics of backend.h and
 // of the CPU oracle (cpu_ops_attention.cpp). No [L, L] matrix exists anywhere: scores live in registers and
 // one [rows, cols] tile in shared memory at a time; the only global scratch is D = rowsum(dO o O) [B, heads, L]
 // in the backend's persistent attention workspace.

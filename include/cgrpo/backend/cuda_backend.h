@@ -18,11 +18,15 @@
 //            (cuda_sample.cu: the passes of sample_row.h, one block per row; see its declaration below); the bf16
 //            forms of the activation arguments backend.h marks "f32|bf16" (gemm C, rmsnorm_fwd y, rope_fwd x,
 //            attention q/k/v/o, swiglu g/u/out, bias_add y): the same kernels templated on the element type, fp32
-//            math, one rounding per bf16 output, tested against round_bf16 of the f32 oracle (tests/gpu). None of
-//            it has run on a GPU yet (no device was lent).
+//            math, one rounding per bf16 output, tested against round_bf16 of the f32 oracle (tests/gpu); bf16
+//            attention on tensor cores (cuda_ops_attention_tc.cu: FA-2 forward and backward on mma.sync m16n8k16,
+//            ldmatrix, cp.async double buffering; head_dim 32, 64, 128; P and dS rounded to bf16, backend.h's
+//            attention tolerance; its fragment maps mma_frag.h unit-tested on the CPU), chosen by
+//            set_attention_impl (default: wherever it applies). None of it has run on a GPU yet (no device was
+//            lent).
 //   remains: compute_dtype bf16 in the model (DreamModel still passes fp32 activations; bf16 parameters with an
-//            fp32 master work through DreamModel/ZeroEngine on any backend), tensor-core attention; every
-//            measured number.
+//            fp32 master work through DreamModel/ZeroEngine on any backend); every measured number (the tensor-core
+//            attention's tolerances, 2^-8 / 2^-7 of the row scale, are reasoned, not yet calibrated on a device).
 //
 // Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
 // use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
