@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
       be.upload(h.data(), b.data(), size_t(N * cols) * 4);
       return b;
     };
-    auto view = [&](const Buffer& b, DType t, int64_t cols) { return TensorView(b.data(), t, {N, cols}, Device::CUDA); };
+    auto view = [&](const Buffer& b, DType t, int64_t cols) {
+      return TensorView(b.data(), t, {N, cols}, Device::CUDA);
+    };
     Buffer q = dev(QW), k = dev(KW), v = dev(KW), o = dev(QW), dout = dev(QW), dq = dev(QW), dk = dev(KW),
            dv = dev(KW);
     auto bf16_of = [&](const Buffer& f, int64_t cols) {  // the same values rounded to bf16

@@ -599,7 +599,9 @@ void CudaBackend::attention_bwd(const AttnShape& s, const TensorView& q, const T
     a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
     a.lddo = dl.ldo, a.lddq = dl.ldq, a.lddk = dl.ldk, a.lddv = dl.ldv;
     a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads, a.scale = scale;
-    auto vec2 = [](const TensorView& t, int64_t ld) { return reinterpret_cast<uintptr_t>(t.data) % 8 == 0 && ld % 2 == 0; };
+    auto vec2 = [](const TensorView& t, int64_t ld) {  // float2 stores: 8-byte aligned base, even row stride
+      return reinterpret_cast<uintptr_t>(t.data) % 8 == 0 && ld % 2 == 0;
+    };
     a.vec_dq = vec2(dq, a.lddq), a.vec_dk = vec2(dk, a.lddk), a.vec_dv = vec2(dv, a.lddv);
     cuda::tc::launch_bwd(a, s.B, s.head_dim, stream);
     return;

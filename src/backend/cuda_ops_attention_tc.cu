@@ -186,16 +186,54 @@ __device__ __forceinline__ void store_f32_row(float* g, const float (&acc)[NO][4
   }
 }
 
+// ------------------------------------------------------------------------------------------ pipeline
+// One step of the 2-stage cp.async pipeline over n streamed tiles: queue tile it + 1 (when there is one) into the
+// other stage, then wait until tile it (queued one step earlier; tile 0 and the block's fixed tiles before the loop)
+// has landed for the whole block. issue(j, stage) loads tile j and commits exactly one cp.async group, so "all
+// but the newest group" is tile it. The caller ends each step with __syncthreads() before the stage is refilled.
+template <class Issue>
+__device__ __forceinline__ void pipeline_step(int64_t it, int64_t n, const Issue& issue) {
+  if (it + 1 < n)
+    issue(it + 1, static_cast<int>((it + 1) & 1));
+  else
+    cp_async_commit();  // an empty group keeps the count
+  cp_async_wait<1>();
+  __syncthreads();
+}
+
+// The streamed key tiles of fwd_kernel and dq_kernel in shared memory: K, V [2][BK][tc_ld(HD)] and the keep flags
+// [2][BK] (key exists and is not masked).
+template <int BK, int HD>
+struct KeyStages {
+  static constexpr int LD = tc_ld(HD);
+  uint16_t* Ks;
+  uint16_t* Vs;
+  int* keep;
+  __device__ explicit KeyStages(uint16_t* base)
+      : Ks(base), Vs(base + 2 * BK * LD), keep(reinterpret_cast<int*>(base + 4 * BK * LD)) {}
+  __device__ const uint16_t* K(int st) const { return Ks + st * BK * LD; }
+  __device__ const uint16_t* V(int st) const { return Vs + st * BK * LD; }
+  __device__ bool kept(int st, int c) const { return keep[st * BK + c] != 0; }
+  // key tile `it` (keys it * BK ..) of batch b, kv head g into stage st: one cp.async group (Args: FwdArgs or BwdArgs)
+  template <class Args>
+  __device__ void issue(const Args& a, int64_t b, int64_t g, const uint8_t* mask_row, int64_t it, int st) const {
+    const int64_t k0 = it * BK;
+    const int keys = flash::tile_extent(k0, BK, a.L);
+    tile_async<BK, HD>(Ks + st * BK * LD, a.k + flash::row_offset(b, a.L, k0, a.ldk, g, HD), a.ldk, keys);
+    tile_async<BK, HD>(Vs + st * BK * LD, a.v + flash::row_offset(b, a.L, k0, a.ldv, g, HD), a.ldv, keys);
+    for (int c = threadIdx.x; c < BK; c += kTcThreads) keep[st * BK + c] = flash::key_valid(k0 + c, a.L, mask_row);
+    cp_async_commit();
+  }
+};
+
 // ------------------------------------------------------------------------------------------ forward
 // FA-2 Alg. 1 for one (64-query tile, head, batch).
 template <int HD>
 __global__ void __launch_bounds__(kTcThreads) fwd_kernel(const FwdArgs a) {
   constexpr int BK = TcTiles<HD>::kFwdK, LD = tc_ld(HD), NT = BK / 8, NO = HD / 8;
   extern __shared__ uint4 smem[];
-  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem);        // [64][LD]
-  uint16_t* Ks = Qs + kTcRows * LD;                        // [2][BK][LD]
-  uint16_t* Vs = Ks + 2 * BK * LD;                         // [2][BK][LD]
-  int* keep_s = reinterpret_cast<int*>(Vs + 2 * BK * LD);  // [2][BK]
+  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem);  // [64][LD]
+  const KeyStages<BK, HD> kv(Qs + kTcRows * LD);     // K, V [2][BK][LD], keep [2][BK]
 
   const flash::TileCoord t = flash::tile_coord(blockIdx.x, blockIdx.y, blockIdx.z, kTcRows);
   const int64_t g = flash::kv_head_of(t.head, a.n_heads, a.n_kv);
@@ -204,13 +242,7 @@ __global__ void __launch_bounds__(kTcThreads) fwd_kernel(const FwdArgs a) {
   const uint8_t* mask_row = a.mask ? a.mask + t.b * a.L : nullptr;
   const float sl2 = a.scale * kLog2e;  // s2 = (q . k) / sqrt(hd) * log2 e
 
-  auto issue = [&](int64_t k0, int st) {  // key tile at k0 into stage st, one cp.async group
-    const int keys = flash::tile_extent(k0, BK, a.L);
-    tile_async<BK, HD>(Ks + st * BK * LD, a.k + flash::row_offset(t.b, a.L, k0, a.ldk, g, HD), a.ldk, keys);
-    tile_async<BK, HD>(Vs + st * BK * LD, a.v + flash::row_offset(t.b, a.L, k0, a.ldv, g, HD), a.ldv, keys);
-    for (int c = threadIdx.x; c < BK; c += kTcThreads) keep_s[st * BK + c] = flash::key_valid(k0 + c, a.L, mask_row);
-    cp_async_commit();
-  };
+  auto issue = [&](int64_t it, int st) { kv.issue(a, t.b, g, mask_row, it, st); };
   tile_async<kTcRows, HD>(Qs, a.q + flash::row_offset(t.b, a.L, t.row0, a.ldq, t.head, HD), a.ldq, rows);
   issue(0, 0);  // group 0: Q and key tile 0
 
@@ -219,15 +251,10 @@ __global__ void __launch_bounds__(kTcThreads) fwd_kernel(const FwdArgs a) {
   const int64_t n_tiles = flash::tile_count(a.L, BK);
   for (int64_t it = 0; it < n_tiles; ++it) {
     const int st = static_cast<int>(it & 1);
-    if (it + 1 < n_tiles)
-      issue((it + 1) * BK, st ^ 1);
-    else
-      cp_async_commit();  // an empty group: wait<1> below still means "tile it has landed"
-    cp_async_wait<1>();
-    __syncthreads();
+    pipeline_step(it, n_tiles, issue);
 
     float s[NT][4] = {};
-    warp_abt<NT, HD, LD>(s, Qs + warp * 16 * LD, Ks + st * BK * LD, lane);  // S = Q K^T        Alg. 1 line 8
+    warp_abt<NT, HD, LD>(s, Qs + warp * 16 * LD, kv.K(st), lane);  // S = Q K^T                 Alg. 1 line 8
     // Online softmax (lines 8-10, flash_tile.h online_softmax_update in the log2 domain):
     //   m_new = max(m, rowmax S2), P = exp2(S2 - m_new), l = exp2(m - m_new) l + rowsum P, O *= exp2(m - m_new)
     float mt[2] = {-INFINITY, -INFINITY};
@@ -235,8 +262,7 @@ __global__ void __launch_bounds__(kTcThreads) fwd_kernel(const FwdArgs a) {
     for (int n = 0; n < NT; ++n)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const bool keep = keep_s[st * BK + n * 8 + mma::c_elem(lane, i).col] != 0;
-        s[n][i] = keep ? s[n][i] * sl2 : -INFINITY;
+        s[n][i] = kv.kept(st, n * 8 + mma::c_elem(lane, i).col) ? s[n][i] * sl2 : -INFINITY;
         mt[i >> 1] = fmaxf(mt[i >> 1], s[n][i]);
       }
     float alpha[2];
@@ -261,7 +287,7 @@ __global__ void __launch_bounds__(kTcThreads) fwd_kernel(const FwdArgs a) {
       for (int i = 0; i < 4; ++i) o[n][i] *= alpha[i >> 1];
     uint32_t p[NT / 2][4];
     to_a_frags(s, p);
-    warp_pb<NO, BK, LD>(o, p, Vs + st * BK * LD, lane);  // O += P V                          Alg. 1 line 10
+    warp_pb<NO, BK, LD>(o, p, kv.V(st), lane);  // O += P V                                   Alg. 1 line 10
     __syncthreads();  // stage st is refilled by the next iteration's issue
   }
 
@@ -351,18 +377,14 @@ __global__ void __launch_bounds__(kTcThreads) dkdv_kernel(const BwdArgs a) {
 
   bool keep[2];  // this lane's key rows (halves r = 0, 1)
 #pragma unroll
-  for (int r = 0; r < 2; ++r) keep[r] = flash::key_valid(t.row0 + warp * 16 + mma::c_elem(lane, 2 * r).row, a.L, mask_row);
+  for (int r = 0; r < 2; ++r)
+    keep[r] = flash::key_valid(t.row0 + warp * 16 + mma::c_elem(lane, 2 * r).row, a.L, mask_row);
 
   float dk[NO][4] = {}, dv[NO][4] = {};
   const int64_t n_it = group * nq;
   for (int64_t it = 0; it < n_it; ++it) {
     const int st = static_cast<int>(it & 1);
-    if (it + 1 < n_it)
-      issue(it + 1, st ^ 1);
-    else
-      cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();
+    pipeline_step(it, n_it, issue);
 
     const uint16_t* Qt = Qs + st * BQ * LD;
     const uint16_t* dOt = dOs + st * BQ * LD;
@@ -405,11 +427,9 @@ template <int HD>
 __global__ void __launch_bounds__(kTcThreads) dq_kernel(const BwdArgs a) {
   constexpr int BK = TcTiles<HD>::kDqK, LD = tc_ld(HD), NT = BK / 8, NO = HD / 8;
   extern __shared__ uint4 smem[];
-  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem);        // [64][LD]
-  uint16_t* dOs = Qs + kTcRows * LD;                       // [64][LD]
-  uint16_t* Ks = dOs + kTcRows * LD;                       // [2][BK][LD]
-  uint16_t* Vs = Ks + 2 * BK * LD;                         // [2][BK][LD]
-  int* keep_s = reinterpret_cast<int*>(Vs + 2 * BK * LD);  // [2][BK]
+  uint16_t* Qs = reinterpret_cast<uint16_t*>(smem);  // [64][LD]
+  uint16_t* dOs = Qs + kTcRows * LD;                 // [64][LD]
+  const KeyStages<BK, HD> kv(dOs + kTcRows * LD);    // K, V [2][BK][LD], keep [2][BK]
 
   const flash::TileCoord t = flash::tile_coord(blockIdx.x, blockIdx.y, blockIdx.z, kTcRows);
   const int64_t g = flash::kv_head_of(t.head, a.n_heads, a.n_kv), ldob = a.n_heads * HD;
@@ -418,13 +438,7 @@ __global__ void __launch_bounds__(kTcThreads) dq_kernel(const BwdArgs a) {
   const uint8_t* mask_row = a.mask ? a.mask + t.b * a.L : nullptr;
   const float sl2 = a.scale * kLog2e;
 
-  auto issue = [&](int64_t k0, int st) {
-    const int keys = flash::tile_extent(k0, BK, a.L);
-    tile_async<BK, HD>(Ks + st * BK * LD, a.k + flash::row_offset(t.b, a.L, k0, a.ldk, g, HD), a.ldk, keys);
-    tile_async<BK, HD>(Vs + st * BK * LD, a.v + flash::row_offset(t.b, a.L, k0, a.ldv, g, HD), a.ldv, keys);
-    for (int c = threadIdx.x; c < BK; c += kTcThreads) keep_s[st * BK + c] = flash::key_valid(k0 + c, a.L, mask_row);
-    cp_async_commit();
-  };
+  auto issue = [&](int64_t it, int st) { kv.issue(a, t.b, g, mask_row, it, st); };
   tile_async<kTcRows, HD>(Qs, a.q + flash::row_offset(t.b, a.L, t.row0, a.ldq, t.head, HD), a.ldq, rows);
   tile_async<kTcRows, HD>(dOs, a.dob + flash::row_offset(t.b, a.L, t.row0, ldob, t.head, HD), ldob, rows);
   issue(0, 0);  // group 0: Q, dO and key tile 0
@@ -442,28 +456,22 @@ __global__ void __launch_bounds__(kTcThreads) dq_kernel(const BwdArgs a) {
   const int64_t n_tiles = flash::tile_count(a.L, BK);
   for (int64_t it = 0; it < n_tiles; ++it) {
     const int st = static_cast<int>(it & 1);
-    if (it + 1 < n_tiles)
-      issue((it + 1) * BK, st ^ 1);
-    else
-      cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();
+    pipeline_step(it, n_tiles, issue);
 
-    const uint16_t* Kt = Ks + st * BK * LD;
     float s[NT][4] = {}, dp[NT][4] = {};
-    warp_abt<NT, HD, LD>(s, Qs + warp * 16 * LD, Kt, lane);                 // S = Q K^T
-    warp_abt<NT, HD, LD>(dp, dOs + warp * 16 * LD, Vs + st * BK * LD, lane);  // dP = dO V^T
+    warp_abt<NT, HD, LD>(s, Qs + warp * 16 * LD, kv.K(st), lane);    // S = Q K^T
+    warp_abt<NT, HD, LD>(dp, dOs + warp * 16 * LD, kv.V(st), lane);  // dP = dO V^T
 #pragma unroll
     for (int n = 0; n < NT; ++n)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const bool keep = keep_s[st * BK + n * 8 + mma::c_elem(lane, i).col] != 0;
+        const bool keep = kv.kept(st, n * 8 + mma::c_elem(lane, i).col);
         const float p = prob2(s[n][i] * sl2, keep, lse2[i >> 1]);
         dp[n][i] = flash::grad_score(p, dp[n][i], Dr[i >> 1]);  // dS = P o (dP - D)
       }
     uint32_t da[NT / 2][4];
     to_a_frags(dp, da);
-    warp_pb<NO, BK, LD>(dq, da, Kt, lane);  // dQ += dS K
+    warp_pb<NO, BK, LD>(dq, da, kv.K(st), lane);  // dQ += dS K
     __syncthreads();
   }
 

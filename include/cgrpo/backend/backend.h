@@ -16,8 +16,9 @@
 // (widening), computes in fp32 exactly as its f32 form, and rounds every bf16 output once, to nearest even:
 //   bf16 op(x) = round_bf16(f32 op(widen(x))).
 // CpuBackend implements precisely that (the oracle), so a device backend matches it to the f32 op's tolerance
-// plus one bf16 rounding (1 ulp = 2^-8 relative); attention is the one exception (tensor cores, see attention_fwd). Statistics (rstd, lse), the weights of non-matmul ops (w, b,
-// table), the residual stream and every gradient stay f32. An op given bf16 where it says f32 is fatal.
+// plus one bf16 rounding (1 ulp = 2^-8 relative); attention is the one exception (tensor cores, see
+// attention_fwd). Statistics (rstd, lse), the weights of non-matmul ops (w, b, table), the residual stream and every
+// gradient stay f32. An op given bf16 where it says f32 is fatal.
 #pragma once
 
 #include <cstdint>
