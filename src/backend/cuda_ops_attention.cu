@@ -1,5 +1,13 @@
-// CudaBackend::attention_fwd / attention_bwd: fp32 flash attention with SIMT math (FlashAttention-2, Dao 2023,
-// arXiv:2307.08691, Alg. 1 and 2). Bidirectional GQA, key mask, safe softmax: the semantics of backend.h and
+// CudaBackend::attention_fwd / attention_bwd: the dispatch and the fp32 flash attention with SIMT math
+// (FlashAttention-2, Dao 2023, arXiv:2307.08691, Alg. 1 and 2).
+//
+// Dispatch (CudaBackend::AttnImpl, default Auto): bf16 q, k, v, o with head_dim 32, 64 or 128 and 16-byte aligned
+// views (base and row stride) run the tensor-core kernels of cuda_ops_attention_tc.cu (bf16 mma.sync products, P
+// and dS rounded to bf16: backend.h's attention tolerance); everything else, f32 always, runs the SIMT kernels
+// below. AttnImpl::Simt forces these kernels (tests compare the two paths), AttnImpl::TensorCore forces the
+// tensor cores and is fatal where they do not apply.
+//
+// The SIMT kernels: Bidirectional GQA, key mask, safe softmax: the semantics of backend.h and
 // of the CPU oracle (cpu_ops_attention.cpp). No [L, L] matrix exists anywhere: scores live in registers and
 // one [rows, cols] tile in shared memory at a time; the only global scratch is D = rowsum(dO o O) [B, heads, L]
 // in the backend's persistent attention workspace.
@@ -39,6 +47,7 @@
 
 #include "cgrpo/backend/cuda_backend.h"
 #include "cgrpo/backend/flash_tile.h"
+#include "cuda_attention_tc.h"
 #include "cuda_check.h"
 #include "cuda_kernels.cuh"
 
@@ -512,6 +521,21 @@ void for_head_dim(int64_t hd, Launch&& launch_hd) {
   }
 }
 
+// Whether this call runs the tensor-core kernels (cuda_ops_attention_tc.cu): bf16 q, k, v, o, a head_dim they are
+// built for and 16-byte aligned views, unless impl says otherwise (CudaBackend::AttnImpl).
+bool take_tc(CudaBackend::AttnImpl impl, const char* op, const AttnShape& s, const AttnLayout& lay, const TensorView& q,
+             const TensorView& k, const TensorView& v, const TensorView& o) {
+  if (impl == CudaBackend::AttnImpl::Simt) return false;
+  const bool ok = q.dtype == DType::BF16 && cuda::tc::supported_head_dim(s.head_dim) &&
+                  cuda::tc::aligned16(q, lay.ldq) && cuda::tc::aligned16(k, lay.ldk) &&
+                  cuda::tc::aligned16(v, lay.ldv) && cuda::tc::aligned16(o, lay.ldo);
+  CGRPO_CHECK(ok || impl == CudaBackend::AttnImpl::Auto, "CudaBackend::", op,
+              ": AttnImpl::TensorCore needs bf16 q, k, v, o, head_dim 32, 64 or 128 and 16-byte aligned views (base "
+              "and row stride), got ", dtype_name(q.dtype), " head_dim ", s.head_dim, " row strides ", lay.ldq, ", ",
+              lay.ldk, ", ", lay.ldv, ", ", lay.ldo);
+  return ok;
+}
+
 }  // namespace
 
 float* CudaBackend::attention_workspace(size_t floats) {
@@ -529,6 +553,16 @@ void CudaBackend::attention_fwd(const AttnShape& s, const TensorView& q, const T
   const AttnLayout lay = attention_layout(s, q, k, v, o);  // q, k, v, o: one dtype, f32 or bf16
   check_cuda_attention("attention_fwd", s, {{"q", &q}, {"k", &k}, {"v", &v}, {"o", &o}});
   const cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
+  const float scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));  // the CPU oracle's 1/sqrt(hd)
+  if (take_tc(attn_impl_, "attention_fwd", s, lay, q, k, v, o)) {
+    cuda::tc::FwdArgs a{};
+    a.q = cuda::dp<const uint16_t>(q), a.k = cuda::dp<const uint16_t>(k), a.v = cuda::dp<const uint16_t>(v);
+    a.mask = key_mask, a.o = cuda::dp<uint16_t>(o), a.lse = lse;
+    a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
+    a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads, a.scale = scale;
+    cuda::tc::launch_fwd(a, s.B, s.head_dim, stream);
+    return;
+  }
   cuda::with_act_type(q.dtype, [&](auto elem) {
     using T = decltype(elem);
     FwdArgs<T> a{};
@@ -536,7 +570,7 @@ void CudaBackend::attention_fwd(const AttnShape& s, const TensorView& q, const T
     a.o = cuda::dp<T>(o), a.lse = lse;
     a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
     a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads;
-    a.scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));  // the CPU oracle's rounding of 1/sqrt(hd)
+    a.scale = scale;
     a.vec_q = cuda::vec4_ok(q, a.ldq), a.vec_k = cuda::vec4_ok(k, a.ldk), a.vec_v = cuda::vec4_ok(v, a.ldv);
     a.vec_o = cuda::vec4_ok(o, a.ldo);
     for_head_dim(s.head_dim, [&](auto hd) { launch_fwd<decltype(hd)::value>(a, s.B, stream); });
@@ -553,8 +587,26 @@ void CudaBackend::attention_bwd(const AttnShape& s, const TensorView& q, const T
   check_cuda_attention("attention_bwd", s,
                        {{"q", &q}, {"k", &k}, {"v", &v}, {"o", &o}, {"dout", &dout}, {"dq", &dq}, {"dk", &dk},
                         {"dv", &dv}});
-  float* D = attention_workspace(static_cast<size_t>(s.B * s.n_heads * s.L));  // [B, heads, L]
   const cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
+  const float scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));
+  if (take_tc(attn_impl_, "attention_bwd", s, lay, q, k, v, o)) {
+    float* ws = attention_workspace(cuda::tc::bwd_workspace_floats(s));  // D [B, heads, L], bf16(dO)
+    cuda::tc::BwdArgs a{};
+    a.q = cuda::dp<const uint16_t>(q), a.k = cuda::dp<const uint16_t>(k), a.v = cuda::dp<const uint16_t>(v);
+    a.o = cuda::dp<const uint16_t>(o), a.dout = cuda::dp<const float>(dout), a.lse = lse, a.mask = key_mask;
+    a.D = ws, a.dob = cuda::tc::bwd_dob(ws, s);
+    a.dq = cuda::dp<float>(dq), a.dk = cuda::dp<float>(dk), a.dv = cuda::dp<float>(dv);
+    a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
+    a.lddo = dl.ldo, a.lddq = dl.ldq, a.lddk = dl.ldk, a.lddv = dl.ldv;
+    a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads, a.scale = scale;
+    auto vec2 = [](const TensorView& t, int64_t ld) {  // float2 stores: 8-byte aligned base, even row stride
+      return reinterpret_cast<uintptr_t>(t.data) % 8 == 0 && ld % 2 == 0;
+    };
+    a.vec_dq = vec2(dq, a.lddq), a.vec_dk = vec2(dk, a.lddk), a.vec_dv = vec2(dv, a.lddv);
+    cuda::tc::launch_bwd(a, s.B, s.head_dim, stream);
+    return;
+  }
+  float* D = attention_workspace(static_cast<size_t>(s.B * s.n_heads * s.L));  // [B, heads, L]
   cuda::with_act_type(q.dtype, [&](auto elem) {
     using T = decltype(elem);
     BwdArgs<T> a{};
@@ -564,7 +616,7 @@ void CudaBackend::attention_bwd(const AttnShape& s, const TensorView& q, const T
     a.ldq = lay.ldq, a.ldk = lay.ldk, a.ldv = lay.ldv, a.ldo = lay.ldo;
     a.lddo = dl.ldo, a.lddq = dl.ldq, a.lddk = dl.ldk, a.lddv = dl.ldv;
     a.L = s.L, a.n_heads = s.n_heads, a.n_kv = s.n_kv_heads;
-    a.scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));
+    a.scale = scale;
     a.vec_q = cuda::vec4_ok(q, a.ldq), a.vec_k = cuda::vec4_ok(k, a.ldk), a.vec_v = cuda::vec4_ok(v, a.ldv);
     a.vec_do = cuda::vec4_ok(dout, a.lddo), a.vec_dq = cuda::vec4_ok(dq, a.lddq), a.vec_dk = cuda::vec4_ok(dk, a.lddk);
     a.vec_dv = cuda::vec4_ok(dv, a.lddv);

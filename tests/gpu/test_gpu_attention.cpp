@@ -10,15 +10,27 @@
 // dv (P (dP - D) cancels, and the GPU backward reads the GPU forward's o and lse). lse must be -inf exactly
 // where every key is masked, and that batch row must get o = 0 and zero gradients. Two runs are bit-identical.
 //
-// bf16 activations (Case::act = BF16): q, k, v, o are bf16 (qkv rounded on the host), the gradients and lse f32.
-// The oracle is the contract's: CpuBackend's f32 ops on the widened values, o rounded to bf16 once; the GPU
-// backward is given that rounded o (as the bf16 backward would get the bf16 forward output), so dq, dk, dv keep
-// the f32 tolerance; o gets one bf16 ulp on top of it.
+// bf16 activations (Case::act = BF16) on the SIMT kernels (AttnImpl::Simt): q, k, v, o are bf16 (qkv rounded on
+// the host), the gradients and lse f32. The oracle is the contract's: CpuBackend's f32 ops on the widened values,
+// o rounded to bf16 once; the GPU backward is given that rounded o (as the bf16 backward would get the bf16
+// forward output), so dq, dk, dv keep the f32 tolerance; o gets one bf16 ulp on top of it.
+//
+// The tensor-core kernels (bf16, head_dim 32/64/128, 16-byte aligned views; AttnImpl::TensorCore) round P and dS
+// to bf16 for their products (backend.h), so they are held to each row's output scale instead: for every (row,
+// head), scale = max |want| over the head's head_dim columns, and |got - want| <= 2^-8 scale + 1 bf16 ulp of want
+// for o, <= 2^-7 scale for dq, dk, dv (P or dS rounded, and dO rounded to bf16); lse keeps 1e-4 (1 + |want|) (its
+// sum is over fp32 P). Grid: head_dim 32/64/128 x L 1/7/64/65/300/1024 x GQA groups 1/2/4, masks none / random /
+// last batch row all masked, q, k, v column blocks of a fused qkv with and without 8 padding columns, plus every
+// mask kind at L = 129 with the 1b preset's GQA group of 6 (12 heads, 2 kv heads); also against
+// the forced SIMT kernels on the same inputs, bit-identical reruns, and the dispatch (Auto takes the tensor cores
+// exactly where they apply, TensorCore elsewhere is fatal).
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -136,6 +148,7 @@ struct Case {
   MaskKind mask;
   bool aligned;  // false: every view one element off a 4-element group and/or a row stride not a multiple of 4
   DType act = DType::F32;  // q, k, v, o
+  int64_t pad = 0;         // aligned only: extra columns on every row stride (8 keeps 16-byte rows)
 };
 
 // Layout of every buffer of one case: fused qkv / dqkv [N, ld] at element offset off; o [N, ldo]; dout [N, lddo].
@@ -144,9 +157,9 @@ struct Layout {
   size_t off;
   explicit Layout(const Case& c) {
     N = c.s.B * c.s.L, qw = c.s.n_heads * c.s.head_dim, kw = c.s.n_kv_heads * c.s.head_dim;
-    ld = qw + 2 * kw + (c.aligned ? 0 : 3);
-    ldo = qw + (c.aligned ? 0 : 1);
-    lddo = qw + (c.aligned ? 0 : 2);
+    ld = qw + 2 * kw + (c.aligned ? c.pad : 3);
+    ldo = qw + (c.aligned ? c.pad : 1);
+    lddo = qw + (c.aligned ? c.pad : 2);
     off = c.aligned ? 0 : 1;
   }
   size_t qkv_size() const { return off + N * ld; }
@@ -168,77 +181,200 @@ struct Layout {
   }
 };
 
-void run_case(const Case& c, uint32_t seed) {
-  const AttnShape& s = c.s;
-  const Layout Y(c);
-  const DType act = c.act;
-  const bool bf16 = act == DType::BF16;
-  INFO("B " << s.B << " L " << s.L << " heads " << s.n_heads << " kv " << s.n_kv_heads << " hd " << s.head_dim
-            << " mask " << mask_name(c.mask) << (c.aligned ? " aligned" : " misaligned") << " " << dtype_name(act));
-  std::vector<float> qkv = gpu_test::as_act(randn(Y.qkv_size(), seed), act), dout = randn(Y.N * Y.lddo, seed + 1);
-  const std::vector<uint8_t> mask = make_mask(c.mask, s.B, s.L, seed + 2);
-  const uint8_t* hmask = mask.empty() ? nullptr : mask.data();
+// One case's inputs: fused qkv (the case's activation dtype; bf16: rounded on the host), dout, the key mask, on
+// the host and on the device.
+struct Inputs {
+  const Case& c;
+  Layout Y;
+  std::vector<float> qkv, dout;
+  std::vector<uint8_t> mask;
+  ActDev x;
+  Dev<float> dout_dev;
+  Dev<uint8_t> mask_dev;
+  Inputs(const Case& cs, uint32_t seed)
+      : c(cs), Y(cs), qkv(gpu_test::as_act(randn(Y.qkv_size(), seed), cs.act)), dout(randn(Y.N * Y.lddo, seed + 1)),
+        mask(make_mask(cs.mask, cs.s.B, cs.s.L, seed + 2)), x(qkv, cs.act, gpu()), dout_dev(dout, gpu()),
+        mask_dev(mask, gpu()) {}
+  const uint8_t* hmask() const { return mask.empty() ? nullptr : mask.data(); }
+  const uint8_t* gmask() const { return mask.empty() ? nullptr : mask_dev.ptr(); }
+};
 
-  // CPU oracle on the same layouts
+// Outputs of one run, read back: o [N, ldo] (widened), lse [B, heads, L], the fused gradient buffer.
+struct Outputs {
+  std::vector<float> o, lse, g;
+};
+
+// CpuBackend on the case's layouts (o written into a buffer prefilled with 77, dqkv with 99). The backward reads
+// o_bwd (the forward's o rounded to the activation dtype, as a bf16 forward would hand it on) and the oracle's lse.
+Outputs run_cpu(const Inputs& in) {
+  const AttnShape& s = in.c.s;
+  const Layout& Y = in.Y;
   CpuBackend cpu;
-  std::vector<float> o_want(Y.N * Y.ldo, 77.0f), lse_want(s.B * s.n_heads * s.L), dqkv_want(Y.qkv_size(), 99.0f);
-  cpu.attention_fwd(s, Y.q(qkv.data(), Device::CPU), Y.k(qkv.data(), Device::CPU), Y.v(qkv.data(), Device::CPU),
-                    hmask, Y.o(o_want.data(), Device::CPU), lse_want.data());
-  o_want = gpu_test::as_act(std::move(o_want), act);  // the bf16 forward's o; the bf16 backward reads it
-  cpu.attention_bwd(s, Y.q(qkv.data(), Device::CPU), Y.k(qkv.data(), Device::CPU), Y.v(qkv.data(), Device::CPU),
-                    hmask, Y.o(o_want.data(), Device::CPU), lse_want.data(), Y.dout(dout.data(), Device::CPU),
-                    Y.q(dqkv_want.data(), Device::CPU), Y.k(dqkv_want.data(), Device::CPU),
-                    Y.v(dqkv_want.data(), Device::CPU));
+  const float* x = in.qkv.data();
+  Outputs w{std::vector<float>(Y.N * Y.ldo, 77.0f), std::vector<float>(s.B * s.n_heads * s.L),
+            std::vector<float>(Y.qkv_size(), 99.0f)};
+  cpu.attention_fwd(s, Y.q(x, Device::CPU), Y.k(x, Device::CPU), Y.v(x, Device::CPU), in.hmask(),
+                    Y.o(w.o.data(), Device::CPU), w.lse.data());
+  const std::vector<float> o_bwd = gpu_test::as_act(w.o, in.c.act);
+  cpu.attention_bwd(s, Y.q(x, Device::CPU), Y.k(x, Device::CPU), Y.v(x, Device::CPU), in.hmask(),
+                    Y.o(o_bwd.data(), Device::CPU), w.lse.data(), Y.dout(in.dout.data(), Device::CPU),
+                    Y.q(w.g.data(), Device::CPU), Y.k(w.g.data(), Device::CPU), Y.v(w.g.data(), Device::CPU));
+  return w;
+}
 
-  // GPU, twice (determinism)
+// The process CudaBackend with its current AttnImpl: forward, then backward on o_bwd and lse_bwd when given (device
+// copies of the oracle's), else on this run's own o and lse. Outputs start as 77 (o), 5 (lse), 99 (gradients).
+Outputs run_gpu(const Inputs& in, const ActDev* o_bwd = nullptr, const Dev<float>* lse_bwd = nullptr) {
+  const AttnShape& s = in.c.s;
+  const Layout& Y = in.Y;
+  const DType act = in.c.act;
   CudaBackend& be = gpu();
-  const ActDev dqkv_in(qkv, act, be), o_oracle(o_want, act, be);
-  const Dev<float> ddout(dout, be);
-  const Dev<uint8_t> dmask(mask, be);
-  const uint8_t* gmask = mask.empty() ? nullptr : dmask.ptr();
-  const std::vector<float> o_init(Y.N * Y.ldo, 77.0f), lse_init(s.B * s.n_heads * s.L, 5.0f),
-      g_init(Y.qkv_size(), 99.0f);
-  std::vector<float> o_got[2], lse_got[2], g_got[2];
-  for (int run = 0; run < 2; ++run) {
-    ActDev o(o_init, act, be);
-    Dev<float> lse(lse_init, be), g(g_init, be);
-    const void* x = dqkv_in.ptr();
-    be.attention_fwd(s, Y.q(x, Device::CUDA, act), Y.k(x, Device::CUDA, act), Y.v(x, Device::CUDA, act), gmask,
-                     Y.o(o.ptr(), Device::CUDA, act), lse.ptr());
-    const void* o_bwd = bf16 ? o_oracle.ptr() : o.ptr();  // fp32: the backward reads the GPU forward's o
-    be.attention_bwd(s, Y.q(x, Device::CUDA, act), Y.k(x, Device::CUDA, act), Y.v(x, Device::CUDA, act), gmask,
-                     Y.o(o_bwd, Device::CUDA, act), lse.ptr(), Y.dout(ddout.ptr(), Device::CUDA),
-                     Y.q(g.ptr(), Device::CUDA), Y.k(g.ptr(), Device::CUDA), Y.v(g.ptr(), Device::CUDA));
-    o_got[run] = o.get(be), lse_got[run] = lse.get(be), g_got[run] = g.get(be);
+  ActDev o(std::vector<float>(Y.N * Y.ldo, 77.0f), act, be);
+  Dev<float> lse(std::vector<float>(s.B * s.n_heads * s.L, 5.0f), be), g(std::vector<float>(Y.qkv_size(), 99.0f), be);
+  const void* x = in.x.ptr();
+  be.attention_fwd(s, Y.q(x, Device::CUDA, act), Y.k(x, Device::CUDA, act), Y.v(x, Device::CUDA, act), in.gmask(),
+                   Y.o(o.ptr(), Device::CUDA, act), lse.ptr());
+  be.attention_bwd(s, Y.q(x, Device::CUDA, act), Y.k(x, Device::CUDA, act), Y.v(x, Device::CUDA, act), in.gmask(),
+                   Y.o(o_bwd ? o_bwd->ptr() : o.ptr(), Device::CUDA, act), lse_bwd ? lse_bwd->ptr() : lse.ptr(),
+                   Y.dout(in.dout_dev.ptr(), Device::CUDA), Y.q(g.ptr(), Device::CUDA), Y.k(g.ptr(), Device::CUDA),
+                   Y.v(g.ptr(), Device::CUDA));
+  return {o.get(be), lse.get(be), g.get(be)};
+}
+
+// The [N, w] blocks a run is compared on.
+std::vector<float> o_of(const Layout& Y, const Outputs& r) { return cols(r.o, 0, Y.N, Y.ldo, 0, Y.qw); }
+std::vector<float> dq_of(const Layout& Y, const Outputs& r) { return cols(r.g, Y.off, Y.N, Y.ld, 0, Y.qw); }
+std::vector<float> dk_of(const Layout& Y, const Outputs& r) { return cols(r.g, Y.off, Y.N, Y.ld, Y.qw, Y.kw); }
+std::vector<float> dv_of(const Layout& Y, const Outputs& r) { return cols(r.g, Y.off, Y.N, Y.ld, Y.qw + Y.kw, Y.kw); }
+
+// Nothing outside the views is written (o's pad columns keep 77; dqkv's offset and pad columns keep 99), and a
+// batch row whose keys are all masked gets lse = -inf, o = 0 and zero gradients (safe softmax, never NaN).
+void check_views_and_masked_rows(const Inputs& in, const Outputs& r) {
+  const AttnShape& s = in.c.s;
+  const Layout& Y = in.Y;
+  for (int64_t n = 0; n < Y.N; ++n)
+    for (int64_t c = Y.qw; c < Y.ldo; ++c) REQUIRE(r.o[n * Y.ldo + c] == 77.0f);
+  for (size_t i = 0; i < Y.off; ++i) REQUIRE(r.g[i] == 99.0f);
+  for (int64_t n = 0; n < Y.N; ++n)
+    for (int64_t c = Y.qw + 2 * Y.kw; c < Y.ld; ++c) REQUIRE(r.g[Y.off + n * Y.ld + c] == 99.0f);
+  if (in.c.mask != MaskKind::LastRowMasked) return;
+  const int64_t b = s.B - 1;
+  for (int64_t i = b * s.n_heads * s.L; i < s.B * s.n_heads * s.L; ++i) REQUIRE(r.lse[i] == -kInf);
+  for (int64_t n = b * s.L; n < Y.N; ++n) {
+    for (int64_t col = 0; col < Y.qw; ++col) REQUIRE(r.o[n * Y.ldo + col] == 0.0f);
+    for (int64_t col = 0; col < Y.qw + 2 * Y.kw; ++col) REQUIRE(r.g[Y.off + n * Y.ld + col] == 0.0f);
   }
+}
 
-  expect_close(cols(o_got[0], 0, Y.N, Y.ldo, 0, Y.qw), cols(o_want, 0, Y.N, Y.ldo, 0, Y.qw), 1e-4, "o", bf16);
-  expect_close(lse_got[0], lse_want, 1e-4, "lse");
-  expect_close(cols(g_got[0], Y.off, Y.N, Y.ld, 0, Y.qw), cols(dqkv_want, Y.off, Y.N, Y.ld, 0, Y.qw), 1e-3, "dq");
-  expect_close(cols(g_got[0], Y.off, Y.N, Y.ld, Y.qw, Y.kw), cols(dqkv_want, Y.off, Y.N, Y.ld, Y.qw, Y.kw), 1e-3,
-               "dk");
-  expect_close(cols(g_got[0], Y.off, Y.N, Y.ld, Y.qw + Y.kw, Y.kw),
-               cols(dqkv_want, Y.off, Y.N, Y.ld, Y.qw + Y.kw, Y.kw), 1e-3, "dv");
-  // nothing outside the views is written: o's pad column keeps 77, dqkv's offset and pad columns keep 99
-  for (int64_t n = 0; n < Y.N; ++n)
-    for (int64_t c = Y.qw; c < Y.ldo; ++c) REQUIRE(o_got[0][n * Y.ldo + c] == 77.0f);
-  for (size_t i = 0; i < Y.off; ++i) REQUIRE(g_got[0][i] == 99.0f);
-  for (int64_t n = 0; n < Y.N; ++n)
-    for (int64_t c = Y.qw + 2 * Y.kw; c < Y.ld; ++c) REQUIRE(g_got[0][Y.off + n * Y.ld + c] == 99.0f);
+// Two runs bit-identical (no atomics, fixed reduction order).
+void check_identical(const Outputs& a, const Outputs& b) {
+  REQUIRE(std::memcmp(a.o.data(), b.o.data(), a.o.size() * sizeof(float)) == 0);
+  REQUIRE(std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float)) == 0);
+  REQUIRE(std::memcmp(a.g.data(), b.g.data(), a.g.size() * sizeof(float)) == 0);
+}
 
-  if (c.mask == MaskKind::LastRowMasked) {  // safe softmax: zeros and -inf, never NaN; no gradient
-    const int64_t b = s.B - 1;
-    for (int64_t i = b * s.n_heads * s.L; i < s.B * s.n_heads * s.L; ++i) REQUIRE(lse_got[0][i] == -kInf);
-    for (int64_t n = b * s.L; n < Y.N; ++n) {
-      for (int64_t col = 0; col < Y.qw; ++col) REQUIRE(o_got[0][n * Y.ldo + col] == 0.0f);
-      for (int64_t col = 0; col < Y.qw + 2 * Y.kw; ++col) REQUIRE(g_got[0][Y.off + n * Y.ld + col] == 0.0f);
+std::string case_name(const Case& c) {
+  const AttnShape& s = c.s;
+  std::ostringstream os;
+  os << "B " << s.B << " L " << s.L << " heads " << s.n_heads << " kv " << s.n_kv_heads << " hd " << s.head_dim
+     << " mask " << mask_name(c.mask) << (c.aligned ? " aligned" : " misaligned") << " pad " << c.pad << " "
+     << dtype_name(c.act);
+  return os.str();
+}
+
+// The f32 kernels, or bf16 on the SIMT kernels: the f32 oracle's tolerances (bf16 o: plus one ulp).
+void run_case(const Case& c, uint32_t seed) {
+  INFO(case_name(c));
+  const Inputs in(c, seed);
+  const Layout& Y = in.Y;
+  const bool bf16 = c.act == DType::BF16;
+  const Outputs want = run_cpu(in);
+  // fp32: the backward reads the GPU forward's o and lse; bf16: the oracle's rounded o (the contract's input)
+  const ActDev o_oracle(gpu_test::as_act(want.o, c.act), c.act, gpu());
+  const Outputs got[2] = {run_gpu(in, bf16 ? &o_oracle : nullptr), run_gpu(in, bf16 ? &o_oracle : nullptr)};
+
+  expect_close(o_of(Y, got[0]), gpu_test::as_act(o_of(Y, want), c.act), 1e-4, "o", bf16);
+  expect_close(got[0].lse, want.lse, 1e-4, "lse");
+  expect_close(dq_of(Y, got[0]), dq_of(Y, want), 1e-3, "dq");
+  expect_close(dk_of(Y, got[0]), dk_of(Y, want), 1e-3, "dk");
+  expect_close(dv_of(Y, got[0]), dv_of(Y, want), 1e-3, "dv");
+  check_views_and_masked_rows(in, got[0]);
+  check_identical(got[0], got[1]);
+}
+
+// |got - want| <= tol * scale + ulps * bf16_ulp(want) over an [N, w] block of heads of hd columns, scale = max |want|
+// over the head_dim columns of the element's (row, head): the row's output scale. A zero scale needs got == want;
+// a non-finite got fails.
+void expect_close_rows(const std::vector<float>& got, const std::vector<float>& want, int64_t N, int64_t w,
+                       int64_t hd, double tol, double ulps, const char* what) {
+  REQUIRE(got.size() == static_cast<size_t>(N * w));
+  REQUIRE(want.size() == got.size());
+  double worst = 0;
+  size_t wi = 0;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t h0 = 0; h0 < w; h0 += hd) {
+      double scale = 0;
+      for (int64_t c = h0; c < h0 + hd; ++c) scale = std::max(scale, std::fabs(double(want[n * w + c])));
+      for (int64_t c = h0; c < h0 + hd; ++c) {
+        const size_t i = static_cast<size_t>(n * w + c);
+        const double d = std::fabs(double(got[i]) - want[i]) - ulps * gpu_test::bf16_ulp(want[i]);
+        const double e = !std::isfinite(got[i]) ? double(kInf) : d <= 0 ? 0.0 : scale > 0 ? d / scale : double(kInf);
+        if (e > worst) worst = e, wi = i;
+      }
     }
+  INFO(what << ": worst (|got - want| - slack) / row scale = " << worst << " at " << wi << " (got " << got[wi]
+            << ", want " << want[wi] << "), tolerance " << tol);
+  REQUIRE(worst <= tol);
+}
+
+// Sets the process backend's attention kernels for one scope.
+struct ImplScope {
+  CudaBackend::AttnImpl prev;
+  explicit ImplScope(CudaBackend::AttnImpl impl) : prev(gpu().attention_impl()) { gpu().set_attention_impl(impl); }
+  ~ImplScope() { gpu().set_attention_impl(prev); }
+};
+
+// The tensor-core tolerances (backend.h): o 2^-8 of the row scale plus one bf16 ulp, dq, dk, dv 2^-7 of it.
+constexpr double kTcTolO = 1.0 / 256, kTcTolGrad = 1.0 / 128;
+
+// bf16 on the tensor-core kernels (forced): against the oracle (backward on the oracle's rounded o and its lse),
+// against the forced SIMT kernels on the same inputs (each within the oracle tolerance, so within it of each
+// other up to the SIMT path's 1e-4), twice bit-identical.
+void run_tc_case(const Case& c, uint32_t seed) {
+  INFO(case_name(c));
+  REQUIRE(c.act == DType::BF16);
+  const Inputs in(c, seed);
+  const Layout& Y = in.Y;
+  const int64_t hd = c.s.head_dim;
+  const Outputs want = run_cpu(in);
+  const ActDev o_oracle(gpu_test::round_bf16(want.o), DType::BF16, gpu());
+  const Dev<float> lse_oracle(want.lse, gpu());
+  Outputs tc[2], simt;
+  {
+    const ImplScope force(CudaBackend::AttnImpl::TensorCore);
+    tc[0] = run_gpu(in, &o_oracle, &lse_oracle);
+    tc[1] = run_gpu(in, &o_oracle, &lse_oracle);
+  }
+  {
+    const ImplScope force(CudaBackend::AttnImpl::Simt);
+    simt = run_gpu(in, &o_oracle, &lse_oracle);
   }
 
-  // bit-identical across runs (no atomics, fixed reduction order)
-  REQUIRE(std::memcmp(o_got[0].data(), o_got[1].data(), o_got[0].size() * sizeof(float)) == 0);
-  REQUIRE(std::memcmp(lse_got[0].data(), lse_got[1].data(), lse_got[0].size() * sizeof(float)) == 0);
-  REQUIRE(std::memcmp(g_got[0].data(), g_got[1].data(), g_got[0].size() * sizeof(float)) == 0);
+  expect_close_rows(o_of(Y, tc[0]), o_of(Y, want), Y.N, Y.qw, hd, kTcTolO, 1, "o");
+  expect_close(tc[0].lse, want.lse, 1e-4, "lse");
+  expect_close_rows(dq_of(Y, tc[0]), dq_of(Y, want), Y.N, Y.qw, hd, kTcTolGrad, 0, "dq");
+  expect_close_rows(dk_of(Y, tc[0]), dk_of(Y, want), Y.N, Y.kw, hd, kTcTolGrad, 0, "dk");
+  expect_close_rows(dv_of(Y, tc[0]), dv_of(Y, want), Y.N, Y.kw, hd, kTcTolGrad, 0, "dv");
+
+  // both bf16 o are rounded: two ulps of slack
+  expect_close_rows(o_of(Y, tc[0]), o_of(Y, simt), Y.N, Y.qw, hd, kTcTolO, 2, "o vs SIMT");
+  expect_close(tc[0].lse, simt.lse, 1e-4, "lse vs SIMT");
+  expect_close_rows(dq_of(Y, tc[0]), dq_of(Y, simt), Y.N, Y.qw, hd, kTcTolGrad, 0, "dq vs SIMT");
+  expect_close_rows(dk_of(Y, tc[0]), dk_of(Y, simt), Y.N, Y.kw, hd, kTcTolGrad, 0, "dk vs SIMT");
+  expect_close_rows(dv_of(Y, tc[0]), dv_of(Y, simt), Y.N, Y.kw, hd, kTcTolGrad, 0, "dv vs SIMT");
+
+  check_views_and_masked_rows(in, tc[0]);
+  check_identical(tc[0], tc[1]);
 }
 
 int64_t cuda_live_bytes() {
@@ -278,8 +414,9 @@ TEST_CASE("cuda attention: every mask kind with both layouts at tail-heavy L", "
       }
 }
 
-TEST_CASE("cuda attention bf16 q k v o: round_bf16 of the f32 oracle over head_dim, L, GQA, masks and layouts",
-          "[gpu][attention]") {
+TEST_CASE("cuda attention bf16 q k v o (SIMT kernels): round_bf16 of the f32 oracle over head_dim, L, GQA, masks "
+          "and layouts", "[gpu][attention]") {
+  const ImplScope simt(CudaBackend::AttnImpl::Simt);
   uint32_t seed = 7000, idx = 0;
   for (int64_t hd : {16, 32, 64, 128})
     for (int64_t L : {7, 65, 300})
@@ -289,6 +426,59 @@ TEST_CASE("cuda attention bf16 q k v o: round_bf16 of the f32 oracle over head_d
           run_case(c, seed);
           seed += 10, ++idx;
         }
+}
+
+TEST_CASE("cuda attention tensor cores (bf16): the oracle to the row-scale tolerance over head_dim, L, GQA, masks "
+          "and strided qkv views", "[gpu][attention][tc]") {
+  uint32_t seed = 11000, idx = 0;
+  const MaskKind masks[] = {MaskKind::None, MaskKind::Random, MaskKind::LastRowMasked};
+  for (int64_t hd : {32, 64, 128})
+    for (int64_t L : {1, 7, 64, 65, 300, 1024})
+      for (auto [H, KV] : {std::pair<int64_t, int64_t>{4, 4}, {4, 2}, {8, 2}}) {  // GQA groups 1, 2, 4
+        const int64_t B = L >= 1024 && hd == 128 ? 1 : 1 + idx % 2;  // B 1 where the CPU oracle costs most
+        const Case c{AttnShape{B, L, H, KV, hd}, masks[idx % 3], true, DType::BF16, (idx / 3) % 2 ? 8 : 0};
+        run_tc_case(c, seed);
+        seed += 10, ++idx;
+      }
+}
+
+TEST_CASE("cuda attention tensor cores: every mask kind at a tail-heavy L, B 2, the 1b preset's GQA group of 6",
+          "[gpu][attention][tc]") {
+  uint32_t seed = 13000;
+  for (int64_t hd : {32, 64, 128})
+    for (MaskKind mk : {MaskKind::None, MaskKind::LeftPad, MaskKind::Random, MaskKind::LastRowMasked}) {
+      run_tc_case(Case{AttnShape{2, 129, 12, 2, hd}, mk, true, DType::BF16, 8}, seed);
+      seed += 10;
+    }
+}
+
+TEST_CASE("cuda attention dispatch: Auto runs the tensor cores exactly where they apply", "[gpu][attention][tc]") {
+  auto run = [](CudaBackend::AttnImpl impl, const Inputs& in) {
+    const ImplScope force(impl);
+    return run_gpu(in);
+  };
+  using I = CudaBackend::AttnImpl;
+  // bf16, head_dim 64, 16-byte aligned views: Auto is the tensor-core result bit for bit, and differs from SIMT
+  // (P rounded to bf16)
+  const Case tc_case{AttnShape{2, 100, 4, 2, 64}, MaskKind::Random, true, DType::BF16, 8};
+  const Inputs tc_in(tc_case, 15000);
+  const Outputs a = run(I::Auto, tc_in), t = run(I::TensorCore, tc_in), m = run(I::Simt, tc_in);
+  check_identical(a, t);
+  CHECK(std::memcmp(a.o.data(), m.o.data(), a.o.size() * sizeof(float)) != 0);
+  // bf16 with misaligned views (row stride not a multiple of 8), or head_dim 16: Auto is SIMT bit for bit;
+  // forcing the tensor cores is fatal
+  for (const Case& c : {Case{AttnShape{2, 100, 4, 2, 64}, MaskKind::Random, false, DType::BF16},
+                        Case{AttnShape{2, 100, 4, 2, 16}, MaskKind::Random, true, DType::BF16}}) {
+    INFO(case_name(c));
+    const Inputs in(c, 15100);
+    check_identical(run(I::Auto, in), run(I::Simt, in));
+    REQUIRE_THROWS_WITH(run(I::TensorCore, in), Catch::Contains("AttnImpl::TensorCore needs bf16"));
+  }
+  // f32: always SIMT; the tensor cores are bf16 only
+  const Case f32{AttnShape{1, 64, 2, 2, 64}, MaskKind::None, true};
+  const Inputs f32_in(f32, 15200);
+  REQUIRE_THROWS_WITH(run(I::TensorCore, f32_in), Catch::Contains("AttnImpl::TensorCore needs bf16"));
+  CHECK(gpu().attention_impl() == I::Auto);  // every scope restored it
 }
 
 TEST_CASE("cuda attention: L = 2048 matches the CPU and needs no L x L workspace", "[gpu][attention]") {

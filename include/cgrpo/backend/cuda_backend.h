@@ -18,11 +18,15 @@
 //            (cuda_sample.cu: the passes of sample_row.h, one block per row; see its declaration below); the bf16
 //            forms of the activation arguments backend.h marks "f32|bf16" (gemm C, rmsnorm_fwd y, rope_fwd x,
 //            attention q/k/v/o, swiglu g/u/out, bias_add y): the same kernels templated on the element type, fp32
-//            math, one rounding per bf16 output, tested against round_bf16 of the f32 oracle (tests/gpu). None of
-//            it has run on a GPU yet (no device was lent).
+//            math, one rounding per bf16 output, tested against round_bf16 of the f32 oracle (tests/gpu); bf16
+//            attention on tensor cores (cuda_ops_attention_tc.cu: FA-2 forward and backward on mma.sync m16n8k16,
+//            ldmatrix, cp.async double buffering; head_dim 32, 64, 128; P and dS rounded to bf16, backend.h's
+//            attention tolerance; its fragment maps mma_frag.h unit-tested on the CPU), chosen by
+//            set_attention_impl (default: wherever it applies). None of it has run on a GPU yet (no device was
+//            lent).
 //   remains: compute_dtype bf16 in the model (DreamModel still passes fp32 activations; bf16 parameters with an
-//            fp32 master work through DreamModel/ZeroEngine on any backend), tensor-core attention; every
-//            measured number.
+//            fp32 master work through DreamModel/ZeroEngine on any backend); every measured number (the tensor-core
+//            attention's tolerances, 2^-8 / 2^-7 of the row scale, are reasoned, not yet calibrated on a device).
 //
 // Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
 // use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
@@ -66,7 +70,8 @@ class CudaBackend final : public Backend {
   void gemm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
             float alpha = 1.0f, float beta = 0.0f) override;
   size_t gemm_plans_cached() const;  // distinct (shape, layout, dtype, alignment) keys seen so far
-  // Bytes of the attention workspace (backward's D = rowsum(dO o O), [B, heads, L] fp32), grown on demand.
+  // Bytes of the attention workspace (backward's D = rowsum(dO o O), [B, heads, L] fp32; the tensor-core backward
+  // adds bf16(dO) [B*L, heads*head_dim]), grown on demand.
   size_t attention_workspace_bytes() const { return attn_ws_.bytes(); }
 
   // Stream-ordered copies on the context's stream; download() waits for the copy (and all work before it).
@@ -81,8 +86,16 @@ class CudaBackend final : public Backend {
              double lr, int64_t step, const AdamWParams& hp, float grad_scale) override;
   void cast(const TensorView& src, const TensorView& dst) override;
 
-  // Flash attention with fp32 math (cuda_ops_attention.cu): head_dim 16, 32, 64 or 128; q, k, v, o f32 or bf16
-  // (one dtype), lse and the gradients f32; everything, key_mask included, in device memory.
+  // Flash attention (cuda_ops_attention.cu): head_dim 16, 32, 64 or 128; q, k, v, o f32 or bf16 (one dtype), lse
+  // and the gradients f32; everything, key_mask included, in device memory. f32 runs fp32 SIMT kernels; bf16 runs
+  // the tensor-core kernels (cuda_ops_attention_tc.cu: bf16 products, P and dS rounded to bf16, backend.h) when
+  // head_dim is 32, 64 or 128 and q, k, v, o are 16-byte aligned (base and row stride), else the SIMT kernels
+  // (fp32 math, o rounded once). set_attention_impl overrides the choice (tests, benchmarks):
+  //   Auto: as above; Simt: always the SIMT kernels; TensorCore: the tensor-core kernels, fatal where they do not
+  //   apply.
+  enum class AttnImpl { Auto, Simt, TensorCore };
+  void set_attention_impl(AttnImpl impl) { attn_impl_ = impl; }
+  AttnImpl attention_impl() const { return attn_impl_; }
   void attention_fwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                      const uint8_t* key_mask, const TensorView& o, float* lse) override;
   void attention_bwd(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
@@ -155,6 +168,7 @@ class CudaBackend final : public Backend {
   CudaContext ctx_;
   std::unique_ptr<GemmCache> gemm_cache_;
   bool tf32_ = false;
+  AttnImpl attn_impl_ = AttnImpl::Auto;
   Buffer ws_;              // workspace(), see above
   Buffer err_dev_;         // cuda::DeviceError on the device, zero = no error
   void* err_host_ = nullptr;  // pinned host copy of it

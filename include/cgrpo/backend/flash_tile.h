@@ -61,6 +61,32 @@ CGRPO_HD constexpr int dkdv_smem_floats(int hd, int q, int k) {
 // dq:   Q, dO [Q][hd], K, V [K][hd], dS [Q][K], lse, D [Q], keep [K]
 CGRPO_HD constexpr int dq_smem_floats(int hd, int q, int k) { return (2 * q + 2 * k) * smem_ld(hd) + q * smem_ld(k) + 2 * q + k; }
 
+// Tensor-core kernels (bf16 q, k, v, o; cuda_ops_attention_tc.cu). kTcWarps warps of 16 rows own the rows
+// of a block's score tile (fwd and dq: queries, dkdv: keys), kTcRows = 64 rows per block; the other tile
+// dimension is streamed through a 2-stage shared-memory buffer:
+//   fwd:  key tiles of kFwdK,   dkdv: query tiles of kDkvQ (of every query head of the group),
+//   dq:   key tiles of kDqK.
+// hd 128 halves the streamed tile of the backward kernels: their per-lane accumulators (dK and dV: 2 hd / 8
+// fp32 registers of 16 x hd each, the 16 x cols score and dP tiles) must fit 255 registers.
+// Shared memory per block (bytes; the functions below):  hd 32: fwd 26112, dkdv 31744, dq 31232;
+// hd 64: fwd 46592, dkdv 56320, dq 55808;  hd 128: fwd 87552, dkdv 70144, dq 69888.
+template <int HD>
+struct TcTiles {
+  static_assert(HD == 32 || HD == 64 || HD == 128, "tensor-core attention: head_dim 32, 64 or 128");
+  static constexpr int kFwdK = 64, kDkvQ = HD == 128 ? 32 : 64, kDqK = HD == 128 ? 32 : 64;
+};
+constexpr int kTcWarps = 4, kTcThreads = 32 * kTcWarps, kTcRows = 16 * kTcWarps;
+// bf16 shared row stride (elements): +8 (16 bytes) keeps every row 16-byte aligned for cp.async and ldmatrix,
+// and the 8 rows one ldmatrix matrix reads land on distinct 4-bank groups (row stride hd + 8 = 4 banks mod 32
+// for hd 64 and 128, 20 for hd 32).
+CGRPO_HD constexpr int tc_ld(int hd) { return hd + 8; }
+// fwd:  Q [64][ld], K, V [2][k][ld] (bf16), keep [2][k] (int)
+CGRPO_HD constexpr int tc_fwd_smem_bytes(int hd, int k) { return (kTcRows + 4 * k) * tc_ld(hd) * 2 + 2 * k * 4; }
+// dkdv: K, V [64][ld], Q, dO [2][q][ld] (bf16), lse, D [2][q] (float)
+CGRPO_HD constexpr int tc_dkdv_smem_bytes(int hd, int q) { return (2 * kTcRows + 4 * q) * tc_ld(hd) * 2 + 4 * q * 4; }
+// dq:   Q, dO [64][ld], K, V [2][k][ld] (bf16), keep [2][k] (int)
+CGRPO_HD constexpr int tc_dq_smem_bytes(int hd, int k) { return (2 * kTcRows + 4 * k) * tc_ld(hd) * 2 + 2 * k * 4; }
+
 // ------------------------------------------------------------------------------------------ bookkeeping
 // Which tile a block computes: grid (x = row tile, y = head, z = batch) -> (b, head, first row).
 struct TileCoord {
