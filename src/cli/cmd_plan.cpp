@@ -59,10 +59,11 @@ int cmd_plan(int argc, char** argv) {
                   cfg.model.path.empty() ? cfg.model.preset.c_str() : cfg.model.path.c_str(),
                   (long long)p.zero.params_numel, (long long)p.zero.padded_numel, world, mode.c_str(),
                   (long long)p.micro_rows, (long long)p.seq_len);
-    std::printf("ZeRO-%d per rank: params %s (+%s gathered), grads %s, master %s, moments %s, activations %s, "
-                "workspace %s = %s; traffic %s/step; largest micro-batch in %.0f GB: %lld\n",
+    std::printf("ZeRO-%d per rank: params %s (+%s gathered), grads %s, master %s, moments %s, reduce buffers %s, "
+                "activations %s, workspace %s = %s; traffic %s/step; largest micro-batch in %.0f GB: %lld\n",
                 s, gib(p.zero.params_bytes).c_str(), gib(p.zero.gathered_bytes).c_str(), gib(p.zero.grads_bytes).c_str(),
-                gib(p.zero.master_bytes).c_str(), gib(p.zero.moments_bytes).c_str(), gib(p.activations_bytes).c_str(),
+                gib(p.zero.master_bytes).c_str(), gib(p.zero.moments_bytes).c_str(),
+                gib(p.zero.scratch_bytes + p.zero.staging_bytes).c_str(), gib(p.activations_bytes).c_str(),
                 gib(p.workspace_bytes).c_str(), gib(p.total_bytes()).c_str(), gib(p.zero.sent_bytes_per_step).c_str(),
                 device_gb, (long long)fit);
   }
