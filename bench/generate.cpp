@@ -1,14 +1,17 @@
 // bench_generate: diffusion generation throughput of a preset on a backend at batch 1..16, and the sampler's
 // overhead: time per denoising step against one bare forward of the same canvas.
-// Usage: bench_generate [preset=small] [new_tokens=32] [prompt_len=32] [backend=cpu|cuda]
+// Usage: bench_generate [preset=small] [new_tokens=32] [prompt_len=32] [backend=cpu|cuda] [dtype=f32|bf16]
+//   dtype bf16: bf16 weights and activations (parallel.param_dtype = compute_dtype = bf16)
 #include <cstdio>
 #include <cstdlib>
 
 #include <memory>
+#include <utility>
 
 #include "cgrpo/backend/backend.h"
 #include "cgrpo/config/config.h"
 #include "cgrpo/core/timer.h"
+#include "cgrpo/model/flat_params.h"
 #include "cgrpo/rollout/sampler.h"
 #include "cgrpo/train/model_denoiser.h"
 
@@ -20,12 +23,17 @@ int main(int argc, char** argv) {
   const ModelConfig cfg = ModelConfig::preset(preset);
   const std::unique_ptr<Backend> bep = make_backend(argc > 4 ? argv[4] : "cpu", 0, 0);
   Backend& be = *bep;
+  const DType dtype = parse_dtype(argc > 5 ? argv[5] : "f32");
   DreamModel model(cfg, be);
   std::vector<float> host(size_t(model.layout().total()));
   init_params(model.layout(), host.data(), 1);
   Buffer params = be.alloc(host.size() * 4, MemCategory::Params);
   be.upload(host.data(), params.data(), host.size() * 4);
-  model.bind(params.as<float>(), nullptr);
+  params = to_param_dtype(be, std::move(params), int64_t(host.size()), dtype);
+  FlatParams source(model.layout(), params.data(), dtype);
+  model.set_param_dtype(dtype);
+  model.set_compute_dtype(dtype);
+  model.bind(&source, false);
   ModelDenoiser den(model);
   RolloutSection rs;
   rs.steps = K;
@@ -34,8 +42,8 @@ int main(int argc, char** argv) {
   rs.top_p = 0.95;
   rs.alg = "entropy";
   const SamplerConfig sc = SamplerConfig::from_rollout(rs, int32_t(cfg.mask_token_id), int32_t(cfg.pad_token_id), 1);
-  std::printf("preset %s (%lld params), prompt %lld + %lld new tokens, %lld steps, backend %s\n", preset.c_str(),
-              (long long)model.layout().total(), (long long)P, (long long)K, (long long)K, be.name());
+  std::printf("preset %s (%lld params), prompt %lld + %lld new tokens, %lld steps, backend %s, %s\n", preset.c_str(),
+              (long long)model.layout().total(), (long long)P, (long long)K, (long long)K, be.name(), dtype_name(dtype));
   std::printf("%6s %12s %14s %14s %12s\n", "batch", "tokens/s", "ms/step", "ms/forward", "overhead");
   for (int64_t B : {1, 2, 4, 8, 16}) {
     std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B));

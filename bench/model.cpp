@@ -8,33 +8,17 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cgrpo/backend/backend.h"
 #include "cgrpo/core/philox.h"
 #include "cgrpo/core/timer.h"
 #include "cgrpo/model/dream_model.h"
+#include "cgrpo/model/flat_params.h"
 
 using namespace cgrpo;
 
-namespace {
-// Units of one flat parameter buffer in its dtype (device memory) and one flat fp32 gradient buffer.
-class FlatUnits final : public ParamSource {
- public:
-  FlatUnits(const ParamLayout& layout, const void* params, DType dtype, float* grads)
-      : layout_(layout), params_(static_cast<const char*>(params)), elem_bytes_(dtype_size(dtype)), grads_(grads) {}
-  const void* acquire(int u) override { return params_ + size_t(layout_.units()[size_t(u)].offset) * elem_bytes_; }
-  void release(int) override {}
-  float* grads(int u) override { return grads_ + layout_.units()[size_t(u)].offset; }
-  void grads_done(int) override {}
-
- private:
-  const ParamLayout& layout_;
-  const char* params_;
-  size_t elem_bytes_;
-  float* grads_;
-};
-}  // namespace
 
 int main(int argc, char** argv) {
   const std::string preset = argc > 1 ? argv[1] : "small";
@@ -90,19 +74,12 @@ int main(int argc, char** argv) {
   Buffer grads = dev(std::vector<float>(host.size(), 0.0f), MemCategory::Grads);
   const int64_t P = int64_t(host.size());
   host = {};
-  Buffer params16;
-  std::unique_ptr<FlatUnits> units;
-  if (mm_dtype == DType::BF16) {  // bf16 working parameters (the fp32 master stays out of the step here)
-    params16 = be.alloc(size_t(P) * 2, MemCategory::Params);
-    be.cast(TensorView(params.data(), DType::F32, {P}, be.device()), TensorView(params16.data(), DType::BF16, {P}, be.device()));
-    params.reset();
-    units = std::make_unique<FlatUnits>(model.layout(), params16.data(), DType::BF16, grads.as<float>());
-    model.set_param_dtype(DType::BF16);
-    model.set_compute_dtype(DType::BF16);
-    model.bind(units.get(), true);
-  } else {
-    model.bind(params.as<float>(), grads.as<float>());
-  }
+  // bf16: bf16 working parameters and activations (the fp32 master stays out of the step here)
+  params = to_param_dtype(be, std::move(params), P, mm_dtype);
+  FlatParams units(model.layout(), params.data(), mm_dtype, grads.as<float>());
+  model.set_param_dtype(mm_dtype);
+  model.set_compute_dtype(mm_dtype);
+  model.bind(&units, true);
   const int64_t N = B * L;
   std::vector<int32_t> ids(N), rows(N), targets(N);
   RngStream rng(1, RngPurpose::Test, 0, 0);

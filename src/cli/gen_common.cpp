@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <utility>
 
 #include "cgrpo/core/error.h"
 #include "cgrpo/io/safetensors.h"
@@ -30,9 +31,14 @@ Generator::Generator(const std::string& model_dir, const Config& cfg, int local_
   model_ = std::make_unique<DreamModel>(mcfg_, *be_);
   std::vector<float> host(size_t(model_->layout().total()));
   load_model_weights(model_dir, model_->layout(), host.data());
-  params_ = be_->alloc(host.size() * sizeof(float), MemCategory::Params);
-  be_->upload(host.data(), params_.data(), host.size() * sizeof(float));
-  model_->bind(params_.as<float>(), nullptr);
+  Buffer params32 = be_->alloc(host.size() * sizeof(float), MemCategory::Params);
+  be_->upload(host.data(), params32.data(), host.size() * sizeof(float));
+  const DType pd = parse_dtype(cfg.parallel.param_dtype), cd = parse_dtype(cfg.parallel.compute_dtype);
+  params_ = to_param_dtype(*be_, std::move(params32), int64_t(host.size()), pd);
+  source_ = std::make_unique<FlatParams>(model_->layout(), params_.data(), pd);
+  model_->set_param_dtype(pd);
+  model_->set_compute_dtype(cd);
+  model_->bind(source_.get(), false);
   denoiser_ = std::make_unique<ModelDenoiser>(*model_);
   const int32_t mask = int32_t(cfg.model.mask_token_id >= 0 ? cfg.model.mask_token_id : mcfg_.mask_token_id);
   codec_ = make_codec(mcfg_.vocab_size, mask, int32_t(mcfg_.eos_token_id), cfg.model.tokenizer, model_dir);

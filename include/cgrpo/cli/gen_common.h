@@ -18,12 +18,14 @@
 #include "cgrpo/reward/sandbox.h"
 #include "cgrpo/rollout/sampler.h"
 #include "cgrpo/tokenizer/text_codec.h"
+#include "cgrpo/model/flat_params.h"
 #include "cgrpo/train/model_denoiser.h"
 
 namespace cgrpo::cli {
 
 // A model directory loaded for generation, its codec, and a sampler configured from cfg.rollout / cfg.run.seed,
-// on parallel.backend (cuda: device local_rank % GPUs).
+// on parallel.backend (cuda: device local_rank % GPUs), in parallel.param_dtype / compute_dtype (bf16 weights are
+// the fp32 checkpoint rounded to nearest even on the device; bf16 activations need bf16 weights).
 class Generator {
  public:
   Generator(const std::string& model_dir, const Config& cfg, int local_rank = 0);
@@ -44,7 +46,8 @@ class Generator {
   ModelConfig mcfg_;
   std::unique_ptr<Backend> be_;
   std::unique_ptr<DreamModel> model_;
-  Buffer params_;
+  Buffer params_;                       // [P] in the parameter dtype
+  std::unique_ptr<FlatParams> source_;  // the model's units of params_
   std::unique_ptr<ModelDenoiser> denoiser_;
   std::unique_ptr<TextCodec> codec_;
   std::unique_ptr<Sampler> sampler_;

@@ -1,0 +1,37 @@
+// FlatParams: a ParamSource over one flat parameter buffer in the backend's memory, in f32 or bf16, with an
+// optional flat fp32 gradient buffer: what inference (generate, eval, benchmarks) and single-process tests bind
+// when no sharding layer is involved. to_param_dtype() builds the bf16 working copy of fp32 parameters on the
+// device (Backend::cast, round to nearest even), the same rounding the ZeRO engine applies to its master weights.
+#pragma once
+
+#include "cgrpo/backend/backend.h"
+#include "cgrpo/core/buffer.h"
+#include "cgrpo/model/param_layout.h"
+#include "cgrpo/model/param_source.h"
+
+namespace cgrpo {
+
+class FlatParams final : public ParamSource {
+ public:
+  // params: [layout.total()] of `dtype` (f32 or bf16); grads: [layout.total()] fp32 or nullptr (inference).
+  // Neither is owned; both stay valid while the model is bound.
+  FlatParams(const ParamLayout& layout, const void* params, DType dtype, float* grads = nullptr);
+  const void* acquire(int unit) override;
+  void release(int) override {}
+  float* grads(int unit) override;
+  void grads_done(int) override {}
+  DType dtype() const { return dtype_; }
+
+ private:
+  const ParamLayout& layout_;
+  const char* params_;
+  size_t elem_bytes_;
+  DType dtype_;
+  float* grads_;
+};
+
+// Device parameters in `dtype` from fp32 parameters already on the device: `params32` itself (moved) for f32,
+// else a new bf16 buffer cast from it (params32 is freed). numel = layout.total().
+Buffer to_param_dtype(Backend& be, Buffer params32, int64_t numel, DType dtype);
+
+}  // namespace cgrpo
