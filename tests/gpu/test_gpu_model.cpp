@@ -21,6 +21,7 @@
 #include "cgrpo/comm/mpi_communicator.h"
 #include "cgrpo/io/checkpoint.h"
 #include "cgrpo/model/dream_model.h"
+#include "cgrpo/model/flat_params.h"
 #include "cgrpo/shard/model_units.h"
 #include "gpu_test_util.h"
 
@@ -130,41 +131,33 @@ Run run_model(Backend& be, const ModelConfig& c, const std::vector<float>& param
   return run_bound(be, m, b, g);
 }
 
-// bf16 units of a flat parameter vector in the backend's memory, fp32 gradients there too
-class Bf16DeviceSource final : public ParamSource {
- public:
-  Bf16DeviceSource(Backend& be, const ParamLayout& layout, const std::vector<float>& params)
-      : layout_(layout),
-        p_(be.alloc(params.size() * 2, MemCategory::Params)),
-        g_(be.alloc(params.size() * 4, MemCategory::Grads)) {
+// bf16 units of a flat parameter vector in the backend's memory (FlatParams), fp32 gradients there too
+struct Bf16DeviceParams {
+  Buffer p, g;
+  FlatParams src;
+  Bf16DeviceParams(Backend& be, const ParamLayout& layout, const std::vector<float>& params)
+      : p(be.alloc(params.size() * 2, MemCategory::Params)),
+        g(be.alloc(params.size() * 4, MemCategory::Grads)),
+        src(layout, p.data(), DType::BF16, g.as<float>()) {
     std::vector<uint16_t> h(params.size());
     for (size_t i = 0; i < params.size(); ++i) h[i] = f32_to_bf16(params[i]);
-    be.upload(h.data(), p_.data(), h.size() * 2);
+    be.upload(h.data(), p.data(), h.size() * 2);
     const std::vector<float> zeros(params.size(), 0.0f);
-    be.upload(zeros.data(), g_.data(), zeros.size() * 4);
+    be.upload(zeros.data(), g.data(), zeros.size() * 4);
   }
-  const void* acquire(int u) override { return p_.as<uint16_t>() + layout_.units()[size_t(u)].offset; }
-  void release(int) override {}
-  float* grads(int u) override { return g_.as<float>() + layout_.units()[size_t(u)].offset; }
-  void grads_done(int) override {}
-  const Buffer& grad_buffer() const { return g_; }
-
- private:
-  const ParamLayout& layout_;
-  Buffer p_, g_;
 };
 
 Run run_model_bf16(Backend& be, const ModelConfig& c, const std::vector<float>& params, const Batch& b,
                    bool recompute, DType acts = DType::F32) {
   const ParamLayout layout(c);
-  Bf16DeviceSource src(be, layout, params);
+  Bf16DeviceParams d(be, layout, params);
   DreamModel m(c, be);
   m.set_vocab_chunk(128);
   m.set_recompute(recompute);
   m.set_param_dtype(DType::BF16);
   m.set_compute_dtype(acts);
-  m.bind(&src, true);
-  return run_bound(be, m, b, src.grad_buffer());
+  m.bind(&d.src, true);
+  return run_bound(be, m, b, d.g);
 }
 
 // log-probs and logits within tol * (1 + |want|), gradients per tensor within grad_tol of its largest value
@@ -315,4 +308,28 @@ TEST_CASE("cuda dream model with bf16 parameters (and activations): log-probs, l
       }
     }
   }
+}
+
+// Nothing is allocated inside a step: a second identical bf16 training step (forward, log-probs, backward, then an
+// inference forward and logits) leaves the device pool's reservation and every category's live bytes unchanged.
+TEST_CASE("cuda dream model: a second identical bf16 step allocates nothing", "[gpu][model][alloc]") {
+  const ModelConfig c = gpu_test::small_model_config();
+  const ParamLayout layout(c);
+  const std::vector<float> params = host_params(layout);
+  const Batch b = make_batch(c);
+  Bf16DeviceParams d(gpu_backend(), layout, params);
+  DreamModel m(c, gpu_backend());
+  m.set_vocab_chunk(128);
+  m.set_param_dtype(DType::BF16);
+  m.set_compute_dtype(DType::BF16);
+  m.bind(&d.src, true);
+  const Run first = run_bound(gpu_backend(), m, b, d.g);
+  gpu_backend().synchronize();
+  const CudaBackend::PoolStats pool1 = gpu_backend().pool_stats();
+  const MemoryStats mem1 = memory_stats();
+  const Run second = run_bound(gpu_backend(), m, b, d.g);
+  gpu_backend().synchronize();
+  CHECK(gpu_backend().pool_stats().reserved_bytes == pool1.reserved_bytes);
+  CHECK(memory_stats().live_bytes == mem1.live_bytes);
+  CHECK(second.logp == first.logp);  // deterministic kernels: the same bits
 }
