@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "cgrpo/backend/cpu_backend.h"
@@ -15,6 +16,7 @@
 #include "cgrpo/core/build_info.h"
 #include "cgrpo/core/philox.h"
 #include "cgrpo/core/timer.h"
+#include "cgrpo/model/numerics_check.h"
 
 namespace cgrpo::cli {
 
@@ -81,6 +83,12 @@ int cmd_selfcheck(int argc, char** argv) {
   std::string gpu_error, gpu_name;
   const bool want_gpu = vm.count("gpu") > 0;
   if (want_gpu) gpu_error = device_selfcheck(comm.local_rank(), &gpu_name);
+  if (want_gpu && gpu_error.empty()) {  // the model's forward and backward there against the CPU, fp32 and bf16
+    const std::unique_ptr<Backend> dev = make_backend("cuda", comm.local_rank());
+    for (DType t : {DType::F32, DType::BF16})
+      if (gpu_error.empty()) gpu_error = model_numerics_check(*dev, t);
+    if (gpu_error.empty()) gpu_name += " (model f32 + bf16 match the CPU)";
+  }
 
   int ok = bad == 0 && gemm_ok && rng_ok && gpu_error.empty(), all_ok = 0;
   MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm.comm());
