@@ -29,7 +29,6 @@ std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank, i
     const CudaDeviceInfo info = cuda_device_info();
     CGRPO_CHECK(info.device_count > 0, "parallel.backend = cuda but no CUDA device is usable (", info.error, ")",
                 hint("run on a GPU node or set parallel.backend = cpu"));
-    // every op but attention runs on the device; attention is still fatal "not implemented on CUDA yet" (cuda_backend.h)
     return std::make_unique<CudaBackend>(local_rank % info.device_count);
 #else
     CGRPO_FAIL("this cgrpo was built without CUDA", hint("rebuild with -DCGRPO_WITH_CUDA=ON or set parallel.backend = cpu"));
