@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Everything issue 12 asks to measure on a GPU, in one command: bench/gpu_report.sh BIN_DIR OUT_DIR
+#   BIN_DIR: a folder holding cgrpo, cgrpo_gpu_tests and the bench_* binaries (an unpacked launch/device-bundle's
+#            bin/), or a build tree (build/: binaries under ., tests/ and bench/).
+#   OUT_DIR: one log per step plus summary.txt (each step's exit status, wall seconds and its key lines).
+# Steps, in the order of the README's GPU table: selfcheck --gpu (numerics against the CPU), the GPU tests,
+# GEMM against cuBLASLt's best, attention TFLOP/s, training-step MFU on the 1b preset (bf16, then TF32), generation
+# tokens/s at batch 1-16 (bf16, fp32), and NCCL bus bandwidth when mpirun and two or more GPUs are there. A step
+# that needs a GPU and finds none exits 77 and is listed as skipped; every step runs under a time limit
+# (CGRPO_REPORT_STEP_S, default 300 s) so one hang cannot eat a device lease.
+set -uo pipefail
+bin=$1 out=$2
+mkdir -p "$out"
+find_bin() {  # find_bin NAME: the binary in BIN_DIR or its build-tree subfolders
+  local n
+  for n in "$bin/$1" "$bin/tests/$1" "$bin/bench/$1"; do [[ -x $n ]] && { echo "$n"; return; }; done
+  echo "gpu_report: $1 not found under $bin" >&2
+  return 1
+}
+limit=${CGRPO_REPORT_STEP_S:-300}
+summary=$out/summary.txt
+: >"$summary"
+step() {  # step NAME GREP_PATTERN CMD...: run CMD with a limit, log it, summarise its status and key lines
+  local name=$1 pat=$2 rc=0 t0=$SECONDS
+  shift 2
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1 || rc=$?
+  local state=ok
+  ((rc == 77)) && state=skipped
+  ((rc != 0 && rc != 77)) && state="FAILED (exit $rc)"
+  ((rc == 124)) && state="TIMED OUT after $limit s"
+  printf '== %s: %s, %d s\n' "$name" "$state" $((SECONDS - t0)) | tee -a "$summary"
+  grep -E "$pat" "$out/$name.log" | tail -40 >>"$summary" || true
+}
+cgrpo=$(find_bin cgrpo) && tests=$(find_bin cgrpo_gpu_tests) || exit 2
+probe=0
+"$tests" --list-test-names-only >"$out/probe.log" 2>&1 || probe=$?
+if ((probe == 77)); then
+  echo "== no usable GPU: nothing to measure ($(grep SKIP "$out/probe.log"))" | tee -a "$summary"
+  exit 77
+fi
+step selfcheck 'rank|selfcheck' "$cgrpo" selfcheck --gpu
+step gpu_tests 'device 0|test cases|assertions|FAILED|SKIP' "$tests"
+step gemm_best 'TF|tf|%|SKIP' "$(find_bin bench_cuda_gemm_best)" 1b 4096
+step attention 'simt|tc|SKIP' "$(find_bin bench_cuda_attention)" 1b 4 512 1024 2048
+step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
+step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda tf32
+step generate_bf16 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda bf16
+step generate_f32 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda f32
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if command -v mpirun >/dev/null && ((gpus >= 2)); then
+  step nccl 'busbw|MiB|SKIP' mpirun --allow-run-as-root -n "$gpus" --bind-to none "$(find_bin bench_cuda_nccl)" 1024
+else
+  printf '== nccl: skipped (%s GPU(s), mpirun %s)\n' "${gpus:-0}" "$(command -v mpirun >/dev/null && echo found || echo missing)" |
+    tee -a "$summary"
+fi
+! grep -q 'FAILED\|TIMED OUT' "$summary"
