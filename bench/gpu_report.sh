@@ -2,7 +2,8 @@
 # Everything issue 12 asks to measure on a GPU, in one command: bench/gpu_report.sh BIN_DIR OUT_DIR
 #   BIN_DIR: a folder holding cgrpo, cgrpo_gpu_tests and the bench_* binaries (an unpacked launch/device-bundle's
 #            bin/), or a build tree (build/: binaries under ., tests/ and bench/).
-#   OUT_DIR: one log per step plus summary.txt (each step's exit status, wall seconds and its key lines).
+#   OUT_DIR: summary.txt (each step's exit status, wall seconds and its key lines) and all.log (every step's whole
+#            output, one after another): two files, so a device lease's output folder takes them both.
 # Steps, in the order of the README's GPU table: selfcheck --gpu (numerics against the CPU), the GPU tests,
 # GEMM against cuBLASLt's best, attention TFLOP/s, training-step MFU on the 1b preset (bf16, then TF32), generation
 # tokens/s at batch 1-16 (bf16, fp32), and NCCL bus bandwidth when mpirun and two or more GPUs are there. A step
@@ -11,6 +12,8 @@
 set -uo pipefail
 bin=$1 out=$2
 mkdir -p "$out"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 find_bin() {  # find_bin NAME: the binary in BIN_DIR or its build-tree subfolders
   local n
   for n in "$bin/$1" "$bin/tests/$1" "$bin/bench/$1"; do [[ -x $n ]] && { echo "$n"; return; }; done
@@ -18,24 +21,26 @@ find_bin() {  # find_bin NAME: the binary in BIN_DIR or its build-tree subfolder
   return 1
 }
 limit=${CGRPO_REPORT_STEP_S:-300}
-summary=$out/summary.txt
+summary=$out/summary.txt all=$out/all.log
 : >"$summary"
+: >"$all"
 step() {  # step NAME GREP_PATTERN CMD...: run CMD with a limit, log it, summarise its status and key lines
   local name=$1 pat=$2 rc=0 t0=$SECONDS
   shift 2
-  timeout "$limit" "$@" >"$out/$name.log" 2>&1 || rc=$?
+  timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
+  { echo "==== $name: $*"; cat "$log"; } >>"$all"
   local state=ok
   ((rc == 77)) && state=skipped
   ((rc != 0 && rc != 77)) && state="FAILED (exit $rc)"
   ((rc == 124)) && state="TIMED OUT after $limit s"
   printf '== %s: %s, %d s\n' "$name" "$state" $((SECONDS - t0)) | tee -a "$summary"
-  grep -E "$pat" "$out/$name.log" | tail -40 >>"$summary" || true
+  grep -E "$pat" "$log" | tail -40 >>"$summary" || true
 }
 cgrpo=$(find_bin cgrpo) && tests=$(find_bin cgrpo_gpu_tests) || exit 2
 probe=0
-"$tests" --list-test-names-only >"$out/probe.log" 2>&1 || probe=$?
+"$tests" --list-test-names-only >"$log" 2>&1 || probe=$?
 if ((probe == 77)); then
-  echo "== no usable GPU: nothing to measure ($(grep SKIP "$out/probe.log"))" | tee -a "$summary"
+  echo "== no usable GPU: nothing to measure ($(grep SKIP "$log"))" | tee -a "$summary"
   exit 77
 fi
 step selfcheck 'rank|selfcheck' "$cgrpo" selfcheck --gpu
