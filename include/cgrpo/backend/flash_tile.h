@@ -66,8 +66,8 @@ CGRPO_HD constexpr int dq_smem_floats(int hd, int q, int k) { return (2 * q + 2 
 // dimension is streamed through a 2-stage shared-memory buffer:
 //   fwd:  key tiles of kFwdK,   dkdv: query tiles of kDkvQ (of every query head of the group),
 //   dq:   key tiles of kDqK.
-// hd 128 halves the streamed tile of the backward kernels: their per-lane accumulators (dK and dV: 2 hd / 8
-// fp32 registers of 16 x hd each, the 16 x cols score and dP tiles) must fit 255 registers.
+// hd 128 halves the streamed tile of the backward kernels: their per-lane accumulators (dK and dV: a 16 x hd warp
+// tile each, hd / 2 fp32 registers per lane; the 16 x cols score and dP tiles) must fit 255 registers.
 // Shared memory per block (bytes; the functions below):  hd 32: fwd 26112, dkdv 31744, dq 31232;
 // hd 64: fwd 46592, dkdv 56320, dq 55808;  hd 128: fwd 87552, dkdv 70144, dq 69888.
 template <int HD>
