@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "cgrpo/model/dream_model.h"
 #include "cgrpo/model/flat_params.h"
 #include "cgrpo/shard/model_units.h"
+#include "cgrpo/train/memory_plan.h"
 #include "gpu_test_util.h"
 
 using namespace cgrpo;
@@ -332,4 +334,42 @@ TEST_CASE("cuda dream model: a second identical bf16 step allocates nothing", "[
   CHECK(gpu_backend().pool_stats().reserved_bytes == pool1.reserved_bytes);
   CHECK(memory_stats().live_bytes == mem1.live_bytes);
   CHECK(second.logp == first.logp);  // deterministic kernels: the same bits
+}
+
+// cgrpo plan's backend scratch for parallel.backend = cuda is what a CudaBackend holds after an SFT-shaped step of
+// the planned size: its log-softmax chunk workspace plus its attention workspace (the tensor-core path's bf16 dO
+// with bf16 activations), to within the 256-byte alignment of the pieces.
+TEST_CASE("cuda memory plan: the backend scratch is CudaBackend's buffers after a step", "[gpu][model][alloc]") {
+  for (const char* dt : {"f32", "bf16"}) {
+    INFO("parameters and activations " << dt);
+    const Config cfg = Config::load("", {"--parallel.backend", "cuda", "--parallel.param_dtype", dt,
+                                         "--parallel.compute_dtype", dt, "--model.preset", "small",
+                                         "--sft.batch_size", "2", "--sft.max_length", "96"});
+    const ModelConfig mc = model_config_of(cfg);
+    const MemoryPlan plan = plan_run(cfg, mc, 1, 2, "sft");
+    const int64_t B = plan.micro_rows, L = plan.seq_len, N = B * L;
+    CudaBackend be(gpu_backend().context().device());  // fresh: its scratch starts empty
+    const DType t = parse_dtype(dt);
+    DreamModel m(mc, be);
+    std::vector<float> host(size_t(m.layout().total()));
+    init_params(m.layout(), host.data(), 3);
+    Buffer p = be.alloc(host.size() * 4, MemCategory::Params), g = be.alloc(host.size() * 4, MemCategory::Grads);
+    be.upload(host.data(), p.data(), host.size() * 4);
+    p = to_param_dtype(be, std::move(p), int64_t(host.size()), t);
+    FlatParams src(m.layout(), p.data(), t, g.as<float>());
+    m.set_param_dtype(t);
+    m.set_compute_dtype(t);
+    m.bind(&src, true);
+    const size_t n = static_cast<size_t>(N);
+    std::vector<int32_t> ids(n), rows(n), targets(n);
+    for (size_t i = 0; i < n; ++i) ids[i] = int32_t(i * 7 % 1000), rows[i] = int32_t(i), targets[i] = int32_t(i % 999);
+    std::vector<float> logp(n), dlogp(n, -1.0f / float(N));
+    m.forward({B, L, ids.data()}, true);
+    m.logprobs(N, rows.data(), targets.data(), logp.data());
+    m.backward(dlogp.data());
+    be.synchronize();
+    const int64_t held = int64_t(be.attention_workspace_bytes() + be.workspace_capacity_bytes());
+    INFO("CudaBackend holds " << held << " bytes of scratch, cgrpo plan says " << plan.backend_scratch_bytes);
+    CHECK(std::llabs(held - plan.backend_scratch_bytes) <= 4096);
+  }
 }
