@@ -4,7 +4,8 @@
 #            bin/), or a build tree (build/: binaries under ., tests/ and bench/).
 #   OUT_DIR: summary.txt (each step's exit status, wall seconds and its key lines) and all.log (every step's whole
 #            output, one after another): two files, so a device lease's output folder takes them both.
-# Steps, in the order of the README's GPU table: selfcheck --gpu (numerics against the CPU), the GPU tests,
+# Steps, in the order of the README's GPU table: selfcheck --gpu (numerics against the CPU), the GPU tests, the
+# end-to-end gpu_train (SFT, GRPO, resume, bf16 on CUDA against the CPU),
 # GEMM against cuBLASLt's best, attention TFLOP/s, training-step MFU on the 1b preset (bf16, then TF32), generation
 # tokens/s at batch 1-16 (bf16, fp32), and NCCL bus bandwidth when mpirun and two or more GPUs are there. A step
 # that needs a GPU and finds none exits 77 and is listed as skipped; every step runs under a time limit
@@ -43,8 +44,10 @@ if ((probe == 77)); then
   echo "== no usable GPU: nothing to measure ($(grep SKIP "$log"))" | tee -a "$summary"
   exit 77
 fi
+root=$(cd "$(dirname "$0")/.." && pwd)
 step selfcheck 'rank|selfcheck' "$cgrpo" selfcheck --gpu
 step gpu_tests 'device 0|test cases|assertions|FAILED|SKIP' "$tests"
+step gpu_train '^[A-D]:|step|PASS|FAIL' "$root/tests/e2e/gpu_train.sh" "$cgrpo" "$root" "$tests"
 step gemm_best 'TF|tf|%|SKIP' "$(find_bin bench_cuda_gemm_best)" 1b 4096
 step attention 'simt|tc|SKIP' "$(find_bin bench_cuda_attention)" 1b 4 512 1024 2048
 step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
@@ -52,10 +55,10 @@ step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 102
 step generate_bf16 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda bf16
 step generate_f32 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda f32
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-if command -v mpirun >/dev/null && ((gpus >= 2)); then
+if mpirun --version >/dev/null 2>&1 && ((gpus >= 2)); then
   step nccl 'busbw|MiB|SKIP' mpirun --allow-run-as-root -n "$gpus" --bind-to none "$(find_bin bench_cuda_nccl)" 1024
 else
-  printf '== nccl: skipped (%s GPU(s), mpirun %s)\n' "${gpus:-0}" "$(command -v mpirun >/dev/null && echo found || echo missing)" |
+  printf '== nccl: skipped (%s GPU(s), mpirun %s)\n' "${gpus:-0}" "$(mpirun --version >/dev/null 2>&1 && echo found || echo missing)" |
     tee -a "$summary"
 fi
 ! grep -q 'FAILED\|TIMED OUT' "$summary"

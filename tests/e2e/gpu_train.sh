@@ -20,10 +20,14 @@ rc=0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+# one rank: under launch/cgrpo-run, or as an MPI singleton where there is no mpirun (a GPU node running the
+# launch/device-bundle binaries)
+launch=("$root/launch/cgrpo-run" -n 1 --)
+mpirun --version >/dev/null 2>&1 || launch=()
 run() {  # run DIR BACKEND SUBCOMMAND [overrides...]
   local dir=$1 be=$2 sub=$3
   shift 3
-  "$root/launch/cgrpo-run" -n 1 -- "$cgrpo" "$sub" --config "$root/configs/tiny_cpu.ini" --run.dir "$dir" \
+  "${launch[@]}" "$cgrpo" "$sub" --config "$root/configs/tiny_cpu.ini" --run.dir "$dir" \
     --parallel.backend "$be" --run.eval_prompts 0 --run.logging_steps 1000 "$@" >"$dir.log" 2>&1 ||
     { cat "$dir.log"; fail "run $dir ($be)"; }
 }
