@@ -139,11 +139,8 @@ class BlockExec {
     for (int d = 0; d < NB; ++d) hm_[d * NT + tid_] = 0.0, hc_[d * NT + tid_] = 0u;  // this thread's column
     for (int32_t v = tid_; v < V_; v += NT) {
       const float zv = z_[v];
-      const uint32_t k = sel::float_key(zv);
-      if (sel::rank_key(k, uint32_t(v)) < lo) continue;
-      const uint32_t kk = value_keys ? sel::value_key(zv) : k;
-      if (!rs.matches(kk)) continue;
-      const int d = rs.digit(kk);
+      const int d = rs.bucket_of(zv, uint32_t(v), lo, value_keys);
+      if (d < 0) continue;
       hc_[d * NT + tid_] += 1u;
       if (with_mass) hm_[d * NT + tid_] = sel::dadd(hm_[d * NT + tid_], double(sel::exp_nonpos(sel::sub_rn(zv, m))));
     }

@@ -44,11 +44,8 @@ class EmulatedBlock {
     for (int t = 0; t < NT; ++t)
       for (int64_t v = t; v < V_; v += NT) {
         const float zv = z_[v];
-        const uint32_t k = sel::float_key(zv);
-        if (sel::rank_key(k, uint32_t(v)) < lo) continue;
-        const uint32_t kk = value_keys ? sel::value_key(zv) : k;
-        if (!rs.matches(kk)) continue;
-        const int d = rs.digit(kk);
+        const int d = rs.bucket_of(zv, uint32_t(v), lo, value_keys);
+        if (d < 0) continue;
         hc[size_t(d * NT + t)] += 1u;
         if (with_mass) hm[size_t(d * NT + t)] = sel::dadd(hm[size_t(d * NT + t)], double(e_of(zv, m)));
       }

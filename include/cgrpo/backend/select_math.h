@@ -12,6 +12,7 @@
 #include <cmath>
 #endif
 
+#include "cgrpo/backend/kernel_math.h"
 #include "cgrpo/core/dtype.h"
 #include "cgrpo/core/hd.h"  // CGRPO_HD: __host__ __device__ inline under nvcc, inline elsewhere
 
@@ -66,19 +67,15 @@ CGRPO_HD uint64_t rank_floor(uint32_t key) { return static_cast<uint64_t>(key) <
 
 // ------------------------------------------------------------------------------------------------ arithmetic
 // Single IEEE operations, never fused with a neighbour (nvcc contracts a*b+c by default; these do not).
+using kmath::fma_f32;  // kernel_math.h: a*b + c rounded once
+using kmath::fma_f64;
+using kmath::mul_rn;
 
 CGRPO_HD float sub_rn(float a, float b) {
 #ifdef __CUDA_ARCH__
   return __fsub_rn(a, b);
 #else
   return a - b;
-#endif
-}
-CGRPO_HD float mul_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
 #endif
 }
 CGRPO_HD float add_rn(float a, float b) {
@@ -93,20 +90,6 @@ CGRPO_HD float div_rn(float a, float b) {
   return __fdiv_rn(a, b);
 #else
   return a / b;
-#endif
-}
-CGRPO_HD float fma_f32(float a, float b, float c) {
-#ifdef __CUDA_ARCH__
-  return __fmaf_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
-#endif
-}
-CGRPO_HD double fma_f64(double a, double b, double c) {
-#ifdef __CUDA_ARCH__
-  return __fma_rn(a, b, c);
-#else
-  return std::fma(a, b, c);
 #endif
 }
 CGRPO_HD double dadd(double a, double b) {
@@ -189,6 +172,14 @@ struct RadixSelect {
     return (key >> s) == (prefix >> s);
   }
   CGRPO_HD int digit(uint32_t key) const { return static_cast<int>((key >> shift()) & (kRadixBuckets - 1)); }
+  // The histogram bucket of token v with logit z in this pass over the tokens of rank key >= lo, keyed by
+  // value_key (value_keys) or float_key; -1 when it is not counted (below lo, or outside the chosen prefix).
+  CGRPO_HD int bucket_of(float z, uint32_t v, uint64_t lo, bool value_keys) const {
+    const uint32_t k = float_key(z);
+    if (rank_key(k, v) < lo) return -1;
+    const uint32_t kk = value_keys ? value_key(z) : k;
+    return matches(kk) ? digit(kk) : -1;
+  }
 
   // Mass select: the bucket holding the first rank whose cumulative mass (in rank order, from the top) exceeds
   // target: the first bucket d, from the top, with above + mass[d] > target. When none does (the cumulative
