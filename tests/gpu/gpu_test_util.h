@@ -1,17 +1,21 @@
-// Shared helpers of the GPU tests (header only): the process's CudaBackend, device copies of host vectors,
+// Shared helpers of the GPU tests (header only): the process's CudaBackend and MPI, device copies of host vectors,
 // row tensors stored as column blocks of wider matrices, and comparisons.
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <mpi.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "cgrpo/backend/cuda_backend.h"
+#include "cgrpo/comm/mpi_communicator.h"
 #include "cgrpo/core/dtype.h"
 #include "cgrpo/core/philox.h"
 #include "cgrpo/model/model_config.h"
@@ -62,6 +66,15 @@ inline CudaBackend& gpu() {
     return (lr ? std::atoi(lr) : 0) % cuda_device_info().device_count;
   }());
   return be;
+}
+
+// MPI for the tests that need a communicator: initialised once per process (a singleton without mpirun) and
+// finalised at exit, after everything the tests built on it.
+inline void ensure_mpi() {
+  int inited = 0;
+  MPI_Initialized(&inited);
+  static std::unique_ptr<MpiSession> session;
+  if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
 }
 
 // A device copy of a host vector, as a view with `dims` (and the given row stride when > 0).

@@ -154,10 +154,7 @@ TEST_CASE("cuda gemm: plans are cached per shape, wrong devices and dtypes are f
 }
 
 TEST_CASE("nccl communicator at world size 1: device copies, identity reductions, byte accounting", "[gpu][nccl]") {
-  int inited = 0;
-  MPI_Initialized(&inited);
-  static std::unique_ptr<MpiSession> session;  // finalised at exit, after the communicator below
-  if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
+  gpu_test::ensure_mpi();  // finalised at exit, after the communicator below
   NcclCommunicator comm(MPI_COMM_WORLD);
   REQUIRE(comm.world_size() == 1);
   comm.set_compute_stream(gpu().context().stream());
@@ -184,10 +181,7 @@ TEST_CASE("nccl communicator at world size 1: device copies, identity reductions
 }
 
 TEST_CASE("nccl communicator under mpirun: collectives match MpiCommunicator, even and uneven N", "[.nccl-mpi]") {
-  int inited = 0;
-  MPI_Initialized(&inited);
-  static std::unique_ptr<MpiSession> session;
-  if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
+  gpu_test::ensure_mpi();
   NcclCommunicator nccl(MPI_COMM_WORLD);
   MpiCommunicator mpi(MPI_COMM_WORLD);
   const int W = nccl.world_size(), r = nccl.rank();

@@ -34,13 +34,6 @@ namespace {
 // The process's one CudaBackend (gpu_test_util.h): Buffers are allocated in order on its stream.
 CudaBackend& gpu_backend() { return gpu_test::gpu(); }
 
-void ensure_mpi() {
-  int inited = 0;
-  MPI_Initialized(&inited);
-  static std::unique_ptr<MpiSession> session;  // finalised at exit
-  if (!inited) session = std::make_unique<MpiSession>(nullptr, nullptr);
-}
-
 
 struct Batch {
   int64_t B = 3, L = 11;
@@ -197,7 +190,7 @@ TEST_CASE("cuda dream model: log-probs, logits and gradients match the CPU backe
 // CPU and GPU fp32 values straddle a bf16 rounding boundary rounds one bf16 ulp (2^-8 relative) apart, which moves
 // an Adam step (eps 1e-3) by at most ~lr 2^-8: tolerance 1e-3 instead of 1e-4 (not yet measured on a GPU).
 TEST_CASE("cuda zero engine at world size 1: training steps match the CPU engine at every stage", "[gpu][model]") {
-  ensure_mpi();
+  gpu_test::ensure_mpi();
   const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   const std::vector<float> init = host_params(layout);
@@ -237,7 +230,7 @@ TEST_CASE("cuda zero engine at world size 1: training steps match the CPU engine
 }
 
 TEST_CASE("cuda checkpoint: device shards save and load bit-exactly, also into a CPU engine", "[gpu][model]") {
-  ensure_mpi();
+  gpu_test::ensure_mpi();
   const ModelConfig c = gpu_test::small_model_config();
   const ParamLayout layout(c);
   const std::vector<float> init = host_params(layout);
