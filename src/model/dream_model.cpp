@@ -51,10 +51,9 @@ void DreamModel::bind(const float* params, float* grads) {
   CGRPO_CHECK(params != nullptr, "DreamModel::bind: params must not be null");
   CGRPO_CHECK(pdt_ == DType::F32, "DreamModel::bind(const float* params, float* grads) takes fp32 parameters, but the "
               "parameter dtype is ", dtype_name(pdt_), hint("bind bf16 parameters through a ParamSource"));
-  flat_.params = params;
-  flat_.grads_ptr = grads;
-  flat_.layout = &layout_;
-  bind(&flat_, grads != nullptr);
+  release_held();  // the units of the current source, which may be flat_ itself
+  flat_.emplace(layout_, params, DType::F32, grads);
+  bind(&*flat_, grads != nullptr);
 }
 
 void DreamModel::bind(ParamSource* source, bool with_grads) {
@@ -77,7 +76,7 @@ void DreamModel::set_compute_dtype(DType t) {
 void DreamModel::set_param_dtype(DType t) {
   CGRPO_CHECK(t == DType::F32 || t == DType::BF16, "DreamModel: parameter dtype must be f32 or bf16, got ",
               dtype_name(t));
-  CGRPO_CHECK(t == DType::F32 || src_ != &flat_, "DreamModel::set_param_dtype(bf16) while bound to fp32 buffers by "
+  CGRPO_CHECK(t == DType::F32 || !flat_ || src_ != &*flat_, "DreamModel::set_param_dtype(bf16) while bound to fp32 buffers by "
               "bind(const float*, float*)", hint("bind bf16 parameters through a ParamSource"));
   release_held();  // units acquired in the old dtype
   pdt_ = t;

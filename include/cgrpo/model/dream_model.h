@@ -32,13 +32,15 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <vector>
 
 #include "cgrpo/backend/backend.h"
 #include "cgrpo/core/buffer.h"
+#include "cgrpo/model/flat_params.h"
 #include "cgrpo/model/model_config.h"
 #include "cgrpo/model/param_layout.h"
 #include "cgrpo/model/param_source.h"
-#include <vector>
 
 namespace cgrpo {
 
@@ -165,18 +167,7 @@ class DreamModel {
   void drop(int u);           // release if held
   void open_grads(int u);     // fetch the unit's gradient accumulator
 
-  // bind(params, grads): every unit is a slice of the caller's flat buffers
-  class FlatSource final : public ParamSource {
-   public:
-    const float* params = nullptr;
-    float* grads_ptr = nullptr;
-    const ParamLayout* layout = nullptr;
-    const void* acquire(int u) override { return params + layout->units()[size_t(u)].offset; }
-    void release(int) override {}
-    float* grads(int u) override { return grads_ptr + layout->units()[size_t(u)].offset; }
-    void grads_done(int) override {}
-  };
-  FlatSource flat_;
+  std::optional<FlatParams> flat_;  // bind(params, grads): every unit is a slice of the caller's flat buffers
   ParamSource* src_ = nullptr;
   bool with_grads_ = false;
   std::vector<const void*> unit_params_;  // [units] valid while held
