@@ -316,7 +316,7 @@ float* ZeroEngine::owned_master(Unit& x) {
 
 void ZeroEngine::rebuild_working(Unit& x) {
   const int64_t n = owned_numel(x);
-  be_.cast(flat(x.master.as<float>(), n), pview(owned_work(x), n));
+  if (param_dtype_ != DType::F32) be_.cast(flat(x.master.as<float>(), n), pview(owned_work(x), n));
   if (stage_ == 1 || stage_ == 2) comm_.all_gather(pview(owned_work(x), n), pview(x.params.data(), x.padded));
 }
 
@@ -378,11 +378,7 @@ double ZeroEngine::step(double lr, double max_norm) {
   // 4. re-gather full params (stages 1-2; bf16: cast the master into the working copy first) and zero the
   //    gradients
   for (Unit& x : units_) {
-    const int64_t S = x.padded / W;
-    if (param_dtype_ != DType::F32)
-      rebuild_working(x);
-    else if (stage_ == 1 || stage_ == 2)
-      comm_.all_gather(flat(owned_master(x), S), flat(x.params.as<float>(), x.padded));
+    rebuild_working(x);
     zero(x.grads);
     zero(x.grad_shard);
   }

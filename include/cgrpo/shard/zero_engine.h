@@ -190,7 +190,8 @@ class ZeroEngine {
   };
   float* owned_master(Unit& x);  // the fp32 values AdamW updates: the owned working params (f32) or the master (bf16)
   void* owned_work(Unit& x);     // the working params this rank's master covers (param dtype)
-  void rebuild_working(Unit& x); // bf16: working <- bf16(master) on the owned part, all-gather at stages 1-2
+  void rebuild_working(Unit& x); // after the master changed: working <- bf16(master) on the owned part (bf16; f32:
+                                 // the same buffer), then the all-gather of the full unit at stages 1-2
   TensorView pview(const void* p, int64_t n) const;  // [n] view in param dtype
   int64_t owned_numel(const Unit& x) const;
   std::vector<DecaySegment> decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const;
