@@ -63,19 +63,32 @@ void CpuBackend::gemm(const TensorView& A, bool trans_a, const TensorView& B, bo
   }
 }
 
+namespace {
+// b grown (never shrunk) to hold `floats` floats, at least one; the backend's scratch buffers all grow this way
+float* grown(Buffer& b, size_t floats) {
+  const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
+  if (b.bytes() < bytes) b = Buffer(bytes, Device::CPU, MemCategory::Workspace);
+  return b.as<float>();
+}
+}  // namespace
+
+// out [rows, cols] (compact) = the bf16 rows of src (row stride ld) widened exactly, rows split over the pool
+void CpuBackend::widen_rows(const uint16_t* src, int64_t ld, int64_t rows, int64_t cols, float* out) {
+  pool().run(rows, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = bf16_to_f32(src[r * ld + c]);
+  });
+}
+
 // A compact fp32 copy of a bf16 gemm operand (2-D or 3-D, row stride >= cols, batch stride 0 = broadcast):
 // [rows, cols] per distinct batch item, row stride cols.
 TensorView CpuBackend::widen(const TensorView& x, Buffer& dst) {
   const int64_t rows = x.dim(-2), cols = x.dim(-1), ld = x.stride(-2);
   const int64_t items = (x.ndim == 3 && x.dim(0) > 1 && x.stride(0) != 0) ? x.dim(0) : 1;
-  const size_t bytes = static_cast<size_t>(std::max<int64_t>(items * rows * cols, 1)) * sizeof(float);
-  if (dst.bytes() < bytes) dst = Buffer(bytes, Device::CPU, MemCategory::Workspace);
   const uint16_t* src = static_cast<const uint16_t*>(x.data);
-  float* out = dst.as<float>();
+  float* out = grown(dst, size_t(items * rows * cols));
   for (int64_t i = 0; i < items; ++i)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c)
-        out[(i * rows + r) * cols + c] = bf16_to_f32(src[i * (x.ndim == 3 ? x.stride(0) : 0) + r * ld + c]);
+    widen_rows(src + i * (x.ndim == 3 ? x.stride(0) : 0), ld, rows, cols, out + i * rows * cols);
   if (x.ndim == 2) return TensorView(out, DType::F32, {rows, cols});
   TensorView w(out, DType::F32, {x.dim(0), rows, cols});
   if (items == 1) w.strides[0] = 0;  // broadcast stays broadcast
@@ -86,17 +99,8 @@ TensorView CpuBackend::stage(const TensorView& t, int slot, bool read, const cha
   const int64_t rows = t.ndim == 1 ? 1 : t.dim(0), cols = t.dim(-1);
   const int64_t ld = act_row_stride(t, rows, cols, what);
   if (t.dtype == DType::F32) return t;
-  Buffer& b = act_[slot];
-  const size_t bytes = static_cast<size_t>(std::max<int64_t>(rows * cols, 1)) * sizeof(float);
-  if (b.bytes() < bytes) b = Buffer(bytes, Device::CPU, MemCategory::Workspace);
-  float* out = b.as<float>();  // [rows, cols]
-  if (read) {
-    const uint16_t* src = static_cast<const uint16_t*>(t.data);
-    pool().run(rows, [&](int64_t r0, int64_t r1, int) {
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = bf16_to_f32(src[r * ld + c]);
-    });
-  }
+  float* out = grown(act_[slot], size_t(rows * cols));  // [rows, cols]
+  if (read) widen_rows(static_cast<const uint16_t*>(t.data), ld, rows, cols, out);
   return t.ndim == 1 ? TensorView(out, DType::F32, {cols}) : TensorView(out, DType::F32, {rows, cols});
 }
 
@@ -116,18 +120,9 @@ void CpuBackend::unstage(const TensorView& src, const TensorView& dst) {
 
 namespace cgrpo {
 
-float* CpuBackend::workspace(size_t floats) {
-  const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
-  if (ws_.bytes() < bytes) ws_ = Buffer(bytes, Device::CPU, MemCategory::Workspace);
-  return ws_.as<float>();
-}
+float* CpuBackend::workspace(size_t floats) { return grown(ws_, floats); }
 
-float* CpuBackend::thread_workspace(int tid, size_t floats) {
-  const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
-  Buffer& b = tws_[static_cast<size_t>(tid)];
-  if (b.bytes() < bytes) b = Buffer(bytes, Device::CPU, MemCategory::Workspace);
-  return b.as<float>();
-}
+float* CpuBackend::thread_workspace(int tid, size_t floats) { return grown(tws_[static_cast<size_t>(tid)], floats); }
 
 CpuBackend& host_backend() {
   static CpuBackend be(0);

@@ -76,6 +76,7 @@ class CpuBackend : public Backend {  // not final: tests derive faulty backends 
   CpuThreadPool& pool() { return *pool_; }
   float* thread_workspace(int tid, size_t floats);
   TensorView widen(const TensorView& x, Buffer& dst);  // bf16 gemm operand -> compact fp32 copy in dst
+  void widen_rows(const uint16_t* src, int64_t ld, int64_t rows, int64_t cols, float* out);  // [rows, cols] <- bf16
   // bf16 activations (backend.h "Activation dtype"): every op runs its f32 form on fp32 stand-ins and rounds.
   // stage(): t itself when f32; for bf16 a compact fp32 [rows, cols] in act_[slot], holding widen(t) when `read`.
   TensorView stage(const TensorView& t, int slot, bool read, const char* what);
