@@ -34,23 +34,16 @@ struct BwdArgs {
   bool vec_dq, vec_dk, vec_dv;  // 8-byte aligned base and even row stride: float2 stores
 };
 
-// head_dim the kernels are built for.
-inline bool supported_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128; }
 // A bf16 view the kernels can read or write with 16-byte accesses: base 16-byte aligned, row stride a multiple of
 // 8 elements (every head offset is a multiple of 32 elements).
 inline bool aligned16(const TensorView& t, int64_t ld) {
   return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && ld % 8 == 0;
 }
-// Floats of backward workspace: D [B, heads, L], then bf16(dO) [B*L, heads*hd] from a 16-byte boundary.
-inline size_t bwd_workspace_floats(const AttnShape& s) {
-  const size_t d = static_cast<size_t>(s.B * s.n_heads * s.L);
-  return (d + 3) / 4 * 4 + static_cast<size_t>(s.B * s.L * s.n_heads * s.head_dim + 1) / 2;
-}
 inline uint16_t* bwd_dob(float* ws, const AttnShape& s) {
   return reinterpret_cast<uint16_t*>(ws + (static_cast<size_t>(s.B * s.n_heads * s.L) + 3) / 4 * 4);
 }
 
-// Launch the kernels of one direction for head_dim hd (supported_head_dim) on stream; every launch is checked.
+// Launch the kernels of one direction for head_dim hd (flash::tc_supported_head_dim) on stream; every launch is checked.
 void launch_fwd(const FwdArgs& a, int64_t B, int64_t hd, cudaStream_t stream);
 void launch_bwd(const BwdArgs& a, int64_t B, int64_t hd, cudaStream_t stream);
 

@@ -526,7 +526,7 @@ void for_head_dim(int64_t hd, Launch&& launch_hd) {
 bool take_tc(CudaBackend::AttnImpl impl, const char* op, const AttnShape& s, const AttnLayout& lay, const TensorView& q,
              const TensorView& k, const TensorView& v, const TensorView& o) {
   if (impl == CudaBackend::AttnImpl::Simt) return false;
-  const bool ok = q.dtype == DType::BF16 && cuda::tc::supported_head_dim(s.head_dim) &&
+  const bool ok = q.dtype == DType::BF16 && flash::tc_supported_head_dim(s.head_dim) &&
                   cuda::tc::aligned16(q, lay.ldq) && cuda::tc::aligned16(k, lay.ldk) &&
                   cuda::tc::aligned16(v, lay.ldv) && cuda::tc::aligned16(o, lay.ldo);
   CGRPO_CHECK(ok || impl == CudaBackend::AttnImpl::Auto, "CudaBackend::", op,
@@ -590,7 +590,8 @@ void CudaBackend::attention_bwd(const AttnShape& s, const TensorView& q, const T
   const cudaStream_t stream = static_cast<cudaStream_t>(ctx_.stream());
   const float scale = static_cast<float>(1.0 / std::sqrt(double(s.head_dim)));
   if (take_tc(attn_impl_, "attention_bwd", s, lay, q, k, v, o)) {
-    float* ws = attention_workspace(cuda::tc::bwd_workspace_floats(s));  // D [B, heads, L], bf16(dO)
+    float* ws = attention_workspace(  // D [B, heads, L], bf16(dO)
+        size_t(flash::tc_bwd_workspace_floats(s.B, s.n_heads, s.L, s.head_dim)));
     cuda::tc::BwdArgs a{};
     a.q = cuda::dp<const uint16_t>(q), a.k = cuda::dp<const uint16_t>(k), a.v = cuda::dp<const uint16_t>(v);
     a.o = cuda::dp<const uint16_t>(o), a.dout = cuda::dp<const float>(dout), a.lse = lse, a.mask = key_mask;

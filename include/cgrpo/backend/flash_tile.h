@@ -70,9 +70,16 @@ CGRPO_HD constexpr int dq_smem_floats(int hd, int q, int k) { return (2 * q + 2 
 // tile each, hd / 2 fp32 registers per lane; the 16 x cols score and dP tiles) must fit 255 registers.
 // Shared memory per block (bytes; the functions below):  hd 32: fwd 26112, dkdv 31744, dq 31232;
 // hd 64: fwd 46592, dkdv 56320, dq 55808;  hd 128: fwd 87552, dkdv 70144, dq 69888.
+// head_dim the tensor-core kernels are built for (bf16 attention with another head_dim takes the SIMT kernels)
+CGRPO_HD constexpr bool tc_supported_head_dim(int64_t hd) { return hd == 32 || hd == 64 || hd == 128; }
+// Floats of the tensor-core backward's workspace: D [B, heads, L] fp32, then bf16(dO) [B*L, heads*hd] from a
+// 16-byte boundary. (The SIMT backward's workspace is D alone.) Also what `cgrpo plan` counts for it.
+CGRPO_HD constexpr int64_t tc_bwd_workspace_floats(int64_t B, int64_t heads, int64_t L, int64_t hd) {
+  return (B * heads * L + 3) / 4 * 4 + (B * L * heads * hd + 1) / 2;
+}
 template <int HD>
 struct TcTiles {
-  static_assert(HD == 32 || HD == 64 || HD == 128, "tensor-core attention: head_dim 32, 64 or 128");
+  static_assert(tc_supported_head_dim(HD), "tensor-core attention: head_dim 32, 64 or 128");
   static constexpr int kFwdK = 64, kDkvQ = HD == 128 ? 32 : 64, kDqK = HD == 128 ? 32 : 64;
 };
 constexpr int kTcWarps = 4, kTcThreads = 32 * kTcWarps, kTcRows = 16 * kTcWarps;
