@@ -6,7 +6,6 @@
 #include <cstdlib>
 
 #include <memory>
-#include <utility>
 
 #include "cgrpo/backend/backend.h"
 #include "cgrpo/config/config.h"
@@ -27,9 +26,7 @@ int main(int argc, char** argv) {
   DreamModel model(cfg, be);
   std::vector<float> host(size_t(model.layout().total()));
   init_params(model.layout(), host.data(), 1);
-  Buffer params = be.alloc(host.size() * 4, MemCategory::Params);
-  be.upload(host.data(), params.data(), host.size() * 4);
-  params = to_param_dtype(be, std::move(params), int64_t(host.size()), dtype);
+  const Buffer params = upload_params(be, host.data(), int64_t(host.size()), dtype);
   FlatParams source(model.layout(), params.data(), dtype);
   model.set_param_dtype(dtype);
   model.set_compute_dtype(dtype);

@@ -8,7 +8,6 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "cgrpo/backend/backend.h"
@@ -70,12 +69,10 @@ int main(int argc, char** argv) {
   model.set_recompute(recompute);
   std::vector<float> host(size_t(model.layout().total()));
   init_params(model.layout(), host.data(), 1);
-  Buffer params = dev(host, MemCategory::Params);
-  Buffer grads = dev(std::vector<float>(host.size(), 0.0f), MemCategory::Grads);
-  const int64_t P = int64_t(host.size());
-  host = {};
   // bf16: bf16 working parameters and activations (the fp32 master stays out of the step here)
-  params = to_param_dtype(be, std::move(params), P, mm_dtype);
+  const Buffer params = upload_params(be, host.data(), int64_t(host.size()), mm_dtype);
+  Buffer grads = dev(std::vector<float>(host.size(), 0.0f), MemCategory::Grads);
+  host = {};
   FlatParams units(model.layout(), params.data(), mm_dtype, grads.as<float>());
   model.set_param_dtype(mm_dtype);
   model.set_compute_dtype(mm_dtype);

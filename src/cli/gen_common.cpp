@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <utility>
 
 #include "cgrpo/core/error.h"
 #include "cgrpo/io/safetensors.h"
@@ -31,10 +30,8 @@ Generator::Generator(const std::string& model_dir, const Config& cfg, int local_
   model_ = std::make_unique<DreamModel>(mcfg_, *be_);
   std::vector<float> host(size_t(model_->layout().total()));
   load_model_weights(model_dir, model_->layout(), host.data());
-  Buffer params32 = be_->alloc(host.size() * sizeof(float), MemCategory::Params);
-  be_->upload(host.data(), params32.data(), host.size() * sizeof(float));
   const DType pd = parse_dtype(cfg.parallel.param_dtype), cd = parse_dtype(cfg.parallel.compute_dtype);
-  params_ = to_param_dtype(*be_, std::move(params32), int64_t(host.size()), pd);
+  params_ = upload_params(*be_, host.data(), int64_t(host.size()), pd);
   source_ = std::make_unique<FlatParams>(model_->layout(), params_.data(), pd);
   model_->set_param_dtype(pd);
   model_->set_compute_dtype(cd);

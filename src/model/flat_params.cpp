@@ -1,7 +1,5 @@
 #include "cgrpo/model/flat_params.h"
 
-#include <utility>
-
 namespace cgrpo {
 
 FlatParams::FlatParams(const ParamLayout& layout, const void* params, DType dtype, float* grads)
@@ -24,11 +22,15 @@ float* FlatParams::grads(int unit) {
   return grads_ + layout_.units()[size_t(unit)].offset;
 }
 
-Buffer to_param_dtype(Backend& be, Buffer params32, int64_t numel, DType dtype) {
+Buffer upload_params(Backend& be, const float* host, int64_t numel, DType dtype) {
+  CGRPO_CHECK(dtype == DType::F32 || dtype == DType::BF16, "parameter dtype must be f32 or bf16, got ",
+              dtype_name(dtype));
+  Buffer params32 = be.alloc(size_t(numel) * sizeof(float), MemCategory::Params);
+  be.upload(host, params32.data(), size_t(numel) * sizeof(float));
   if (dtype == DType::F32) return params32;
-  CGRPO_CHECK(dtype == DType::BF16, "parameter dtype must be f32 or bf16, got ", dtype_name(dtype));
   Buffer p = be.alloc(size_t(numel) * dtype_size(dtype), MemCategory::Params);
-  be.cast(TensorView(params32.data(), DType::F32, {numel}, be.device()), TensorView(p.data(), dtype, {numel}, be.device()));
+  be.cast(TensorView(params32.data(), DType::F32, {numel}, be.device()),
+          TensorView(p.data(), dtype, {numel}, be.device()));
   return p;  // params32 is freed on return, stream-ordered after the cast
 }
 

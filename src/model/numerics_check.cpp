@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <utility>
 #include <vector>
 
 #include "cgrpo/backend/cpu_backend.h"
@@ -48,11 +47,10 @@ Result run(Backend& be, const ModelConfig& c, const std::vector<float>& host, DT
       dlogp.push_back(-1.0f / float(1 + i % 3));
     }
   }
-  Buffer p = be.alloc(size_t(P) * 4, MemCategory::Params), g = be.alloc(size_t(P) * 4, MemCategory::Grads);
-  be.upload(host.data(), p.data(), size_t(P) * 4);
+  const Buffer p = upload_params(be, host.data(), P, dtype);
+  Buffer g = be.alloc(size_t(P) * 4, MemCategory::Grads);
   const std::vector<float> zeros(size_t(P), 0.0f);
   be.upload(zeros.data(), g.data(), size_t(P) * 4);
-  p = to_param_dtype(be, std::move(p), P, dtype);
   DreamModel m(c, be);
   FlatParams src(m.layout(), p.data(), dtype, g.as<float>());
   m.set_vocab_chunk(128);

@@ -346,9 +346,8 @@ TEST_CASE("cuda memory plan: the backend scratch is CudaBackend's buffers after 
     DreamModel m(mc, be);
     std::vector<float> host(size_t(m.layout().total()));
     init_params(m.layout(), host.data(), 3);
-    Buffer p = be.alloc(host.size() * 4, MemCategory::Params), g = be.alloc(host.size() * 4, MemCategory::Grads);
-    be.upload(host.data(), p.data(), host.size() * 4);
-    p = to_param_dtype(be, std::move(p), int64_t(host.size()), t);
+    const Buffer p = upload_params(be, host.data(), int64_t(host.size()), t);
+    Buffer g = be.alloc(host.size() * 4, MemCategory::Grads);
     FlatParams src(m.layout(), p.data(), t, g.as<float>());
     m.set_param_dtype(t);
     m.set_compute_dtype(t);

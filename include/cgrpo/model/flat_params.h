@@ -1,7 +1,7 @@
 // FlatParams: a ParamSource over one flat parameter buffer in the backend's memory, in f32 or bf16, with an
 // optional flat fp32 gradient buffer: what inference (generate, eval, benchmarks) and single-process tests bind
-// when no sharding layer is involved. to_param_dtype() builds the bf16 working copy of fp32 parameters on the
-// device (Backend::cast, round to nearest even), the same rounding the ZeRO engine applies to its master weights.
+// when no sharding layer is involved. upload_params() puts fp32 host parameters on the device in either dtype
+// (bf16: Backend::cast, round to nearest even, the same rounding the ZeRO engine applies to its master weights).
 #pragma once
 
 #include "cgrpo/backend/backend.h"
@@ -30,8 +30,7 @@ class FlatParams final : public ParamSource {
   float* grads_;
 };
 
-// Device parameters in `dtype` from fp32 parameters already on the device: `params32` itself (moved) for f32,
-// else a new bf16 buffer cast from it (params32 is freed). numel = layout.total().
-Buffer to_param_dtype(Backend& be, Buffer params32, int64_t numel, DType dtype);
+// [numel] parameters in `dtype` (f32 or bf16) in the backend's memory, from fp32 host values.
+Buffer upload_params(Backend& be, const float* host, int64_t numel, DType dtype);
 
 }  // namespace cgrpo
