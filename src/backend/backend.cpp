@@ -92,6 +92,19 @@ AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const Tenso
   return a;
 }
 
+LsgShape logsoftmax_gather_shape(const TensorView& h, const TensorView& W, int64_t chunk) {
+  LsgShape s;
+  s.R = h.dim(0);
+  s.H = h.dim(-1);
+  s.V = W.dim(0);
+  CGRPO_CHECK(chunk > 0, "logsoftmax_gather: chunk must be > 0, got ", chunk);
+  CGRPO_CHECK(s.V > 0 || s.R == 0, "logsoftmax_gather: empty vocabulary ", W.str());
+  s.C = std::min(chunk, s.V);
+  s.ldh = row_stride(h, s.R, s.H, "logsoftmax_gather h");  // [R, H]
+  s.ldw = row_stride(W, s.V, s.H, "logsoftmax_gather W");  // [V, H]
+  return s;
+}
+
 void Backend::allow_tf32(bool on) {
   CGRPO_CHECK(!on, "parallel.tf32 = true needs the CUDA backend (backend '", name(), "' has no TF32 math)",
               hint("set parallel.tf32 = false or parallel.backend = cuda"));

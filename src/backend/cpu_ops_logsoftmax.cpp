@@ -13,18 +13,9 @@
 namespace cgrpo {
 
 namespace {
-struct LsgShape {
-  int64_t R, H, V, C, ldh, ldw;
-};
+// The shared shape checks, then the targets (host memory here; a device backend checks them on the device).
 LsgShape check_lsg(const TensorView& h, const TensorView& W, const int32_t* targets, int64_t chunk) {
-  LsgShape s;
-  s.R = h.dim(0);
-  s.H = h.dim(-1);
-  s.V = W.dim(0);
-  CGRPO_CHECK(chunk > 0, "logsoftmax_gather: chunk must be > 0, got ", chunk);
-  s.C = std::min(chunk, s.V);
-  s.ldh = row_stride(h, s.R, s.H, "logsoftmax_gather h");  // [R, H]
-  s.ldw = row_stride(W, s.V, s.H, "logsoftmax_gather W");  // [V, H]
+  const LsgShape s = logsoftmax_gather_shape(h, W, chunk);
   for (int64_t r = 0; r < s.R; ++r)
     CGRPO_CHECK(targets[r] >= 0 && targets[r] < s.V, "logsoftmax_gather: target ", targets[r], " of row ", r,
                 " is outside the vocabulary [0, ", s.V, ")");

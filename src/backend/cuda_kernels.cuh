@@ -110,6 +110,13 @@ T* dp(const TensorView& t) {
 struct alignas(16) F4 {
   float x, y, z, w;
 };
+// acc + x^2 + y^2 + z^2 + w^2, one kmath::sumsq_term at a time in element order (the CPU's order)
+__device__ inline double sumsq4(double acc, const F4& v) {
+  acc = kmath::sumsq_term(acc, v.x);
+  acc = kmath::sumsq_term(acc, v.y);
+  acc = kmath::sumsq_term(acc, v.z);
+  return kmath::sumsq_term(acc, v.w);
+}
 struct alignas(8) Bf16x4 {
   uint16_t x, y, z, w;
 };

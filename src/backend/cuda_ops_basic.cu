@@ -135,11 +135,7 @@ __global__ void rmsnorm_fwd_kernel(const float* x, int64_t ldx, const float* w, 
     double acc = 0.0;
     cuda::for_groups(H, [&](int64_t j, int cnt) {
       if (kVec4 && cnt == 4) {
-        const F4 v = ld4(xr + j);
-        acc = kmath::sumsq_term(acc, v.x);
-        acc = kmath::sumsq_term(acc, v.y);
-        acc = kmath::sumsq_term(acc, v.z);
-        acc = kmath::sumsq_term(acc, v.w);
+        acc = cuda::sumsq4(acc, ld4(xr + j));
       } else {
         for (int k = 0; k < cnt; ++k) acc = kmath::sumsq_term(acc, xr[j + k]);
       }

@@ -53,11 +53,7 @@ __global__ void sumsq_partial_kernel(const float* x, int64_t n, double* partial)
   for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += stride) {
     const int64_t j = g * kmath::kGroup;
     if (kVec4 && j + kmath::kGroup <= n) {
-      const cuda::F4 v = cuda::ld4(x + j);
-      acc = kmath::sumsq_term(acc, v.x);
-      acc = kmath::sumsq_term(acc, v.y);
-      acc = kmath::sumsq_term(acc, v.z);
-      acc = kmath::sumsq_term(acc, v.w);
+      acc = cuda::sumsq4(acc, cuda::ld4(x + j));
     } else {
       const int64_t e = j + kmath::kGroup < n ? j + kmath::kGroup : n;
       for (int64_t k = j; k < e; ++k) acc = kmath::sumsq_term(acc, x[k]);

@@ -24,20 +24,11 @@ namespace {
 
 constexpr int kRowThreads = 256;  // fixed: the tree shape is part of the bits
 
-struct LsgShape {
-  int64_t R, H, V, C, ldh, ldw;
-};
+// The shared shape checks, and h, W in device memory.
 LsgShape check_lsg(const TensorView& h, const TensorView& W, int64_t chunk) {
-  LsgShape s;
-  s.R = h.dim(0);
-  s.H = h.dim(-1);
-  s.V = W.dim(0);
-  CGRPO_CHECK(chunk > 0, "logsoftmax_gather: chunk must be > 0, got ", chunk);
-  CGRPO_CHECK(s.V > 0 || s.R == 0, "logsoftmax_gather: empty vocabulary ", W.str());
-  s.C = std::min(chunk, s.V);
-  s.ldh = cuda::dev_row_stride(h, s.R, s.H, "logsoftmax_gather h");  // [R, H]
-  s.ldw = cuda::dev_row_stride(W, s.V, s.H, "logsoftmax_gather W");  // [V, H]
-  return s;
+  cuda::check_device_tensor(h, "logsoftmax_gather h");
+  cuda::check_device_tensor(W, "logsoftmax_gather W");
+  return logsoftmax_gather_shape(h, W, chunk);
 }
 
 // Workspace pieces, in this order: Z [R, C] logits, then (forward only) the running sum [R] (double) and

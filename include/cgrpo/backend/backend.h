@@ -188,6 +188,13 @@ struct AttnLayout {
 AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                             const TensorView& o);
 
+// Shape of a logsoftmax_gather call after the checks every backend makes (h [R, H], W [V, H] row tensors, chunk > 0,
+// a vocabulary unless R = 0): C = min(chunk, V) columns per chunk, row strides ldh, ldw.
+struct LsgShape {
+  int64_t R, H, V, C, ldh, ldw;
+};
+LsgShape logsoftmax_gather_shape(const TensorView& h, const TensorView& W, int64_t chunk);
+
 // kind: "cpu" or "cuda". local_rank picks the device on multi-GPU nodes. threads: 0 = leave the BLAS default.
 std::unique_ptr<Backend> make_backend(const std::string& kind, int local_rank = 0, int threads = 0);
 
