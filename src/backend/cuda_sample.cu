@@ -99,39 +99,23 @@ class BlockExec {
     return {best, bi == INT_MAX ? -1 : bi, nan != 0};
   }
 
-  __device__ sel::RowStats all_stats(float m, int32_t amax) {
-    __syncthreads();
-    double s = 0.0, ez = 0.0;
-    float sec = 0.0f;
-    unsigned long long n = 0;
-    for (int32_t v = tid_; v < V_; v += NT) {
-      const float d = sel::sub_rn(z_[v], m);
-      const float e = sel::exp_nonpos(d);
-      s = sel::dadd(s, double(e));
-      ez = sel::dadd(ez, double(sel::mul_rn(e, d)));
-      if (v != amax && e > sec) sec = e;
-      ++n;
-    }
-    return reduce(s, ez, sec, n);
-  }
-
-  __device__ sel::RowStats kept_stats(uint64_t lo, float m, int32_t amax) {
+  // the row statistics over every token, or (kept) over the tokens of rank key >= lo
+  __device__ sel::RowStats stats(uint64_t lo, float m, int32_t amax, bool kept) {
     __syncthreads();
     double s = 0.0, ez = 0.0;
     float sec = 0.0f;
     unsigned long long n = 0;
     for (int32_t v = tid_; v < V_; v += NT) {
       const float zv = z_[v];
-      if (sel::rank_key(sel::float_key(zv), uint32_t(v)) < lo) continue;
-      const float d = sel::sub_rn(zv, m);
-      const float e = sel::exp_nonpos(d);
-      s = sel::dadd(s, double(e));
-      ez = sel::fma_f64(double(e), double(d), ez);
+      if (kept && sel::rank_key(sel::float_key(zv), uint32_t(v)) < lo) continue;
+      const float e = sel::add_stat_terms(zv, m, kept, s, ez);
       if (v != amax && e > sec) sec = e;
       ++n;
     }
     return reduce(s, ez, sec, n);
   }
+  __device__ sel::RowStats all_stats(float m, int32_t amax) { return stats(0, m, amax, false); }
+  __device__ sel::RowStats kept_stats(uint64_t lo, float m, int32_t amax) { return stats(lo, m, amax, true); }
 
   __device__ const sel::RadixHist& histogram(const sel::RadixSelect& rs, uint64_t lo, bool value_keys, bool with_mass,
                                              float m) {

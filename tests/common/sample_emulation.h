@@ -138,10 +138,7 @@ class EmulatedBlock {
         for (int64_t v = w * 32 + l; v < V_; v += NT) {
           const float zv = z_[v];
           if (kept && sel::rank_key(sel::float_key(zv), uint32_t(v)) < lo) continue;
-          const float d = sel::sub_rn(zv, m);
-          const float e = sel::exp_nonpos(d);
-          s[l] = sel::dadd(s[l], double(e));
-          ez[l] = kept ? sel::fma_f64(double(e), double(d), ez[l]) : sel::dadd(ez[l], double(sel::mul_rn(e, d)));
+          const float e = sel::add_stat_terms(zv, m, kept, s[l], ez[l]);
           if (v != amax && e > sec) sec = e;
           ++n;
         }

@@ -146,6 +146,17 @@ CGRPO_HD float exp_nonpos(float x) {
   return underflow ? 0.0f : mul_rn(p, scale);
 }
 
+// One token's terms of a row's softmax statistics, d = z - m and e = exp(d): s += e and ez += e * d, the latter as
+// one fma (`fused`: the pass over the kept tokens) or a rounded product then an add (the pass over all tokens), as
+// the CPU sampler computes each. Returns e.
+CGRPO_HD float add_stat_terms(float z, float m, bool fused, double& s, double& ez) {
+  const float d = sub_rn(z, m);
+  const float e = exp_nonpos(d);
+  s = dadd(s, double(e));
+  ez = fused ? fma_f64(double(e), double(d), ez) : dadd(ez, double(mul_rn(e, d)));
+  return e;
+}
+
 // ------------------------------------------------------------------------------------------------ radix select
 // MSB-first radix select over 32-bit keys, kRadixBits per pass, larger keys first ("above"). A pass histograms
 // the candidates whose key starts with `prefix` (the digits chosen so far) by their next digit; pick_* chooses
