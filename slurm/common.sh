@@ -4,7 +4,9 @@
 #   launches `cgrpo train --resume auto` with mpirun (default) or `srun --mpi=pmix` (CGRPO_LAUNCHER=srun),
 #   forwards SIGUSR1 and SIGTERM to the launcher, requeues the job after a clean stop on SIGUSR1, and returns
 #   the trainer's exit status.
-# Environment: CGRPO_BIN (binary), CGRPO_ROOT (repo; default $SLURM_SUBMIT_DIR), CGRPO_LAUNCHER (mpirun|srun),
+# Environment: CGRPO_BIN (binary; default ROOT/build/cgrpo, ROOT/build-cpu/cgrpo, then cgrpo on PATH),
+#   CGRPO_ROOT (the checkout, or an installed tree's share/cgrpo as `module load cgrpo` sets it; default
+#   $SLURM_SUBMIT_DIR), CGRPO_LAUNCHER (mpirun|srun),
 #   CGRPO_MPIRUN_ARGS (extra mpirun arguments, word-split), CGRPO_REQUEUE_ON_USR1 (default 1), plus everything
 #   launch/cgrpo-run reads.
 
@@ -15,7 +17,19 @@ cgrpo_find_bin() {
     echo "$CGRPO_BIN"; return 0
   fi
   for c in "$root/build/cgrpo" "$root/build-cpu/cgrpo"; do [[ -x "$c" ]] && { echo "$c"; return 0; }; done
-  echo "cgrpo-slurm: no cgrpo binary under $root/build or $root/build-cpu; set CGRPO_BIN" >&2
+  c=$(command -v cgrpo) && { echo "$c"; return 0; }   # an installed tree on PATH (module load cgrpo)
+  echo "cgrpo-slurm: no cgrpo binary under $root/build or $root/build-cpu, nor on PATH; set CGRPO_BIN or" \
+       "module load cgrpo" >&2
+  return 1
+}
+
+# cgrpo_find_launcher ROOT BIN: the checkout's launch/cgrpo-run, else the one beside the binary (an installed
+# tree's bin/), else the one on PATH
+cgrpo_find_launcher() {
+  local root=$1 bin=$2 c
+  for c in "$root/launch/cgrpo-run" "$(dirname "$bin")/cgrpo-run"; do [[ -x "$c" ]] && { echo "$c"; return 0; }; done
+  c=$(command -v cgrpo-run) && { echo "$c"; return 0; }
+  echo "cgrpo-slurm: no launch/cgrpo-run under $root nor beside $bin nor on PATH" >&2
   return 1
 }
 
@@ -62,7 +76,8 @@ cgrpo_slurm_main() {
   else
     local -a extra=()
     [[ -n "${CGRPO_MPIRUN_ARGS:-}" ]] && read -r -a extra <<<"$CGRPO_MPIRUN_ARGS"
-    cmd=("$root/launch/cgrpo-run" -n "${SLURM_NTASKS:?not inside a Slurm allocation}" "${extra[@]}" --
+    local launcher; launcher=$(cgrpo_find_launcher "$root" "$bin")
+    cmd=("$launcher" -n "${SLURM_NTASKS:?not inside a Slurm allocation}" "${extra[@]}" --
          "$bin" train --config "$cfg" --resume auto "$@")
   fi
   local log0="$run_dir/logs/rank_0.log" done_before

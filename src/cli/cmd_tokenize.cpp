@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "cgrpo/cli/commands.h"
+#include "cgrpo/core/data_paths.h"
 #include "cgrpo/core/error.h"
+#include "cgrpo/tokenizer/text_codec.h"
 #include "cgrpo/tokenizer/tokenizer.h"
 
 using json = nlohmann::json;
@@ -19,11 +21,7 @@ using json = nlohmann::json;
 namespace cgrpo::cli {
 namespace {
 
-std::string default_tokenizer_path() {
-  const std::string shared = CGRPO_SOURCE_DIR "/../shared/data/tokenizer/diffucoder_tokenizer.json";
-  if (std::filesystem::exists(shared)) return shared;
-  return "data/tokenizer/diffucoder_tokenizer.json";
-}
+std::string default_tokenizer_path() { return find_data_file(kDefaultTokenizer, "default tokenizer"); }
 
 // Each stdin line is one JSON object; blank lines are skipped. Errors name the 1-based line number.
 json parse_line(const std::string& line, size_t lineno) {
@@ -82,7 +80,7 @@ int cmd_tokenize(int argc, char** argv) {
       "cgrpo tokenize [--tokenizer FILE | --model DIR] [--decode [--skip-special] | --text STR]\n\n"
       "Reads JSONL on stdin and writes JSONL on stdout: {\"text\": ...} -> {\"ids\": [...]}, or with --decode\n"
       "{\"ids\": [...]} -> {\"text\": ...}. Default tokenizer: " +
-      default_tokenizer_path();
+      std::string(kDefaultTokenizer) + " in the first data root that has it (`cgrpo --version` lists them)";
   po::options_description opts("options");
   std::string tokenizer_path, model_dir, text;
   opts.add_options()

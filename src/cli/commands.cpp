@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "cgrpo/core/build_info.h"
+#include "cgrpo/core/data_paths.h"
 #include "cgrpo/core/error.h"
 
 namespace cgrpo::cli {
@@ -42,6 +43,9 @@ int dispatch(int argc, char** argv) {
   }
   if (!std::strcmp(argv[1], "--version")) {
     std::printf("cgrpo %s (git %s)\n%s\n", version_string(), git_describe(), build_options());
+    const std::vector<std::string> roots = data_roots();  // core/data_paths.h: where the tokenizer and datasets are found
+    std::printf("data roots:%s\n", roots.empty() ? " none (set CGRPO_DATA_DIR)" : "");
+    for (const std::string& r : roots) std::printf("  %s\n", r.c_str());
     return 0;
   }
   for (const Command& c : commands()) {

@@ -1,8 +1,7 @@
 #include "cgrpo/data/dataset.h"
 
-#include <filesystem>
-
 #include "cgrpo/config/config.h"
+#include "cgrpo/core/data_paths.h"
 #include "cgrpo/core/error.h"
 #include "cgrpo/data/loaders.h"
 #include "cgrpo/data/toy_task.h"
@@ -26,10 +25,7 @@ std::string default_dataset_path(const std::string& name) {
   CGRPO_CHECK(file != nullptr, "dataset '", name, "' has no default file",
               hint(name == "acecode" ? "set data.path to the AceCode JSONL (not shipped; see data/README.md)"
                                      : "set data.path"));
-  for (const std::string dir : {CGRPO_SOURCE_DIR "/../shared/data/datasets/", CGRPO_SOURCE_DIR "/data/"})
-    if (std::filesystem::exists(dir + file)) return dir + file;
-  CGRPO_FAIL("no copy of ", file, " in ", CGRPO_SOURCE_DIR "/../shared/data/datasets or ", CGRPO_SOURCE_DIR "/data",
-             hint("set data.path to the file"));
+  return find_data_file(std::string("datasets/") + file, "dataset " + name);
 }
 
 Dataset Dataset::from_config(const DataSection& d, uint64_t seed) {

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "cgrpo/core/data_paths.h"
 #include "cgrpo/core/error.h"
 #include "cgrpo/tokenizer/chat_template.h"
 
@@ -77,7 +78,7 @@ std::unique_ptr<TextCodec> make_codec(int64_t vocab, int32_t mask_id, int32_t eo
   std::string path = tokenizer_path;
   if (path.empty() && !model_dir.empty() && std::filesystem::exists(model_dir + "/tokenizer.json"))
     path = model_dir + "/tokenizer.json";
-  if (path.empty()) path = std::string(CGRPO_SOURCE_DIR) + "/../shared/data/tokenizer/diffucoder_tokenizer.json";
+  if (path.empty()) path = find_data_file(kDefaultTokenizer, "default tokenizer");
   CGRPO_CHECK(std::filesystem::exists(path), "tokenizer file '", path, "' not found",
               hint("set model.tokenizer to a tokenizer.json"));
   Tokenizer tok = Tokenizer::load(path);

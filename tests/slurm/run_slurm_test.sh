@@ -13,7 +13,8 @@
 # Needs root (SlurmUser=root); exits 77 (skipped) without root or without the Slurm/munge/hdf5 tools.
 # CGRPO_KEEP_TMP=1 keeps the temp dir. Env: CGRPO_TEST_MAX_STEPS (GRPO steps, default 40),
 # CGRPO_TEST_LAUNCHER=srun (launch the job with srun --mpi=pmix instead of mpirun; default mpirun),
-# CGRPO_TEST_SBATCH=train_multinode.sbatch (submit that script, on the one local node; default train.sbatch).
+# CGRPO_TEST_SBATCH=train_multinode.sbatch (submit that script, on the one local node; default train.sbatch),
+# CGRPO_TEST_INSTALLED=1 (submit the `cmake --install`ed tree's script, finding cgrpo and cgrpo-run on PATH).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -147,11 +148,21 @@ case "$script" in
   train_multinode.sbatch) shape=(-N 1 --ntasks-per-node=2) ;;   # one node here: the script's mpirun path
   *) fail "CGRPO_TEST_SBATCH=$script: expected train.sbatch or train_multinode.sbatch" ;;
 esac
+if [[ ${CGRPO_TEST_INSTALLED:-0} == 1 ]]; then
+  # as a site runs it: the installed tree's sbatch script, with the environment `module load cgrpo` gives (bin/ on
+  # PATH, CGRPO_ROOT = share/cgrpo) and no CGRPO_BIN: the script finds cgrpo and cgrpo-run on PATH
+  cmake --install "$(dirname "$bin")" --prefix "$D/site" >"$D/install.log" || fail "cmake --install (see $D/install.log)"
+  job_bin=$D/site/bin/cgrpo
+  job_env=PATH="$D/site/bin:$PATH",CGRPO_ROOT="$D/site/share/cgrpo"
+  job_script=$D/site/share/cgrpo/slurm/$script
+else
+  job_bin=$bin job_env=CGRPO_BIN="$bin",CGRPO_ROOT="$root" job_script=$root/slurm/$script
+fi
 jid=$(sbatch --parsable "${shape[@]}" -o "$D/job-%j.out" --chdir "$root" \
-        --export=ALL,CGRPO_BIN="$bin",CGRPO_ROOT="$root",CGRPO_LAUNCHER="${CGRPO_TEST_LAUNCHER:-mpirun}" \
-        "$root/slurm/$script" "$CFG" "${OVR[@]}" --run.dir "$D/run")
+        --export=ALL,"$job_env",CGRPO_LAUNCHER="${CGRPO_TEST_LAUNCHER:-mpirun}" \
+        "$job_script" "$CFG" "${OVR[@]}" --run.dir "$D/run")
 jid=${jid%%;*}
-echo "submitted job $jid: slurm/$script ${shape[*]}, launcher ${CGRPO_TEST_LAUNCHER:-mpirun}"
+echo "submitted job $jid: $job_script ${shape[*]}, launcher ${CGRPO_TEST_LAUNCHER:-mpirun}"
 job_field() { scontrol show job "$jid" 2>/dev/null | awk -v k="$1" '{for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) {print substr($i, length(k) + 2); exit}}'; }
 first_ckpt() { compgen -G "$D/run/checkpoints/step_*.h5" >/dev/null; }
 ended() { [[ "$(job_field JobState)" =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|PREEMPTED)$ ]]; }
@@ -211,6 +222,7 @@ for k in 0 1 2; do
   grep -q "restart $k " "$sout" || fail "run-dir job output lacks the start with restart $k (--open-mode=append?)"
 done
 grep -q "requeueing job $jid to continue" "$sout" || fail "the batch script did not requeue itself after SIGUSR1"
+grep -q "restart 0 .* bin $job_bin, " "$sout" || fail "the job did not run $job_bin"
 for r in 0 1; do
   for k in 1 2; do
     grep -q "rank $r/2 .*SLURM_JOB_ID=$jid, SLURM_RESTART_COUNT=$k\$" "$D/run/logs/rank_$r.log" ||

@@ -1,9 +1,14 @@
 #include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "cgrpo/core/buffer.h"
+#include "cgrpo/core/data_paths.h"
+#include "cgrpo/core/error.h"
 #include "cgrpo/core/logging.h"
 #include "cgrpo/core/tensor_view.h"
 #include "cgrpo/core/timer.h"
@@ -81,4 +86,35 @@ TEST_CASE("timers accumulate per phase", "[unit][core]") {
   CHECK(p.get("reward") == 4.0);
   CHECK(p.get("rollout") >= 0.0);
   CHECK(p.get("missing") == 0.0);
+}
+
+TEST_CASE("data paths: CGRPO_DATA_DIR first, then the installed tree and the checkout, a miss names every root",
+          "[unit][core]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("cgrpo_data_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "tokenizer");
+  std::ofstream(dir / "tokenizer" / "diffucoder_tokenizer.json") << "{}";
+  ::setenv("CGRPO_DATA_DIR", dir.c_str(), 1);
+  // the site copy shadows the checkout's tokenizer (which exists in ../shared/data or data/)
+  CHECK(find_data_file("tokenizer/diffucoder_tokenizer.json", "tokenizer") ==
+        fs::weakly_canonical(dir).string() + "/tokenizer/diffucoder_tokenizer.json");
+  const std::vector<std::string> roots = data_roots();
+  REQUIRE(!roots.empty());
+  CHECK(roots[0] == fs::weakly_canonical(dir).string());
+  // a file only the checkout has is still found behind it
+  CHECK_THAT(find_data_file("datasets/HumanEval.jsonl.gz", "dataset"), Catch::EndsWith("/datasets/HumanEval.jsonl.gz"));
+  try {
+    find_data_file("datasets/nope.jsonl.gz", "dataset nope");
+    FAIL("a missing data file did not fail");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    CHECK_THAT(msg, Catch::Contains("no copy of the dataset nope (datasets/nope.jsonl.gz)"));
+    CHECK_THAT(msg, Catch::Contains(fs::weakly_canonical(dir).string() + "/datasets/nope.jsonl.gz"));
+    CHECK_THAT(msg, Catch::Contains("/share/cgrpo/data/datasets/nope.jsonl.gz"));  // the installed tree's root
+    CHECK_THAT(msg, Catch::Contains("hint: set CGRPO_DATA_DIR"));
+  }
+  ::unsetenv("CGRPO_DATA_DIR");
+  const std::vector<std::string> after = data_roots();
+  CHECK((after.empty() || after[0] != fs::weakly_canonical(dir).string()));
+  fs::remove_all(dir);
 }

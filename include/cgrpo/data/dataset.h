@@ -1,8 +1,9 @@
 // A named vector of Prompts built from the [data] config section (config.h DataSection).
 //   data.dataset = humaneval | mbpp | mbpp_sanitized | acecode | toy:<task> | <file.jsonl[.gz]>
-//   data.path    = the file for humaneval / mbpp / mbpp_sanitized / acecode. Empty: the copy in
-//                  CGRPO_SOURCE_DIR/../shared/data/datasets, else CGRPO_SOURCE_DIR/data (acecode has no
-//                  default: AceCode-87K is not shipped, see data/README.md)
+//   data.path    = the file for humaneval / mbpp / mbpp_sanitized / acecode. Empty: datasets/<file> in the
+//                  first data root holding it (core/data_paths.h: $CGRPO_DATA_DIR, an installed tree's
+//                  share/cgrpo/data, ../shared/data, the repo's data/). acecode has no default: AceCode-87K is
+//                  not shipped, see data/README.md
 //   data.max_samples = keep the first N records in file order (0 = all). Toy tasks generate indices
 //                  0..N-1 with the run seed (N = kToyDefaultSize when 0).
 #pragma once

@@ -54,8 +54,11 @@ class TokenizerCodec final : public TextCodec {
   SpecialTokens special_;
 };
 
+// The DiffuCoder tokenizer shipped with cgrpo, relative to a data root (core/data_paths.h).
+inline constexpr const char* kDefaultTokenizer = "tokenizer/diffucoder_tokenizer.json";
+
 // The codec for a model: ByteCodec when the vocabulary is a toy one (< 256 + 2 specials would not fit Qwen2
-// ids), else the tokenizer at `tokenizer_path` (or <model_dir>/tokenizer.json, or the shared DiffuCoder one).
+// ids), else the tokenizer at `tokenizer_path` (or <model_dir>/tokenizer.json, or kDefaultTokenizer).
 std::unique_ptr<TextCodec> make_codec(int64_t vocab, int32_t mask_id, int32_t eos_id, const std::string& tokenizer_path,
                                       const std::string& model_dir);
 
