@@ -56,6 +56,25 @@ int64_t completion_mask(const int32_t* y, int64_t K, int32_t end, uint8_t* c) {
 }
 }  // namespace
 
+std::vector<int32_t> sft_target(const TextCodec& codec, const Prompt& p, int64_t K) {
+  std::string answer;
+  if (p.meta.count("answer"))
+    answer = p.meta.at("answer");
+  else if (!p.canonical_solution.empty())
+    answer = "```python\n" + p.canonical_solution + "\n```\n";  // spec §4.1: the fence, then one newline
+  else
+    CGRPO_FAIL("SFT: prompt ", p.id, " has no reference answer", hint("use a toy task or a dataset with solutions"));
+  std::vector<int32_t> y = codec.encode(answer);
+  y.push_back(codec.end_id);
+  y.resize(size_t(K), codec.pad_id);  // fixed length: truncate or pad
+  return y;
+}
+
+std::string completion_text(const TextCodec& codec, const int32_t* y, int64_t K) {
+  const int32_t* end = std::find(y, y + K, codec.end_id);
+  return codec.decode(std::span<const int32_t>(y, size_t(end - y)));
+}
+
 void install_stop_signal_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
@@ -277,17 +296,7 @@ void Trainer::sft_loop() {
     for (int64_t idx : rb.prompts) {
       const Prompt& p = (*data_)[idx];
       prompts.push_back(prompt_ids(p));
-      std::string answer;
-      if (p.meta.count("answer"))
-        answer = p.meta.at("answer");
-      else if (!p.canonical_solution.empty())
-        answer = "```python\n" + p.canonical_solution + "\n```";
-      else
-        CGRPO_FAIL("SFT: prompt ", p.id, " has no reference answer", hint("use a toy task or a dataset with solutions"));
-      std::vector<int32_t> y = codec_->encode(answer);
-      y.push_back(codec_->end_id);
-      y.resize(size_t(K), codec_->pad_id);  // fixed length: truncate or pad
-      targets.push_back(std::move(y));
+      targets.push_back(sft_target(*codec_, p, K));
     }
     Canvas cv = Canvas::make(prompts, K, codec_->mask_id, codec_->pad_id);
     std::vector<int32_t> clean = cv.tokens;
@@ -425,10 +434,8 @@ Trainer::Rollout Trainer::rollout_round(int64_t round, PhaseTimes& phases) {
   std::vector<std::string> texts(size_t(r.B));
   for (int64_t b = 0; b < r.B; ++b) {
     const int32_t* y = r.canvas.completion(b);
-    const int64_t n = completion_mask(y, K, codec_->end_id, r.cmask.data() + b * K);
-    r.completion_tokens += n;
-    const int64_t text_len = (n < K || y[K - 1] == codec_->end_id) ? n - 1 : n;  // text before the end token
-    texts[size_t(b)] = codec_->decode(std::span<const int32_t>(y, size_t(std::max<int64_t>(0, text_len))));
+    r.completion_tokens += completion_mask(y, K, codec_->end_id, r.cmask.data() + b * K);
+    texts[size_t(b)] = completion_text(*codec_, y, K);
   }
   {
     ScopedPhase ph(phases, "reward");

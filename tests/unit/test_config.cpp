@@ -110,3 +110,43 @@ TEST_CASE("config: the resolved INI reloads to the same config", "[unit][config]
   REQUIRE_THROWS_WITH(Config::from_ini("[grpo]\nbeta = 0.1\nbta = 0.2\n", "ckpt.h5 (its config)"),
                       Contains("unknown key 'grpo.bta' at ckpt.h5 (its config):3"));
 }
+
+TEST_CASE("config: configs/diffucoder_7b_grpo.ini is the published recipe of spec §3.10", "[unit][config]") {
+  // spec §3.10 / §5: Coupled-GRPO starts from DiffuCoder-7B-Instruct with the reference = the initial policy;
+  // there is no SFT phase in the recipe (cgrpo's sft.steps default of 200 is a warm-up for random inits).
+  const Config c = Config::load(CGRPO_SOURCE_DIR "/configs/diffucoder_7b_grpo.ini");
+  CHECK(c.sft.steps == 0);
+  CHECK(c.grpo.num_generations == 10);
+  CHECK(c.grpo.num_iterations == 2);
+  CHECK(c.grpo.per_device_batch == 5);
+  CHECK(c.grpo.grad_accum == 2);
+  CHECK(c.grpo.beta == 0.01);
+  CHECK(c.grpo.epsilon == 0.5);
+  CHECK(c.grpo.epsilon_high < 0);  // unset: = epsilon
+  CHECK_FALSE(c.grpo.scale_rewards);
+  CHECK(c.grpo.max_prompt_length == 200);
+  CHECK(c.grpo.t_min == 0.2);
+  CHECK(c.grpo.t_max == 0.8);
+  CHECK(c.grpo.ref_model_sync_steps == 64);
+  CHECK(c.grpo.ref_model_mixup_alpha == 0.6);
+  CHECK(c.rollout.steps == 256);
+  CHECK(c.rollout.max_new_tokens == 256);
+  CHECK(c.rollout.temperature == 1.0);
+  CHECK(c.rollout.top_p == 0.95);
+  CHECK(c.rollout.alg == "entropy");
+  CHECK(c.rollout.alg_temp == 0.0);
+  CHECK(c.rollout.eps == Approx(1e-3));
+  CHECK(c.optim.lr == 1e-6);
+  CHECK(c.optim.beta1 == 0.9);
+  CHECK(c.optim.beta2 == 0.99);
+  CHECK(c.optim.eps == 1e-8);
+  CHECK(c.optim.weight_decay == 0.1);
+  CHECK(c.optim.lr_scheduler == "cosine_with_min_lr");
+  CHECK(c.optim.warmup_ratio == 1e-4);
+  CHECK(c.optim.min_lr_rate == 0.1);
+  CHECK(c.optim.max_grad_norm == 0.2);
+  CHECK(c.reward.weight_list() == std::vector<double>{2.0, 0.5});
+  CHECK(c.run.seed == 42);
+  CHECK(c.run.epochs == 1);
+  CHECK(c.data.system_prompt == "You are a helpful assistant.");
+}

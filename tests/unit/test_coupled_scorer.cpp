@@ -98,3 +98,55 @@ TEST_CASE("coupled scorer: masks are complementary and keyed by sample id, not b
   for (size_t i = 0; i < o.size(); ++i) diff += std::fabs(o[i] - all[i]);
   CHECK(diff > 1e-3);
 }
+
+TEST_CASE("coupled scorer: logp_hat equals spec 3.6 built by hand from three separately scored versions",
+          "[unit][train][model]") {
+  Fixture fx;
+  CoupledScorer s(fx.model);
+  const int64_t B = fx.cb.B, P = fx.cb.P, K = fx.cb.K, L = P + K;
+  std::vector<float> got(size_t(B * K));
+  s.score(fx.cb, false, got.data());
+  const double t = s.last_t();
+  REQUIRE(t >= 0.2);
+  REQUIRE(t < 0.8);
+  // R_bk as documented in coupled_scorer.h: RngStream(seed, Mask, mask_step, sample id b) at index k
+  std::vector<int32_t> x0 = fx.tokens, x1 = fx.tokens, x2 = fx.tokens;
+  std::vector<uint8_t> in_v1(size_t(B * K));
+  int n1 = 0, n2 = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const RngStream r(fx.cb.seed, RngPurpose::Mask, fx.cb.mask_step, uint32_t(fx.ids[size_t(b)]));
+    for (int64_t k = 0; k < K; ++k) {
+      const size_t at = size_t(b * L + P + k);
+      in_v1[size_t(b * K + k)] = double(r.uniform(uint64_t(k))) < t;
+      x0[at] = fx.cb.mask_id;                                      // v0: every completion token
+      (in_v1[size_t(b * K + k)] ? x1 : x2)[at] = fx.cb.mask_id;   // v1: R < t, v2: the complement
+      (in_v1[size_t(b * K + k)] ? n1 : n2)++;
+    }
+    for (int64_t j = 0; j < P; ++j)  // the prompt is never masked
+      CHECK((x0[size_t(b * L + j)] != fx.cb.mask_id && x1[size_t(b * L + j)] != fx.cb.mask_id &&
+             x2[size_t(b * L + j)] != fx.cb.mask_id));
+  }
+  CHECK(n1 > 0);  // both versions mask something in this fixture
+  CHECK(n2 > 0);
+  // l_v[b, k] = log p(y_bk | version v) read at raw row P + k - 1 (shift, spec §1.5); each version its own forward
+  auto score_version = [&](const std::vector<int32_t>& x) {
+    std::vector<int32_t> rows, tg;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t k = 0; k < K; ++k) {
+        rows.push_back(int32_t(b * L + P + k - 1));
+        tg.push_back(fx.tokens[size_t(b * L + P + k)]);
+      }
+    std::vector<float> lp(rows.size());
+    const ModelInput in{B, L, x.data(), nullptr, nullptr};
+    fx.model.forward(in, false);
+    fx.model.logprobs(int64_t(rows.size()), rows.data(), tg.data(), lp.data());
+    fx.model.release_held();
+    return lp;
+  };
+  const std::vector<float> l0 = score_version(x0), l1 = score_version(x1), l2 = score_version(x2);
+  for (int64_t i = 0; i < B * K; ++i) {
+    const double coupled = in_v1[size_t(i)] ? double(l1[size_t(i)]) / t : double(l2[size_t(i)]) / (1.0 - t);
+    INFO("row " << i / K << ", token " << i % K << (in_v1[size_t(i)] ? " (masked in v1)" : " (masked in v2)"));
+    CHECK(got[size_t(i)] == Approx(0.5 * (double(l0[size_t(i)]) + coupled)).epsilon(1e-5).margin(1e-5));
+  }
+}

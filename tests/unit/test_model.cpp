@@ -270,3 +270,157 @@ TEST_CASE("model: right padding with a key mask reproduces the unpadded log-prob
   REQUIRE(std::isfinite(dead[0]));
   REQUIRE(std::isfinite(dead[1]));
 }
+
+namespace {
+// Float64 transcription of spec §1.3 (modeling_dream.py), reading every tensor by its HF name: the model's
+// log-probs are checked against it, not against the model's own ops.
+struct Oracle {
+  const ModelConfig& c;
+  const ParamLayout& lay;
+  const std::vector<float>& p;
+  const float* t(const std::string& name) const {
+    const ParamInfo* i = lay.find(name);
+    REQUIRE(i != nullptr);
+    return p.data() + i->offset;
+  }
+  // y[n, o] = sum_i x[n, i] W[o, i] (+ b[o])   (nn.Linear, W [out, in])
+  static std::vector<double> linear(const std::vector<double>& x, int64_t N, int64_t in, const float* W, int64_t out,
+                                    const float* b) {
+    std::vector<double> y(size_t(N * out));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < out; ++o) {
+        double s = b ? double(b[o]) : 0.0;
+        for (int64_t i = 0; i < in; ++i) s += x[size_t(n * in + i)] * double(W[o * in + i]);
+        y[size_t(n * out + o)] = s;
+      }
+    return y;
+  }
+  std::vector<double> rmsnorm(const std::vector<double>& x, int64_t N, const float* w) const {
+    const int64_t H = c.hidden_size;
+    std::vector<double> y(x.size());
+    for (int64_t n = 0; n < N; ++n) {
+      double ss = 0;
+      for (int64_t j = 0; j < H; ++j) ss += x[size_t(n * H + j)] * x[size_t(n * H + j)];
+      const double r = 1.0 / std::sqrt(ss / double(H) + c.rms_norm_eps);  // eps inside the root
+      for (int64_t j = 0; j < H; ++j) y[size_t(n * H + j)] = double(w[j]) * (x[size_t(n * H + j)] * r);
+    }
+    return y;
+  }
+  // q*cos + rotate_half(q)*sin, rotate_half(x) = cat(-x[d/2:], x[:d/2]), inv_freq[j] = theta^(-2j/d)
+  void rope(std::vector<double>& x, int64_t N, int64_t heads, const std::vector<int32_t>& pos) const {
+    const int64_t d = c.head_dim(), half = d / 2;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t h = 0; h < heads; ++h) {
+        double* v = x.data() + (n * heads + h) * d;
+        std::vector<double> rot(static_cast<size_t>(d));
+        for (int64_t j = 0; j < d; ++j) rot[size_t(j)] = j < half ? -v[j + half] : v[j - half];
+        for (int64_t j = 0; j < d; ++j) {
+          const double a = double(pos[size_t(n)]) * std::pow(c.rope_theta, -2.0 * double(j % half) / double(d));
+          v[j] = v[j] * std::cos(a) + rot[size_t(j)] * std::sin(a);
+        }
+      }
+  }
+  // log p(target | row) for raw rows (no shift here: the caller picks row j - 1 for token j)
+  std::vector<double> logprobs(int64_t B, int64_t L, const std::vector<int32_t>& ids, const std::vector<int32_t>& pos,
+                               const std::vector<uint8_t>& am, const std::vector<int32_t>& rows,
+                               const std::vector<int32_t>& targets) const {
+    const int64_t N = B * L, H = c.hidden_size, d = c.head_dim(), nh = c.num_attention_heads,
+                  nkv = c.num_key_value_heads, I = c.intermediate_size, V = c.vocab_size;
+    std::vector<double> h(size_t(N * H));
+    const float* E = t("model.embed_tokens.weight");
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = 0; j < H; ++j) h[size_t(n * H + j)] = E[ids[size_t(n)] * H + j];
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      const std::string pre = "model.layers." + std::to_string(l) + ".";
+      const std::vector<double> a = rmsnorm(h, N, t(pre + "input_layernorm.weight"));
+      std::vector<double> q = linear(a, N, H, t(pre + "self_attn.q_proj.weight"), nh * d, t(pre + "self_attn.q_proj.bias"));
+      std::vector<double> k = linear(a, N, H, t(pre + "self_attn.k_proj.weight"), nkv * d, t(pre + "self_attn.k_proj.bias"));
+      const std::vector<double> v =
+          linear(a, N, H, t(pre + "self_attn.v_proj.weight"), nkv * d, t(pre + "self_attn.v_proj.bias"));
+      rope(q, N, nh, pos);
+      rope(k, N, nkv, pos);
+      std::vector<double> o(size_t(N * nh * d), 0.0);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t hq = 0; hq < nh; ++hq) {
+          const int64_t g = hq / (nh / nkv);  // repeat_kv: query head j uses kv head j // (nh / nkv)
+          for (int64_t i = 0; i < L; ++i) {
+            if (!am[size_t(b * L + i)]) continue;  // pad query rows: never read
+            std::vector<double> s(size_t(L), -INFINITY);
+            double m = -INFINITY;
+            for (int64_t j = 0; j < L; ++j) {
+              if (!am[size_t(b * L + j)]) continue;
+              double dot = 0;
+              for (int64_t e = 0; e < d; ++e)
+                dot += q[size_t(((b * L + i) * nh + hq) * d + e)] * k[size_t(((b * L + j) * nkv + g) * d + e)];
+              s[size_t(j)] = dot / std::sqrt(double(d));
+              m = std::max(m, s[size_t(j)]);
+            }
+            double z = 0;
+            for (int64_t j = 0; j < L; ++j) z += std::exp(s[size_t(j)] - m);
+            for (int64_t j = 0; j < L; ++j) {
+              const double pj = std::exp(s[size_t(j)] - m) / z;
+              for (int64_t e = 0; e < d; ++e)
+                o[size_t(((b * L + i) * nh + hq) * d + e)] += pj * v[size_t(((b * L + j) * nkv + g) * d + e)];
+            }
+          }
+        }
+      const std::vector<double> ao = linear(o, N, nh * d, t(pre + "self_attn.o_proj.weight"), H, nullptr);
+      for (size_t i = 0; i < h.size(); ++i) h[i] += ao[i];
+      const std::vector<double> a2 = rmsnorm(h, N, t(pre + "post_attention_layernorm.weight"));
+      const std::vector<double> gt = linear(a2, N, H, t(pre + "mlp.gate_proj.weight"), I, nullptr);
+      const std::vector<double> up = linear(a2, N, H, t(pre + "mlp.up_proj.weight"), I, nullptr);
+      std::vector<double> mm(gt.size());
+      for (size_t i = 0; i < mm.size(); ++i) mm[i] = gt[i] / (1.0 + std::exp(-gt[i])) * up[i];
+      const std::vector<double> dn = linear(mm, N, I, t(pre + "mlp.down_proj.weight"), H, nullptr);
+      for (size_t i = 0; i < h.size(); ++i) h[i] += dn[i];
+    }
+    const std::vector<double> hf = rmsnorm(h, N, t("model.norm.weight"));
+    const float* W = c.tie_word_embeddings ? E : t("lm_head.weight");
+    std::vector<double> out;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::vector<double> z(static_cast<size_t>(V));
+      double m = -INFINITY;
+      for (int64_t u = 0; u < V; ++u) {
+        double s = 0;
+        for (int64_t j = 0; j < H; ++j) s += hf[size_t(rows[r] * H + j)] * double(W[u * H + j]);
+        z[size_t(u)] = s;
+        m = std::max(m, s);
+      }
+      double se = 0;
+      for (double s : z) se += std::exp(s - m);
+      out.push_back(z[size_t(targets[r])] - m - std::log(se));
+    }
+    return out;
+  }
+};
+}  // namespace
+
+TEST_CASE("model: log-probs equal a float64 transcription of spec 1.3 with left padding, GQA 2 kv heads, untied head",
+          "[model]") {
+  ModelConfig cfg = test_config(false);
+  cfg.hidden_size = 16;
+  cfg.num_attention_heads = 4;  // head_dim 4, query heads {0,1} -> kv 0, {2,3} -> kv 1 (not h % n_kv)
+  cfg.num_key_value_heads = 2;
+  cfg.rope_theta = 50.0;        // large rotation angles at small positions
+  cfg.rms_norm_eps = 0.05;      // large enough that its placement (inside the root) is visible
+  Fixture f(cfg);
+  const int64_t B = 2, L = 7, N = B * L;
+  const auto ids = rand_ids(N, 36, 4);
+  // row 1 is left-padded by 2 (spec §1.4): key mask 0 and position id 1 at the pads, cumsum - 1 elsewhere
+  std::vector<uint8_t> am(N, 1);
+  std::vector<int32_t> pos(N);
+  for (int64_t j = 0; j < L; ++j) pos[size_t(j)] = int32_t(j);
+  for (int64_t j = 0; j < L; ++j) {
+    am[size_t(L + j)] = j >= 2;
+    pos[size_t(L + j)] = j >= 2 ? int32_t(j - 2) : 1;
+  }
+  std::vector<int32_t> rows, targets;
+  for (int64_t n = 0; n < N; ++n)
+    if (am[size_t(n)]) rows.push_back(int32_t(n)), targets.push_back(int32_t((5 * n + 2) % 37));
+  std::vector<float> lp(rows.size());
+  const ModelInput in{B, L, ids.data(), pos.data(), am.data()};
+  f.model.forward(in, false);
+  f.model.logprobs(int64_t(rows.size()), rows.data(), targets.data(), lp.data());
+  const Oracle o{f.cfg, f.model.layout(), f.params};
+  require_close(lp, o.logprobs(B, L, ids, pos, am, rows, targets), 1e-5, 1e-5, "log-probs vs float64 spec §1.3");
+}

@@ -7,6 +7,8 @@
 #include "cgrpo/reward/advantages.h"
 #include "cgrpo/reward/code_format.h"
 #include "cgrpo/reward/toy_reward.h"
+#include "cgrpo/tokenizer/text_codec.h"
+#include "cgrpo/train/trainer.h"
 
 using namespace cgrpo;
 
@@ -85,4 +87,30 @@ TEST_CASE("advantages: leave-one-out on a hand-computed example (spec §3.5)", "
   set_fatal_mode(FatalMode::Throw);
   CHECK_THROWS_WITH(group_advantages(r, 3, false), Catch::Contains("groups of 3"));
   CHECK_THROWS(group_advantages(r, 1, false));
+}
+
+TEST_CASE("code_format: what SFT teaches for a code prompt is what the format reward accepts (spec §4.1)",
+          "[unit][reward]") {
+  // The trainer's SFT target (answer, end token, padding), read back the way the rewards read a rollout
+  // (the text before the first end token): spec §4.1 requires the text to end with the closing fence and
+  // exactly one newline, so a model trained on these targets must be able to reach format reward 1.0.
+  const ByteCodec codec(511, 510, 512);
+  Prompt p;
+  p.id = "t/0";
+  p.kind = "mbpp";
+  p.canonical_solution = "def f(x):\n    return x + 1";
+  const int64_t K = 96;
+  const std::vector<int32_t> y = sft_target(codec, p, K);
+  REQUIRE(int64_t(y.size()) == K);
+  const std::string text = completion_text(codec, y.data(), K);
+  INFO("reward text: " << text);
+  CHECK(code_format_matches(text));
+  CHECK(extract_code(text) == p.canonical_solution + "\n");
+  // toy answers are unchanged: the answer text itself
+  Prompt toy;
+  toy.kind = "toy:arith";
+  toy.meta["answer"] = "32";
+  const std::vector<int32_t> t = sft_target(codec, toy, 8);
+  CHECK(completion_text(codec, t.data(), 8) == "32");
+  CHECK(t[2] == codec.end_id);
 }

@@ -37,6 +37,15 @@ extern volatile std::sig_atomic_t g_stop_signal;
 void install_stop_signal_handlers();
 struct StopRequested {};  // thrown out of the loops after the stop checkpoint
 
+// The SFT target of a prompt, K tokens: its answer text, the end token, then padding (cut to K). The answer is
+// the toy task's "answer", else the canonical solution as "```python\n{solution}\n```\n": the one block of
+// spec §4.1, closed by the fence and exactly one newline, which the format reward requires of the text
+// before the end token (completion_text).
+std::vector<int32_t> sft_target(const TextCodec& codec, const Prompt& p, int64_t K);
+// The text the rewards read (README: "Rewards read the completion up to its first end token"): the K
+// completion tokens before the first end token, decoded with special tokens skipped.
+std::string completion_text(const TextCodec& codec, const int32_t* y, int64_t K);
+
 class Trainer {
  public:
   Trainer(Config cfg, MpiCommunicator& comm);
