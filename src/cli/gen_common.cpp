@@ -130,22 +130,6 @@ std::vector<std::string> gather_lines(const std::vector<std::string>& mine, int6
   return interleave_rank_lines(per_rank, n);
 }
 
-SandboxConfig sandbox_config(const RewardSection& r) {
-  SandboxConfig s;
-  s.workers = int(r.workers);
-  s.timeout_s = r.test_timeout_s;
-  s.cpu_s = std::max(1, int(std::ceil(r.test_timeout_s)));
-  s.mem_bytes = uint64_t(r.memory_mb) << 20;
-  return s;
-}
-
-CodeExecOptions code_exec_options(const RewardSection& r) {
-  CodeExecOptions o;
-  o.timeout_policy = parse_timeout_policy(r.timeout_policy);
-  o.test_timeout_s = r.test_timeout_s;
-  return o;
-}
-
 Dataset load_dataset(const Config& cfg, const std::string& name, int64_t limit) {
   DataSection d = cfg.data;
   if (name != d.dataset) d.path.clear();

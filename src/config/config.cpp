@@ -47,6 +47,8 @@ static void visit(C& c, V&& v) {
   v("reward", "timeout_policy", c.reward.timeout_policy, "zero_all (any timeout zeroes the completion, as the reference) | fail_test");
   v("reward", "workers", c.reward.workers, "sandbox processes per rank");
   v("reward", "memory_mb", c.reward.memory_mb, "address-space limit per sandboxed program");
+  v("reward", "completion_text", c.reward.completion_text,
+    "all (the K completion tokens with special tokens skipped, as the reference) | before_end (cut at the first end token)");
   v("grpo", "num_generations", c.grpo.num_generations, "G completions per prompt");
   v("grpo", "num_iterations", c.grpo.num_iterations, "mu policy updates per rollout batch");
   v("grpo", "beta", c.grpo.beta, "KL coefficient (k3 estimator)");
@@ -361,6 +363,7 @@ void Config::validate() const {
   require(reward.completion_timeout_s >= reward.test_timeout_s, "reward.completion_timeout_s",
           "must be >= reward.test_timeout_s", "the reference uses 30");
   one_of(reward.timeout_policy, {"zero_all", "fail_test"}, "reward.timeout_policy");
+  one_of(reward.completion_text, {"all", "before_end"}, "reward.completion_text");
   require(reward.workers >= 1, "reward.workers", "must be >= 1", "e.g. 2");
   require(reward.memory_mb >= 64, "reward.memory_mb", "must be >= 64", "Python needs ~30 MB to start");
 

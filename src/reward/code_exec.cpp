@@ -47,11 +47,17 @@ RewardOutput CodeExecReward::score(const std::vector<RewardSample>& batch) {
       RunRequest q;
       q.program = test_program(code, t, s);
       q.timeout_s = opt_.test_timeout_s;
+      q.group = int64_t(i);
       reqs.push_back(std::move(q));
       owner.push_back(i);
     }
   }
-  const std::vector<RunResult> res = sb_.run_batch(reqs, opt_.batch_deadline_s);
+  // One group per completion: its own budget, and under ZeroAll its tests stop at its first timeout (the
+  // reference's script dies there; the completion scores 0 either way).
+  BatchLimits lim;
+  lim.group_budget_s = opt_.completion_budget_s;
+  lim.group_stop_on_timeout = opt_.timeout_policy == TimeoutPolicy::ZeroAll;
+  const std::vector<RunResult> res = sb_.run_batch(reqs, lim);
 
   std::vector<int> passed(batch.size(), 0);
   std::vector<char> zeroed(batch.size(), 0);

@@ -22,6 +22,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "cgrpo/core/error.h"
@@ -355,24 +357,50 @@ RunResult Sandbox::run(const RunRequest& req) {
   return r;
 }
 
-std::vector<RunResult> Sandbox::run_batch(const std::vector<RunRequest>& reqs, double deadline_s) {
+std::vector<RunResult> Sandbox::run_batch(const std::vector<RunRequest>& reqs, const BatchLimits& limits) {
   std::vector<RunResult> out(reqs.size());
   std::atomic<size_t> next{0};
   const auto t0 = Clock::now();
+  struct Group {
+    double end_s = -1;       // the group's window closes at this many seconds after t0 (< 0: not started)
+    bool timed_out = false;  // one of its runs ended in Timeout
+  };
+  std::map<int64_t, Group> groups;  // guarded by gmu
+  std::mutex gmu;
+  auto not_run = [&](size_t i, RunStatus st, const char* why) {
+    out[i].status = st;
+    out[i].err = std::string("cgrpo sandbox: ") + why;
+    counts_[static_cast<int>(st)]++;
+  };
   auto body = [&] {
     for (size_t i; (i = next++) < reqs.size();) {
       RunRequest q = reqs[i];
-      if (deadline_s > 0) {
-        const double left = deadline_s - ms_since(t0) * 1e-3;
-        if (left <= 0) {
-          out[i].status = RunStatus::Timeout;
-          out[i].err = "cgrpo sandbox: batch deadline passed before this run started";
-          counts_[static_cast<int>(RunStatus::Timeout)]++;
-          continue;
-        }
-        q.timeout_s = std::min(q.timeout_s > 0 ? q.timeout_s : cfg_.timeout_s, left);
+      double left = q.timeout_s > 0 ? q.timeout_s : cfg_.timeout_s;
+      if (limits.deadline_s > 0) {
+        const double batch_left = limits.deadline_s - ms_since(t0) * 1e-3;
+        if (batch_left <= 0) { not_run(i, RunStatus::Timeout, "batch deadline passed before this run started"); continue; }
+        left = std::min(left, batch_left);
       }
+      const bool grouped = q.group >= 0 && (limits.group_budget_s > 0 || limits.group_stop_on_timeout);
+      if (grouped) {
+        std::lock_guard<std::mutex> lk(gmu);
+        Group& g = groups[q.group];
+        if (limits.group_stop_on_timeout && g.timed_out) { not_run(i, RunStatus::Skipped, "group stopped at a timeout"); continue; }
+        if (limits.group_budget_s > 0) {
+          const double now_s = ms_since(t0) * 1e-3;
+          if (g.end_s < 0) g.end_s = now_s + limits.group_budget_s;
+          const double group_left = g.end_s - now_s;
+          if (group_left <= 0) { not_run(i, RunStatus::Timeout, "group budget spent before this run started"); continue; }
+          left = std::min(left, group_left);
+        }
+      }
+      q.timeout_s = left;
       out[i] = run(q);
+      if (grouped) {
+        std::lock_guard<std::mutex> lk(gmu);
+        Group& g = groups[q.group];
+        g.timed_out = g.timed_out || out[i].status == RunStatus::Timeout;
+      }
     }
   };
   const size_t nt = std::min(workers_.size(), reqs.size());

@@ -15,6 +15,7 @@
 #include "cgrpo/io/safetensors.h"
 #include "cgrpo/optim/lr_schedule.h"
 #include "cgrpo/reward/advantages.h"
+#include "cgrpo/reward/reward_options.h"
 #include "cgrpo/train/coupled_scorer.h"
 #include "cgrpo/train/grpo_loss.h"
 #include "cgrpo/train/model_denoiser.h"
@@ -70,8 +71,8 @@ std::vector<int32_t> sft_target(const TextCodec& codec, const Prompt& p, int64_t
   return y;
 }
 
-std::string completion_text(const TextCodec& codec, const int32_t* y, int64_t K) {
-  const int32_t* end = std::find(y, y + K, codec.end_id);
+std::string completion_text(const TextCodec& codec, const int32_t* y, int64_t K, bool before_end) {
+  const int32_t* end = before_end ? std::find(y, y + K, codec.end_id) : y + K;
   return codec.decode(std::span<const int32_t>(y, size_t(end - y)));
 }
 
@@ -116,21 +117,13 @@ Trainer::Trainer(Config cfg, MpiCommunicator& comm)
   std::vector<float> weights;
   for (double w : cfg_.reward.weight_list()) weights.push_back(float(w));
   if (std::find(funcs.begin(), funcs.end(), "toy") == funcs.end()) {  // code rewards run in the sandbox
-    SandboxConfig sc;
-    sc.workers = int(cfg_.reward.workers);
-    sc.timeout_s = cfg_.reward.test_timeout_s;
-    sc.cpu_s = std::max(1, int(std::ceil(cfg_.reward.test_timeout_s)));
-    sc.mem_bytes = uint64_t(cfg_.reward.memory_mb) << 20;
-    sandbox_ = std::make_unique<Sandbox>(sc);
+    sandbox_ = std::make_unique<Sandbox>(sandbox_config(cfg_.reward));
   } else {
     CGRPO_CHECK(toy_ != nullptr, "reward.funcs = toy needs a toy dataset (data.dataset = toy:<task>)",
                 hint("use reward.funcs = code,code_format for code datasets"));
   }
-  CodeExecOptions co;
-  co.test_timeout_s = cfg_.reward.test_timeout_s;
-  co.timeout_policy = cfg_.reward.timeout_policy == "zero_all" ? TimeoutPolicy::ZeroAll : TimeoutPolicy::FailTest;
-  co.batch_deadline_s = cfg_.reward.completion_timeout_s;
-  rewards_ = std::make_unique<RewardSet>(RewardSet::make(funcs, weights, sandbox_.get(), co));
+  rewards_ =
+      std::make_unique<RewardSet>(RewardSet::make(funcs, weights, sandbox_.get(), code_exec_options(cfg_.reward)));
 
   const int64_t local = cfg_.grpo.per_device_batch * cfg_.grpo.grad_accum;  // completions per rank per round
   const int64_t prompts_per_rank = local / cfg_.grpo.num_generations;
@@ -435,7 +428,7 @@ Trainer::Rollout Trainer::rollout_round(int64_t round, PhaseTimes& phases) {
   for (int64_t b = 0; b < r.B; ++b) {
     const int32_t* y = r.canvas.completion(b);
     r.completion_tokens += completion_mask(y, K, codec_->end_id, r.cmask.data() + b * K);
-    texts[size_t(b)] = completion_text(*codec_, y, K);
+    texts[size_t(b)] = completion_text(*codec_, y, K, cfg_.reward.completion_text == "before_end");
   }
   {
     ScopedPhase ph(phases, "reward");
@@ -646,12 +639,8 @@ double Trainer::evaluate(const char* when) {
       std::vector<std::vector<int32_t>> sub(ids.begin() + ptrdiff_t(b0), ids.begin() + ptrdiff_t(e));
       std::vector<uint32_t> s(sids.begin() + ptrdiff_t(b0), sids.begin() + ptrdiff_t(e));
       Canvas c = sampler.generate(den, sub, s);
-      for (int64_t i = 0; i < c.batch; ++i) {
-        const int32_t* y = c.completion(i);
-        int64_t len = 0;
-        while (len < c.new_tokens && y[len] != codec_->end_id) ++len;
-        texts.push_back(codec_->decode(std::span<const int32_t>(y, size_t(len))));
-      }
+      for (int64_t i = 0; i < c.batch; ++i)
+        texts.push_back(completion_text(*codec_, c.completion(i), c.new_tokens, cfg_.reward.completion_text == "before_end"));
     }
     model_->release_held();
     const RewardSetOutput out = rewards_->score(reward_samples(mine, texts));

@@ -92,8 +92,8 @@ TEST_CASE("advantages: leave-one-out on a hand-computed example (spec §3.5)", "
 TEST_CASE("code_format: what SFT teaches for a code prompt is what the format reward accepts (spec §4.1)",
           "[unit][reward]") {
   // The trainer's SFT target (answer, end token, padding), read back the way the rewards read a rollout
-  // (the text before the first end token): spec §4.1 requires the text to end with the closing fence and
-  // exactly one newline, so a model trained on these targets must be able to reach format reward 1.0.
+  // (either reward.completion_text): spec §4.1 requires the text to end with the closing fence and exactly one
+  // newline, so a model trained on these targets must be able to reach format reward 1.0.
   const ByteCodec codec(511, 510, 512);
   Prompt p;
   p.id = "t/0";
@@ -102,15 +102,37 @@ TEST_CASE("code_format: what SFT teaches for a code prompt is what the format re
   const int64_t K = 96;
   const std::vector<int32_t> y = sft_target(codec, p, K);
   REQUIRE(int64_t(y.size()) == K);
-  const std::string text = completion_text(codec, y.data(), K);
-  INFO("reward text: " << text);
-  CHECK(code_format_matches(text));
-  CHECK(extract_code(text) == p.canonical_solution + "\n");
+  for (const bool before_end : {false, true}) {
+    const std::string text = completion_text(codec, y.data(), K, before_end);
+    INFO("before_end " << before_end << ", reward text: " << text);
+    CHECK(code_format_matches(text));
+    CHECK(extract_code(text) == p.canonical_solution + "\n");
+  }
   // toy answers are unchanged: the answer text itself
   Prompt toy;
   toy.kind = "toy:arith";
   toy.meta["answer"] = "32";
   const std::vector<int32_t> t = sft_target(codec, toy, 8);
-  CHECK(completion_text(codec, t.data(), 8) == "32");
+  CHECK(completion_text(codec, t.data(), 8, true) == "32");
+  CHECK(completion_text(codec, t.data(), 8, false) == "32");
   CHECK(t[2] == codec.end_id);
+}
+
+TEST_CASE("completion text: DiffuCoder-Instruct's ending matches the format only when read whole (spec §3.4)",
+          "[unit][reward]") {
+  // The Instruct model ends "...```<|im_end|>\n<|dlm_pad|>..." (spec §2.5, §4.1). The reference decodes all K
+  // tokens with special tokens skipped: "...```\n", format 1. Cut at <|im_end|> the text ends "```": format 0.
+  const auto codec = make_codec(151936, 151666, 151645, "", "");
+  REQUIRE(codec->end_id == 151645);
+  std::vector<int32_t> y = codec->encode("Here:\n```python\ndef f():\n    return 1\n```");
+  y.push_back(151645);                   // <|im_end|>
+  for (int32_t id : codec->encode("\n")) y.push_back(id);
+  const int64_t K = int64_t(y.size()) + 7;
+  y.resize(size_t(K), 151667);           // <|dlm_pad|>
+  const std::string all = completion_text(*codec, y.data(), K, false);
+  CHECK(all == "Here:\n```python\ndef f():\n    return 1\n```\n");
+  CHECK(code_format_matches(all));
+  const std::string cut = completion_text(*codec, y.data(), K, true);
+  CHECK(cut == "Here:\n```python\ndef f():\n    return 1\n```");
+  CHECK_FALSE(code_format_matches(cut));
 }

@@ -368,11 +368,56 @@ TEST_CASE("sandbox: bounded concurrency and the batch deadline", "[unit][sandbox
   CHECK(s < 2.4);
   for (auto& q : reqs) q.program = "while True:\n    pass\n";
   t0 = std::chrono::steady_clock::now();
-  res = sb.run_batch(reqs, 1.0);
+  res = sb.run_batch(reqs, {.deadline_s = 1.0});
   s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (auto& r : res) CHECK(r.status == RunStatus::Timeout);
   CHECK(s < 2.0);
   require_clean(sb, m, root);
+}
+
+TEST_CASE("sandbox: each group has its own budget, and stops at its first timeout when asked", "[unit][sandbox]") {
+  // spec §4.3: every completion gets its own sandbox budget, and its test script dies at the first timeout.
+  HostDir root(0711);
+  Sandbox sb(test_config(root.path));  // 2 workers
+  const std::string m = new_marker("groups");
+  auto req = [&](int64_t group, const std::string& program, double timeout_s = 0) {
+    RunRequest q;
+    q.program = program;
+    q.group = group;
+    q.timeout_s = timeout_s;
+    q.tag = m;
+    return q;
+  };
+  const std::string nap = "import time\ntime.sleep(0.4)\nprint('ok')\n";
+  // group 0: four 0.4 s tests in a 0.6 s window. Two run at once and pass; the next two start after 0.4 s with
+  // under 0.2 s left and time out. Group 1 comes after them and has a window of its own.
+  std::vector<RunRequest> reqs = {req(0, nap), req(0, nap), req(0, nap), req(0, nap), req(1, nap)};
+  std::vector<RunResult> res = sb.run_batch(reqs, {.group_budget_s = 0.6});
+  CHECK(res[0].status == RunStatus::Ok);
+  CHECK(res[1].status == RunStatus::Ok);
+  CHECK(res[2].status == RunStatus::Timeout);
+  CHECK(res[3].status == RunStatus::Timeout);
+  CHECK(res[2].wall_ms < 300);  // clipped to what group 0 had left
+  CHECK(res[4].status == RunStatus::Ok);
+  CHECK(res[4].out == "ok\n");
+  require_clean(sb, m, root);
+  // stop at the first timeout (one worker, so the order is fixed): group 2's first test times out, so its later
+  // tests are not run (Skipped); group 3 is not affected. Without the stop they run and pass.
+  SandboxConfig one = test_config(root.path);
+  one.workers = 1;
+  Sandbox sb1(one);
+  const std::string spin = "while True:\n    pass\n", quick = "print('quick')\n";
+  reqs = {req(2, spin, 0.3), req(2, quick), req(3, quick), req(2, quick)};
+  res = sb1.run_batch(reqs, {.group_stop_on_timeout = true});
+  CHECK(res[0].status == RunStatus::Timeout);
+  CHECK(res[1].status == RunStatus::Skipped);
+  CHECK(res[1].out.empty());
+  CHECK(res[2].status == RunStatus::Ok);
+  CHECK(res[3].status == RunStatus::Skipped);
+  res = sb1.run_batch(reqs);
+  CHECK(res[1].status == RunStatus::Ok);
+  CHECK(res[3].out == "quick\n");
+  require_clean(sb1, m, root);
 }
 
 TEST_CASE("sandbox: forced fallback modes run and isolate what they claim", "[unit][sandbox]") {
@@ -474,6 +519,24 @@ TEST_CASE("code reward: timeout policies zero_all and fail_test", "[unit][sandbo
   o = fail_test.score(batch);
   CHECK(o.scores[0] == Approx(2.0 / 3.0));
   CHECK(o.status[0] == RunStatus::Timeout);
+}
+
+TEST_CASE("code reward: each completion has its own time budget, so slow ones do not zero the rest", "[unit][sandbox]") {
+  // spec §4.3: the reference gives every completion its own 30 s sandbox. Four completions whose test spins keep
+  // both workers busy for 1.2 s, longer than the 1.0 s budget; the fifth, quick one still gets its full score.
+  HostDir root(0711);
+  Sandbox sb(test_config(root.path));  // 2 workers
+  const std::string spin = "def f(x):\n    while True:\n        pass\n", quick = "def f(x):\n    return x\n";
+  std::vector<RewardSample> batch(4, RewardSample{fenced(spin), {"assert f(1) == 1"}, {}, {}});
+  batch.push_back({fenced(quick), {"assert f(1) == 1", "assert f(2) == 2"}, {}, {}});
+  CodeExecOptions opt;
+  opt.test_timeout_s = 0.6;
+  opt.completion_budget_s = 1.0;
+  const RewardOutput o = CodeExecReward(sb, opt).score(batch);
+  for (int i = 0; i < 4; ++i) CHECK(o.status[size_t(i)] == RunStatus::Timeout);
+  CHECK(o.runs[RunStatus::Timeout] == 4);
+  CHECK(o.status[4] == RunStatus::Ok);
+  CHECK(o.scores[4] == 1.0f);
 }
 
 TEST_CASE("reward set: 2.0 * code + 0.5 * code_format (spec §4.4)", "[unit][sandbox]") {

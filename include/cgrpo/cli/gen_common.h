@@ -15,6 +15,7 @@
 #include "cgrpo/data/dataset.h"
 #include "cgrpo/model/dream_model.h"
 #include "cgrpo/reward/code_exec.h"
+#include "cgrpo/reward/reward_options.h"
 #include "cgrpo/reward/sandbox.h"
 #include "cgrpo/rollout/sampler.h"
 #include "cgrpo/tokenizer/text_codec.h"
@@ -67,10 +68,6 @@ std::vector<std::string> interleave_rank_lines(const std::vector<std::vector<std
 // Gathers every rank's lines to rank 0 over MPI_COMM_WORLD (rank 0 gets all ranks' lines, others nothing) and
 // returns them in item order (interleave_rank_lines); world == 1 needs no MPI.
 std::vector<std::string> gather_lines(const std::vector<std::string>& mine, int64_t n, int rank, int world);
-
-// Sandbox and code-execution settings from [reward]: workers, per-test wall and CPU limits, memory.
-SandboxConfig sandbox_config(const RewardSection& r);
-CodeExecOptions code_exec_options(const RewardSection& r);
 
 // cfg.data with data.dataset = name (data.path kept only when name is the configured dataset) and
 // data.max_samples = limit; then Dataset::from_config with run.seed.

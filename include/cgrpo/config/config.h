@@ -55,6 +55,7 @@ struct RewardSection {              // spec §4
   std::string timeout_policy = "zero_all";  // zero_all (reference) | fail_test
   int64_t workers = 2;
   int64_t memory_mb = 1024;
+  std::string completion_text = "all";  // all (reference, spec §3.4) | before_end: what the rewards read
   std::vector<std::string> func_list() const;
   std::vector<double> weight_list() const;
 };

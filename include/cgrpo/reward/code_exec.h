@@ -19,7 +19,8 @@ TimeoutPolicy parse_timeout_policy(const std::string& s);  // "zero_all" | "fail
 struct CodeExecOptions {
   TimeoutPolicy timeout_policy = TimeoutPolicy::ZeroAll;
   double test_timeout_s = 5.0;    // per test (spec §4.3 exec_timeout = 5)
-  double batch_deadline_s = 0.0;  // > 0: the whole batch's budget; tests not started by then time out
+  double completion_budget_s = 0.0;  // > 0: all of one completion's tests end within this many seconds of its
+                                     // first test's start (the reference's 30 s sandbox per completion, §4.3)
 };
 
 // The program for one test. A test passes when the program exits 0 AND prints `sentinel` from the line

@@ -9,8 +9,8 @@
 namespace cgrpo {
 
 // Ordered by severity: when a completion has several runs its status is the most severe one (see worst()).
-// Skipped is never returned by the Sandbox; rewards use it for items that were not executed
-// (spec §4.3: format reward < 1 => code reward 0, never executed).
+// Skipped: not executed. Rewards use it for items the spec does not run (§4.3: format reward < 1 => code reward
+// 0, never executed); Sandbox::run_batch for the later runs of a group stopped at its first timeout.
 enum class RunStatus : uint8_t {
   Ok = 0,        // exit code 0
   Skipped,       // not executed

@@ -65,6 +65,17 @@ struct RunRequest {
   std::string stdin_data;  // fed on fd 0 (from a file, so it never blocks); empty = /dev/null
   double timeout_s = 0;    // <= 0: cfg.timeout_s
   std::string tag;         // appended to the command line (sys.argv[1]); shows in ps, used by tests
+  int64_t group = -1;      // run_batch: requests of one group >= 0 share a BatchLimits budget (one completion's tests)
+};
+
+// Limits of one run_batch call (every field <= 0 / false: none).
+struct BatchLimits {
+  double deadline_s = 0;      // a request not started within deadline_s of the call returns Timeout without running
+  double group_budget_s = 0;  // each group's runs must end within this many seconds of its first run's start
+                              // (the reference's per-completion sandbox lifetime): a run's deadline is clipped to
+                              // that window, and a run starting after it returns Timeout without running
+  bool group_stop_on_timeout = false;  // after a group's first Timeout its runs not yet started return Skipped
+                                       // (the reference's test script dies at its first timeout, spec §4.3)
 };
 
 struct RunResult {
@@ -85,9 +96,8 @@ class Sandbox {
 
   // Thread-safe; blocks while all workers are busy. Never throws for anything the program does.
   RunResult run(const RunRequest& req);
-  // Runs all requests on min(workers, n) threads. A request not started within deadline_s (> 0) of the call
-  // returns Timeout without running, and per-run deadlines are clipped to it.
-  std::vector<RunResult> run_batch(const std::vector<RunRequest>& reqs, double deadline_s = 0);
+  // Runs all requests on min(workers, n) threads, taken in order of index, under `limits`.
+  std::vector<RunResult> run_batch(const std::vector<RunRequest>& reqs, const BatchLimits& limits = {});
 
   SandboxMode mode() const { return mode_; }
   const SandboxConfig& config() const { return cfg_; }

@@ -42,9 +42,10 @@ struct StopRequested {};  // thrown out of the loops after the stop checkpoint
 // spec §4.1, closed by the fence and exactly one newline, which the format reward requires of the text
 // before the end token (completion_text).
 std::vector<int32_t> sft_target(const TextCodec& codec, const Prompt& p, int64_t K);
-// The text the rewards read (README: "Rewards read the completion up to its first end token"): the K
-// completion tokens before the first end token, decoded with special tokens skipped.
-std::string completion_text(const TextCodec& codec, const int32_t* y, int64_t K);
+// The text the rewards read (reward.completion_text). all: the K completion tokens decoded with special tokens
+// skipped, as the reference's batch_decode (spec §3.4), so DiffuCoder-Instruct's "...```<|im_end|>\n<|dlm_pad|>..."
+// reads "...```\n", which the format reward requires (§4.1); before_end: the tokens before the first end token.
+std::string completion_text(const TextCodec& codec, const int32_t* y, int64_t K, bool before_end);
 
 class Trainer {
  public:
