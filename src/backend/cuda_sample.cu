@@ -6,10 +6,13 @@
 
 #include <algorithm>
 #include <climits>
+#include <string>
 #include <vector>
 
+#include "cgrpo/backend/cpu_backend.h"
 #include "cgrpo/backend/cuda_backend.h"
 #include "cgrpo/backend/sample_row.h"
+#include "cgrpo/core/log_warning.h"
 #include "cuda_check.h"
 
 namespace cgrpo {
@@ -375,6 +378,21 @@ __global__ void __launch_bounds__(NT, 1) sample_rows_kernel(float* logits, int64
 
 }  // namespace
 
+bool CudaBackend::sample_kernel_fits() const {
+  if (sample_fits_ < 0) {
+    cudaFuncAttributes fa{};
+    CGRPO_CUDA(cudaFuncGetAttributes(&fa, sample_rows_kernel));
+    int optin = 0;
+    CGRPO_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, ctx_.device()));
+    sample_fits_ = fa.sharedSizeBytes + kColsBytes <= size_t(optin) ? 1 : 0;
+    if (!sample_fits_)
+      log_warning("sample_rows runs on the host: the sampler kernel needs " +
+                  std::to_string(fa.sharedSizeBytes + kColsBytes) + " bytes of shared memory per block, device " +
+                  std::to_string(ctx_.device()) + " allows " + std::to_string(optin));
+  }
+  return sample_fits_ == 1;
+}
+
 void CudaBackend::sample_rows(const TensorView& logits, const double* u, const TokenSampling& s, Confidence kind,
                               int32_t* tokens, float* confidence) {
   CGRPO_CHECK(logits.device == Device::CUDA, "CudaBackend::sample_rows needs device logits, got ",
@@ -385,6 +403,14 @@ void CudaBackend::sample_rows(const TensorView& logits, const double* u, const T
   CGRPO_CHECK(V >= 1 && V <= INT32_MAX, "sample_rows: vocabulary ", V, " outside [1, 2^31)");
   CGRPO_CHECK(R <= INT32_MAX, "sample_rows: ", R, " rows exceed one launch");
   if (R == 0) return;
+  if (sample_impl_ == SampleImpl::Host || !sample_kernel_fits()) {  // the oracle on a host copy of the rows
+    sample_host_.resize(size_t(R * V));
+    CGRPO_CUDA(cudaMemcpy2DAsync(sample_host_.data(), size_t(V) * 4, logits.data, size_t(ld) * 4, size_t(V) * 4,
+                                 size_t(R), cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(ctx_.stream())));
+    sync_and_check();
+    host_backend().sample_rows(TensorView::of(sample_host_.data(), {R, V}), u, s, kind, tokens, confidence);
+    return;
+  }
   const bool draw = s.temperature > 0.0f;
   CGRPO_CHECK(!draw || u != nullptr, "sample_rows: temperature ", s.temperature, " needs the uniforms u");
   // A draw after a top-p that removed tokens replays the quickselect: 4 V + 2 ints per resident block, blocks

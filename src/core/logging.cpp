@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "cgrpo/core/error.h"
+#include "cgrpo/core/log_warning.h"
 
 namespace cgrpo {
 namespace logging = boost::log;
@@ -56,5 +57,7 @@ void init_logging(const std::string& run_dir, int rank, const std::string& sever
 }
 
 void flush_logs() { logging::core::get()->flush(); }
+
+void log_warning(const std::string& text) { CGRPO_LOG(warning) << text; }
 
 }  // namespace cgrpo

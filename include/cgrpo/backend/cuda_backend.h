@@ -157,6 +157,13 @@ class CudaBackend final : public Backend {
   // temperature > 0, the replay (O(n log n) over the quickselect's array, scratch 16 V bytes per resident block).
   void sample_rows(const TensorView& logits, const double* u, const TokenSampling& s, Confidence kind,
                    int32_t* tokens, float* confidence) override;
+  // Where sample_rows runs. The kernel needs ~103 KB of shared memory per block, which sm_80 / sm_90 give
+  // (163 / 227 KB) but sm_86 / sm_89 (A10, A40, L4, L40S: 99 KB) do not: there Auto downloads the logits and
+  // runs CpuBackend::sample_rows, the oracle the kernel reproduces (one warning per backend). Host forces that
+  // path (tests: it must agree with the kernel).
+  enum class SampleImpl { Auto, Host };
+  void set_sample_impl(SampleImpl impl) { sample_impl_ = impl; }
+  bool sample_kernel_fits() const;  // this device can run the sampler kernel
 
  private:
   struct GemmCache;
@@ -173,6 +180,9 @@ class CudaBackend final : public Backend {
   Buffer err_dev_;         // cuda::DeviceError on the device, zero = no error
   void* err_host_ = nullptr;  // pinned host copy of it
   Buffer sample_io_;  // sample_rows: u [R] double, then the per-row results
+  SampleImpl sample_impl_ = SampleImpl::Auto;
+  mutable int sample_fits_ = -1;    // sample_kernel_fits(), once known
+  std::vector<float> sample_host_;  // the host path's copy of the logits [R, V]
   Buffer attn_ws_;  // attention workspace, declared last so it is freed before the context's stream
   float* attention_workspace(size_t floats);  // at least `floats` floats (grows; waits for the stream first)
 };
