@@ -23,8 +23,8 @@ static void visit(C& c, V&& v) {
   v("model", "mask_token_id", c.model.mask_token_id, "-1: take it from the model's config.json");
   v("parallel", "backend", c.parallel.backend, "cpu | cuda");
   v("parallel", "zero_stage", c.parallel.zero_stage, "0..3, or no_shard (0) | shard_grad_op (2) | full_shard (3)");
-  v("parallel", "param_dtype", c.parallel.param_dtype, "working parameter dtype: f32 | bf16 | f16");
-  v("parallel", "compute_dtype", c.parallel.compute_dtype, "activation dtype: f32 | bf16 | f16");
+  v("parallel", "param_dtype", c.parallel.param_dtype, "working parameter dtype: f32 | bf16 (fp32 master weights)");
+  v("parallel", "compute_dtype", c.parallel.compute_dtype, "activation dtype: f32 | bf16 (needs param_dtype = bf16)");
   v("parallel", "reduce_dtype", c.parallel.reduce_dtype, "gradient reduction dtype: f32 | bf16");
   v("parallel", "zero3_rollout_gather", c.parallel.zero3_rollout_gather, "once | per_unit: ZeRO-3 weights for generation");
   v("parallel", "threads", c.parallel.threads, "BLAS threads per rank; 0 = OPENBLAS_NUM_THREADS or all cores");
@@ -325,10 +325,17 @@ void Config::validate() const {
   one_of(parallel.backend, {"cpu", "cuda"}, "parallel.backend");
   require(parallel.stage() >= 0, "parallel.zero_stage", "= '" + parallel.zero_stage + "' is not a ZeRO stage",
           "use 0, 1, 2, 3, no_shard, shard_grad_op or full_shard");
+  // mixed precision (ARCHITECTURE.md §3 item 4): bf16 working parameters over fp32 master weights, bf16 activations
+  // over bf16 parameters (the matmuls are bf16 x bf16), fp32 or bf16 gradient reduction; f16 is not implemented
   for (const char* k : {"param_dtype", "compute_dtype", "reduce_dtype"}) {
     const std::string& v = k[0] == 'p' ? parallel.param_dtype : k[0] == 'c' ? parallel.compute_dtype : parallel.reduce_dtype;
-    one_of(v, {"f32", "bf16", "f16"}, std::string("parallel.") + k);
+    require(v == "f32" || v == "bf16", std::string("parallel.") + k,
+            "= '" + v + "' is not supported" + (v == "f16" ? " (f16 is not implemented)" : ""), "use f32 or bf16");
   }
+  require(parallel.compute_dtype == "f32" || parallel.param_dtype == "bf16", "parallel.compute_dtype",
+          "= bf16 needs parallel.param_dtype = bf16, which is " + parallel.param_dtype + " (" +
+              at("parallel.param_dtype") + "): bf16 activations feed bf16 x bf16 matmuls",
+          "set parallel.param_dtype = bf16 too, or parallel.compute_dtype = f32");
   one_of(parallel.zero3_rollout_gather, {"once", "per_unit"}, "parallel.zero3_rollout_gather");
   require(parallel.threads >= 0, "parallel.threads", "must be >= 0", "use 0 for the BLAS default");
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/cuda_context.h"
 #include "cgrpo/backend/flash_tile.h"
 #include "cgrpo/config/config.h"
 #include "cgrpo/model/dream_model.h"
@@ -43,15 +44,15 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   // largest need: attention backward's 2 [L, L] or the log-softmax gather's [R, chunk] (+ 2R). CudaBackend keeps
   // the log-softmax chunk ([R, chunk] fp32, running sum fp64 and max fp32 per row) and, apart from it, the
   // attention backward's workspace: D [B, heads, L] fp32, and on the tensor-core path (bf16 activations, a
-  // tc_supported_head_dim) bf16(dO) as well (flash_tile.h). Not counted: the fixed cuBLASLt workspace (32 MiB,
-  // CudaContext) and the CUDA context itself.
+  // tc_supported_head_dim) bf16(dO) as well (flash_tile.h), and, fixed for the process, its CudaContext's
+  // cuBLASLt workspace (kCublasLtWorkspaceBytes). Not counted: the CUDA context itself.
   const int64_t chunk = std::min<int64_t>(4096, mc.vocab_size);
   int64_t backend_scratch = std::max<int64_t>(2 * L * L, R * chunk + 2 * R) * 4;
   if (cfg.parallel.backend == "cuda") {
     const int64_t heads = mc.num_attention_heads, hd = mc.head_dim();
     const bool tc = parse_dtype(cfg.parallel.compute_dtype) == DType::BF16 && flash::tc_supported_head_dim(hd);
     const int64_t attention_floats = tc ? flash::tc_bwd_workspace_floats(B, heads, L, hd) : B * heads * L;
-    backend_scratch = R * chunk * 4 + R * 12 + attention_floats * 4;
+    backend_scratch = R * chunk * 4 + R * 12 + attention_floats * 4 + int64_t(kCublasLtWorkspaceBytes);
   }
   p.backend_scratch_bytes = backend_scratch;
   // + with bf16 parameters: the model's bf16 matmul operands and fp32 weight copies (the [V, H] table)

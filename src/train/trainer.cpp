@@ -87,18 +87,6 @@ void install_stop_signal_handlers() {
 // ------------------------------------------------------------------------------------------------ setup
 Trainer::Trainer(Config cfg, MpiCommunicator& comm)
     : cfg_(std::move(cfg)), comm_(comm), rank_(comm.rank()), world_(comm.world_size()) {
-  {  // mixed precision (ARCHITECTURE.md §3 item 4): bf16 working parameters over fp32 master weights, bf16 activations
-     // over bf16 parameters, fp32 or bf16 gradient reduction
-    const DType pd = parse_dtype(cfg_.parallel.param_dtype), cd = parse_dtype(cfg_.parallel.compute_dtype),
-                rd = parse_dtype(cfg_.parallel.reduce_dtype);
-    CGRPO_CHECK((pd == DType::F32 || pd == DType::BF16) && (cd == DType::F32 || (cd == DType::BF16 && pd == DType::BF16)) &&
-                    (rd == DType::F32 || rd == DType::BF16),
-                "parallel.param_dtype / compute_dtype / reduce_dtype = ", cfg_.parallel.param_dtype, " / ",
-                cfg_.parallel.compute_dtype, " / ", cfg_.parallel.reduce_dtype,
-                ": supported are param_dtype f32 or bf16 (fp32 master weights), compute_dtype f32, or bf16 with "
-                "param_dtype bf16, and reduce_dtype f32 or bf16 (f16 is not implemented)",
-                hint("use f32 or bf16, and set parallel.param_dtype = bf16 to use compute_dtype = bf16"));
-  }
   init_logging(cfg_.run.dir, rank_, cfg_.run.log_level);
   {  // one line per rank in its own log: where it runs, and which (re)start of a batch job this is
     const char* job = std::getenv("SLURM_JOB_ID");

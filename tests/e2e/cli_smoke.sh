@@ -19,6 +19,17 @@ for f in "$configs"/*.ini; do
 done
 "$cgrpo" plan -c "$configs/diffucoder_7b_grpo.ini" --world-size 8 --stage 2 --json | grep '"params_numel": 7615616512' >/dev/null ||
   { echo "FAIL: the 7B recipe does not plan 7,615,616,512 parameters"; exit 1; }
+# mixed precision is checked with the config, so plan (like generate and eval) refuses what training would refuse
+refused() {  # refused MESSAGE OVERRIDE...: plan of the 1B config with OVERRIDE fails and prints MESSAGE
+  local msg=$1 err; shift
+  err=$("$cgrpo" plan -c "$configs/1b_gpu.ini" -n 8 "$@" 2>&1 >/dev/null) && { echo "FAIL: plan accepted $*"; exit 1; }
+  grep -qF -- "$msg" <<<"$err" || { echo "$err"; echo "FAIL: plan $* did not say: $msg"; exit 1; }
+}
+refused "parallel.param_dtype (command line) = 'f16' is not supported (f16 is not implemented)" --parallel.param_dtype f16
+refused "parallel.compute_dtype (command line) = 'f16' is not supported" --parallel.compute_dtype f16
+refused "parallel.compute_dtype ($configs/1b_gpu.ini:15) = bf16 needs parallel.param_dtype = bf16, which is f32 (command line)" \
+  --parallel.param_dtype f32
+echo "ok: plan refuses f16 and bf16 activations over f32 parameters"
 # cgrpo report: metrics.jsonl -> HTML with one SVG plot per numeric metric; bad lines name file:line
 run=$(mktemp -d)
 trap 'rm -rf "$run"' EXIT

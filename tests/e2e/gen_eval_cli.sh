@@ -56,7 +56,7 @@ BF=(--parallel.param_dtype bf16 --parallel.compute_dtype bf16)
 $MPI "$CGRPO" generate --model "$T/m" --input "$T/in.jsonl" --output "$T/b2.jsonl" "${GEN[@]}" "${BF[@]}"
 cmp "$T/b1.jsonl" "$T/b2.jsonl"
 [ "$(wc -l < "$T/b1.jsonl")" = 5 ] || { echo "FAIL: bf16 generate wrote $(wc -l < "$T/b1.jsonl") lines"; exit 1; }
-fails "bf16 activations need bf16 parameters" "$CGRPO" generate --model "$T/m" --prompt x "${GEN[@]}" \
+fails "parallel.compute_dtype (command line) = bf16 needs parallel.param_dtype = bf16" "$CGRPO" generate --model "$T/m" --prompt x "${GEN[@]}" \
   --parallel.compute_dtype bf16
 "$CGRPO" generate --model "$T/m" --input "$T/in.jsonl" --output "$T/g3.jsonl" "${GEN[@]}" --run.seed 7
 python3 - "$T" <<'PY'

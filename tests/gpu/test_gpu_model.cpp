@@ -331,7 +331,7 @@ TEST_CASE("cuda dream model: a second identical bf16 step allocates nothing", "[
 
 // cgrpo plan's backend scratch for parallel.backend = cuda is what a CudaBackend holds after an SFT-shaped step of
 // the planned size: its log-softmax chunk workspace plus its attention workspace (the tensor-core path's bf16 dO
-// with bf16 activations), to within the 256-byte alignment of the pieces.
+// with bf16 activations) plus its context's fixed cuBLASLt workspace, to within the 256-byte alignment of the pieces.
 TEST_CASE("cuda memory plan: the backend scratch is CudaBackend's buffers after a step", "[gpu][model][alloc]") {
   for (const char* dt : {"f32", "bf16"}) {
     INFO("parameters and activations " << dt);
@@ -360,7 +360,8 @@ TEST_CASE("cuda memory plan: the backend scratch is CudaBackend's buffers after 
     m.logprobs(N, rows.data(), targets.data(), logp.data());
     m.backward(dlogp.data());
     be.synchronize();
-    const int64_t held = int64_t(be.attention_workspace_bytes() + be.workspace_capacity_bytes());
+    const int64_t held =
+        int64_t(be.attention_workspace_bytes() + be.workspace_capacity_bytes() + be.context().workspace_bytes());
     INFO("CudaBackend holds " << held << " bytes of scratch, cgrpo plan says " << plan.backend_scratch_bytes);
     CHECK(std::llabs(held - plan.backend_scratch_bytes) <= 4096);
   }

@@ -88,6 +88,37 @@ TEST_CASE("config: out-of-range values name the key, where it was set and the fi
   REQUIRE_THROWS_WITH(Config::load("", {"--grpo.t_min", "0.9"}), Contains("t_min <= t_max"));
 }
 
+TEST_CASE("config: dtypes are f32 or bf16, and bf16 activations need bf16 parameters", "[unit][config]") {
+  for (const std::string pd : {"f32", "bf16"})
+    for (const std::string cd : {"f32", "bf16"})
+      for (const std::string rd : {"f32", "bf16"}) {
+        const std::vector<std::string> o = {"--parallel.param_dtype", pd, "--parallel.compute_dtype", cd,
+                                            "--parallel.reduce_dtype", rd};
+        if (cd == "bf16" && pd == "f32") {
+          REQUIRE_THROWS_WITH(Config::load("", o), Contains("parallel.compute_dtype (command line) = bf16 needs "
+                                                            "parallel.param_dtype = bf16, which is f32 (command line)") &&
+                                                       Contains("hint: set parallel.param_dtype = bf16 too"));
+          continue;
+        }
+        const Config c = Config::load("", o);
+        CHECK(c.parallel.param_dtype == pd);
+        CHECK(c.parallel.compute_dtype == cd);
+        CHECK(c.parallel.reduce_dtype == rd);
+      }
+  // f16 is named as not implemented for each key; other names are refused without that remark
+  for (const std::string k : {"param_dtype", "compute_dtype", "reduce_dtype"})
+    REQUIRE_THROWS_WITH(Config::load("", {"--parallel." + k, "f16"}),
+                        Contains("parallel." + k + " (command line) = 'f16' is not supported (f16 is not implemented)") &&
+                            Contains("hint: use f32 or bf16"));
+  REQUIRE_THROWS_WITH(Config::load("", {"--parallel.reduce_dtype", "fp32"}),
+                      Contains("= 'fp32' is not supported\n") && Contains("hint: use f32 or bf16"));
+  // from a file: the line of the refused key, and where the parameter dtype came from
+  const std::string f = write_ini("dtype.ini", "[parallel]\nbackend = cpu\ncompute_dtype = bf16\n");
+  REQUIRE_THROWS_WITH(Config::load(f), Contains("parallel.compute_dtype (" + f + ":3) = bf16") &&
+                                           Contains("which is f32 (default)"));
+  CHECK(Config::load(f, {"--parallel.param_dtype", "bf16"}).parallel.compute_dtype == "bf16");
+}
+
 TEST_CASE("config: missing file and duplicate keys", "[unit][config]") {
   REQUIRE_THROWS_WITH(Config::load("/nonexistent/cgrpo.ini"), Contains("cannot open '/nonexistent/cgrpo.ini'"));
   const std::string f = write_ini("dup.ini", "[grpo]\nbeta = 0.1\nbeta = 0.2\n");

@@ -1,9 +1,11 @@
 // The Dream model trained through the ZeRO engine: stages 0-3 at 1-4 ranks (threads) agree with a plain
 // flat-buffer run; units carry HF names, shapes and decay flags.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 
 #include "cgrpo/backend/cpu_backend.h"
+#include "cgrpo/backend/cuda_context.h"
 #include "cgrpo/comm/local_communicator.h"
 #include "cgrpo/model/dream_model.h"
 #include "cgrpo/shard/model_units.h"
@@ -200,4 +202,21 @@ TEST_CASE("plan: the tiny model's predicted bytes match what a training step all
     CHECK(within(grew(MemCategory::Activations), plan.activations_bytes));
     CHECK(within(grew(MemCategory::Workspace), plan.workspace_bytes + plan.zero.scratch_bytes));
   }
+}
+
+// What the GPU test (tests/gpu/test_gpu_model.cpp) measures on a CudaBackend, here on the plan alone: for
+// parallel.backend = cuda the backend scratch is the log-softmax chunk ([R, chunk] fp32, fp64 sum and fp32 max
+// per row), the fp32 attention's D [B, heads, L] and the context's fixed cuBLASLt workspace; the rest of the
+// workspace (the model's) is the CPU plan's.
+TEST_CASE("plan: backend = cuda counts CudaBackend's scratch and its cuBLASLt workspace", "[unit][shard][model]") {
+  const std::vector<std::string> o = {"--sft.batch_size", "3", "--sft.max_length", "24"};
+  std::vector<std::string> oc = o;
+  oc.insert(oc.end(), {"--parallel.backend", "cuda"});
+  const ModelConfig c = ModelConfig::preset("tiny");
+  const MemoryPlan cpu = plan_run(Config::load("", o), c, 1, 2, "sft");
+  const MemoryPlan cuda = plan_run(Config::load("", oc), c, 1, 2, "sft");
+  const int64_t B = 3, L = 24, R = B * L, chunk = std::min<int64_t>(4096, c.vocab_size);
+  CHECK(cuda.backend_scratch_bytes ==
+        R * chunk * 4 + R * 12 + B * c.num_attention_heads * L * 4 + int64_t(kCublasLtWorkspaceBytes));
+  CHECK(cuda.workspace_bytes - cuda.backend_scratch_bytes == cpu.workspace_bytes - cpu.backend_scratch_bytes);
 }

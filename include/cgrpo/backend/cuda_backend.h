@@ -57,7 +57,7 @@ namespace cgrpo {
 class CudaBackend final : public Backend {
  public:
   // device: usually local_rank % device_count. Installs the Device::CUDA Buffer allocator.
-  explicit CudaBackend(int device, size_t workspace_bytes = 32u << 20);
+  explicit CudaBackend(int device, size_t workspace_bytes = kCublasLtWorkspaceBytes);
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
   void allow_tf32(bool on) override;  // fp32 GEMMs on TF32 tensor cores from the next call on

@@ -21,11 +21,15 @@ struct CudaDeviceInfo {
 
 CudaDeviceInfo cuda_device_info();
 
+// The cuBLASLt workspace a CudaContext (so every CudaBackend the factory makes) allocates: fixed for the
+// process, and counted in cgrpo plan's backend scratch for parallel.backend = cuda (train/memory_plan.cpp).
+inline constexpr size_t kCublasLtWorkspaceBytes = size_t(32) << 20;
+
 class CudaContext {
  public:
   // Selects `device` (usually local_rank % device_count), creates a stream, a cuBLASLt handle and a
   // workspace of workspace_bytes. Fatal (with rank context) on any CUDA error.
-  CudaContext(int device, size_t workspace_bytes = 32u << 20);
+  CudaContext(int device, size_t workspace_bytes = kCublasLtWorkspaceBytes);
   ~CudaContext();
   CudaContext(const CudaContext&) = delete;
   CudaContext& operator=(const CudaContext&) = delete;

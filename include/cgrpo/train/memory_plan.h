@@ -18,7 +18,7 @@ struct MemoryPlan {
   int64_t micro_rows = 0;        // sequences per training forward (3 coupled passes x per_device_batch for GRPO)
   int64_t activations_bytes = 0; // model activations for micro_rows x seq_len
   int64_t workspace_bytes = 0;   // backward scratch + backend scratch
-  int64_t backend_scratch_bytes = 0;  // of which the backend's own (attention, log-softmax chunks)
+  int64_t backend_scratch_bytes = 0;  // of which the backend's own (attention, log-softmax chunks; cuda: + cuBLASLt's)
   int64_t total_bytes() const { return zero.total_bytes() + activations_bytes + workspace_bytes; }
 };
 
