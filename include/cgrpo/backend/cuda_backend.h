@@ -24,9 +24,10 @@
 //            attention tolerance; its fragment maps mma_frag.h unit-tested on the CPU), chosen by
 //            set_attention_impl (default: wherever it applies). None of it has run on a GPU yet (no device was
 //            lent).
-//   remains: compute_dtype bf16 in the model (DreamModel still passes fp32 activations; bf16 parameters with an
-//            fp32 master work through DreamModel/ZeroEngine on any backend); every measured number (the tensor-core
-//            attention's tolerances, 2^-8 / 2^-7 of the row scale, are reasoned, not yet calibrated on a device).
+//            On devices whose shared memory per block is too small for the sampler kernel (sm_86 / sm_89),
+//            sample_rows runs the CPU oracle on a host copy of the rows (set_sample_impl).
+//   remains: every measured number (the tensor-core attention's tolerances, 2^-8 / 2^-7 of the row scale, are
+//            reasoned, not yet calibrated on a device).
 //
 // Determinism: every op gives the same bits on every run for the same shapes (no float atomics; reductions
 // use fixed trees and fixed row partitions). Bit-identical to CpuBackend: copy, zero, embedding_fwd/bwd,
