@@ -58,7 +58,7 @@ static void visit(C& c, V&& v) {
   v("grpo", "per_device_batch", c.grpo.per_device_batch, "completions per micro-batch per rank");
   v("grpo", "grad_accum", c.grpo.grad_accum, "micro-batches per optimizer step");
   v("grpo", "max_prompt_length", c.grpo.max_prompt_length, "prompt tokens kept (left-truncated)");
-  v("grpo", "random_masking", c.grpo.random_masking, "fresh mask seeds per iteration (else fixed)");
+  v("grpo", "random_masking", c.grpo.random_masking, "fresh mask draws per iteration and round (else one fixed draw, as the reference's [42] * mu)");
   v("grpo", "t_min", c.grpo.t_min, "t ~ U(t_min, t_max) per micro-batch");
   v("grpo", "t_max", c.grpo.t_max, "");
   v("grpo", "sync_ref_model", c.grpo.sync_ref_model, "mix the policy into the reference every ref_model_sync_steps");

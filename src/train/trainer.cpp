@@ -431,7 +431,8 @@ Trainer::Rollout Trainer::rollout_round(int64_t round, PhaseTimes& phases) {
 }
 
 // The coupled-scoring micro-batch of rollout rows [m0, m0 + n) for iteration u of a round: iteration u uses
-// mask draw round * mu + u (spec §3.7 quirk fixed; random_masking = false: the same draw u every round).
+// mask draw round * mu + u (spec §3.7 quirk fixed); random_masking = false: draw 0 for every iteration of every
+// round, as the reference's mask_seeds = [42] * mu.
 CoupledBatch Trainer::micro_batch(const Rollout& r, int64_t m0, int64_t n, int64_t round, int64_t u) const {
   const int64_t L = r.P + r.K, mu = cfg_.grpo.num_iterations;
   CoupledBatch cb;
@@ -444,7 +445,7 @@ CoupledBatch Trainer::micro_batch(const Rollout& r, int64_t m0, int64_t n, int64
   cb.sample_ids = r.sample_ids.data() + m0;
   cb.mask_id = codec_->mask_id;
   cb.seed = uint64_t(cfg_.run.seed);
-  cb.mask_step = uint32_t(cfg_.grpo.random_masking ? round * mu + u : u);
+  cb.mask_step = uint32_t(cfg_.grpo.random_masking ? round * mu + u : 0);
   cb.t_min = cfg_.grpo.t_min;
   cb.t_max = cfg_.grpo.t_max;
   return cb;
