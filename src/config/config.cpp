@@ -81,6 +81,8 @@ static void visit(C& c, V&& v) {
   v("checkpoint", "dir", c.checkpoint.dir, "empty: <run.dir>/checkpoints");
   v("checkpoint", "every_steps", c.checkpoint.every_steps, "save every N optimizer steps; 0 = only at the end");
   v("checkpoint", "keep_last", c.checkpoint.keep_last, "complete checkpoints kept");
+  v("checkpoint", "keep_best", c.checkpoint.keep_best,
+    "with run.eval_every_steps: keep best.h5, the checkpoint of the best held-out reward, beside keep_last");
   v("checkpoint", "resume", c.checkpoint.resume, "none | auto | <checkpoint path>");
   v("data", "dataset", c.data.dataset, "humaneval | mbpp | acecode | toy:<task> | <file.jsonl>");
   v("data", "path", c.data.path, "dataset file; empty: the copy under ../shared/data");
@@ -95,6 +97,8 @@ static void visit(C& c, V&& v) {
   v("run", "log_level", c.run.log_level, "trace | debug | info | warning | error");
   v("run", "logging_steps", c.run.logging_steps, "progress line every N steps");
   v("run", "eval_prompts", c.run.eval_prompts, "held-out prompts scored (greedy) before and after GRPO; 0 = none");
+  v("run", "eval_every_steps", c.run.eval_every_steps,
+    "also evaluate every N GRPO steps (metrics phase eval; checkpoint.keep_best); 0 = before and after only");
 }
 
 namespace {
@@ -415,6 +419,9 @@ void Config::validate() const {
   one_of(run.log_level, {"trace", "debug", "info", "warning", "error"}, "run.log_level");
   require(run.logging_steps >= 1, "run.logging_steps", "must be >= 1", "e.g. 1");
   require(run.eval_prompts >= 0, "run.eval_prompts", "must be >= 0", "0 disables the evaluation");
+  require(run.eval_every_steps >= 0, "run.eval_every_steps", "must be >= 0", "0 = evaluate before and after GRPO only");
+  require(run.eval_every_steps == 0 || run.eval_prompts > 0, "run.eval_every_steps",
+          "needs held-out prompts, but run.eval_prompts = 0", "set run.eval_prompts (e.g. 32) or run.eval_every_steps = 0");
 }
 
 std::string Config::to_ini() const {

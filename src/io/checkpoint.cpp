@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <tuple>
 
@@ -452,6 +453,57 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
   }
   MPI_Barrier(MPI_COMM_WORLD);
   return final_path;
+}
+
+void mark_best_checkpoint(const std::string& dir, const std::string& path, int64_t step, double eval_reward) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    const std::string best = (fs::path(dir) / "best.h5").string(), tmp = best + ".tmp";
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    fs::create_hard_link(path, tmp, ec);
+    if (ec) {  // no hard links here (some object stores, cross-device): a full copy
+      ec.clear();
+      fs::copy_file(path, tmp, fs::copy_options::overwrite_existing, ec);
+      CGRPO_CHECK(!ec, "cannot copy ", path, " to ", tmp, ": ", ec.message(), hint("check space in checkpoint.dir"));
+    }
+    fsync_path(tmp);
+    fs::rename(tmp, best, ec);
+    CGRPO_CHECK(!ec, "cannot rename ", tmp, " to ", best, ": ", ec.message());
+    const std::string rec = (fs::path(dir) / "best.json").string();
+    {
+      std::ofstream out(rec + ".tmp");
+      out << nlohmann::json{{"step", step}, {"eval_reward", eval_reward}, {"file", fs::path(path).filename().string()}}
+                 .dump()
+          << "\n";
+      CGRPO_CHECK(out.good(), "cannot write ", rec, ".tmp");
+    }
+    fsync_path(rec + ".tmp");
+    fs::rename(rec + ".tmp", rec, ec);
+    CGRPO_CHECK(!ec, "cannot update ", rec, ": ", ec.message());
+    fsync_path(dir);
+    CGRPO_LOG(info) << "best checkpoint: step " << step << ", held-out reward " << eval_reward << " -> " << best;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+BestCheckpoint read_best_checkpoint(const std::string& dir) {
+  BestCheckpoint b;
+  const std::string rec = (fs::path(dir) / "best.json").string();
+  std::ifstream in(rec);
+  if (!in) return b;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    b.step = j.at("step").get<int64_t>();
+    b.eval_reward = j.at("eval_reward").get<double>();
+    b.file = j.at("file").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    CGRPO_FAIL("best-checkpoint record ", rec, " is damaged: ", e.what(),
+               hint("delete it (and best.h5) to start the best-checkpoint tracking afresh"));
+  }
+  CGRPO_CHECK(b.step >= 0, "best-checkpoint record ", rec, " has step ", b.step, hint("delete it and best.h5"));
+  return b;
 }
 
 CheckpointMeta load_checkpoint(const std::string& path, ZeroEngine& policy, ZeroEngine* ref) {

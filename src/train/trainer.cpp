@@ -170,6 +170,10 @@ void Trainer::init_model() {
 void Trainer::resume() {
   CheckpointMeta m;
   const std::string path = resolve_resume(ckpt_dir_, cfg_.checkpoint.resume, *policy_, ref_.get(), &m);
+  if (cfg_.checkpoint.keep_best) {
+    const BestCheckpoint b = read_best_checkpoint(ckpt_dir_);
+    if (b.step >= 0) best_reward_ = b.eval_reward;
+  }
   if (path.empty()) return;
   tokens_seen_ = m.tokens_seen;
   if (m.phase == "sft") {
@@ -209,7 +213,7 @@ bool Trainer::stop_requested() {
   return any > 0;
 }
 
-void Trainer::checkpoint(const std::string& phase, PhaseTimes* phases) {
+std::string Trainer::checkpoint(const std::string& phase, PhaseTimes* phases) {
   Timer t;
   CheckpointMeta m;
   m.phase = phase;
@@ -223,8 +227,16 @@ void Trainer::checkpoint(const std::string& phase, PhaseTimes* phases) {
   m.data_position = c.position;
   m.seed = cfg_.run.seed;
   m.config_ini = cfg_.to_ini();
-  save_checkpoint(ckpt_dir_, m, *policy_, ref_.get(), int(cfg_.checkpoint.keep_last));
+  const std::string path = save_checkpoint(ckpt_dir_, m, *policy_, ref_.get(), int(cfg_.checkpoint.keep_last));
   if (phases) phases->add("checkpoint", t.elapsed_ms());
+  return path;
+}
+
+void Trainer::consider_best(double eval_reward, std::string path) {
+  if (!cfg_.checkpoint.keep_best || cfg_.run.eval_every_steps == 0 || !(eval_reward > best_reward_)) return;
+  best_reward_ = eval_reward;  // the same on every rank: evaluate() sums over ranks
+  if (path.empty()) path = checkpoint("grpo", nullptr);
+  mark_best_checkpoint(ckpt_dir_, path, grpo_step_, eval_reward);
 }
 
 // Model FLOPs utilisation of `tokens` trained (forward + backward, + a recompute forward) over all ranks in
@@ -574,29 +586,33 @@ void Trainer::grpo_loop() {
       }
       phases.clear();
     }
-    // round boundary: checkpoints and stop requests (a round's rollouts are not stored)
+    // round boundary: checkpoints, evaluations and stop requests (a round's rollouts are not stored)
     const bool last = grpo_step_ >= total;
-    const int64_t every = cfg_.checkpoint.every_steps;
-    const bool due = every > 0 && (grpo_step_ / every) != ((grpo_step_ - std::min<int64_t>(mu, grpo_step_)) / every);
+    const int64_t done_before = grpo_step_ - std::min<int64_t>(mu, grpo_step_);  // this round crossed a multiple?
+    auto crossed = [&](int64_t every) { return every > 0 && grpo_step_ / every != done_before / every; };
+    const bool due = crossed(cfg_.checkpoint.every_steps);
     if (stop_requested()) {
       checkpoint("grpo", nullptr);
       if (rank_ == 0) CGRPO_LOG(info) << "stop signal: checkpoint written at step " << grpo_step_ << ", exiting";
       throw StopRequested{};
     }
+    std::string written;
     if (due && !last) {
       PhaseTimes ck;
-      checkpoint("grpo", &ck);
+      written = checkpoint("grpo", &ck);
       if (metrics_) {
         nlohmann::json j = {{"phase", "checkpoint"}, {"step", grpo_step_}, {"ms_checkpoint", ck.get("checkpoint")}};
         std::fprintf(metrics_, "%s\n", j.dump().c_str());
         std::fflush(metrics_);
       }
     }
+    if (crossed(cfg_.run.eval_every_steps) && !last)  // the last step's evaluation is train()'s "after GRPO"
+      consider_best(evaluate(("at step " + std::to_string(grpo_step_)).c_str()), written);
   }
 }
 
 // Greedy decoding on held-out prompts (toy: indices past the training range; otherwise the first prompts),
-// mean total reward over all ranks.
+// mean total reward over all ranks; a metrics line {"phase": "eval", "step", "when", "eval_reward"}.
 double Trainer::evaluate(const char* when) {
   const int64_t n = cfg_.run.eval_prompts;
   if (n == 0) return -1;
@@ -637,6 +653,11 @@ double Trainer::evaluate(const char* when) {
   }
   const double mean = sum_over_ranks(comm_, sum) / double(n);
   if (rank_ == 0) CGRPO_LOG(info) << "eval (" << when << "): mean reward " << mean << " on " << n << " held-out prompts";
+  if (metrics_) {
+    const nlohmann::json j = {{"phase", "eval"}, {"step", grpo_step_}, {"when", when}, {"eval_reward", mean}};
+    std::fprintf(metrics_, "%s\n", j.dump().c_str());
+    std::fflush(metrics_);
+  }
   return mean;
 }
 
@@ -653,7 +674,7 @@ int Trainer::train() {
     reward_before_ = evaluate("before GRPO");
     grpo_loop();
     reward_after_ = evaluate("after GRPO");
-    checkpoint("grpo", nullptr);
+    consider_best(reward_after_, checkpoint("grpo", nullptr));
   } catch (const StopRequested&) {
     return 0;
   }

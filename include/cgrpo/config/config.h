@@ -100,6 +100,7 @@ struct CheckpointSection {
   std::string dir;                  // empty: <run.dir>/checkpoints
   int64_t every_steps = 2000;       // save_steps; 0 = only at the end
   int64_t keep_last = 3;
+  bool keep_best = true;            // with run.eval_every_steps: best.h5 = the best held-out reward (checkpoint.h)
   std::string resume = "none";      // none | auto | <path to a checkpoint>
 };
 
@@ -120,6 +121,7 @@ struct RunSection {
   std::string log_level = "info";   // trace | debug | info | warning | error
   int64_t logging_steps = 1;
   int64_t eval_prompts = 32;        // held-out prompts scored before and after GRPO (0: no evaluation)
+  int64_t eval_every_steps = 0;     // > 0: also every N GRPO steps (at round boundaries), for checkpoint.keep_best
 };
 
 struct Config {

@@ -48,6 +48,20 @@ constexpr int64_t kCheckpointFormatVersion = 1;
 std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, ZeroEngine& policy, ZeroEngine* ref,
                             int keep_last);
 
+// The best checkpoint (checkpoint.keep_best with run.eval_every_steps): <dir>/best.h5 is a hard link to (where
+// the filesystem refuses links, a copy of) the checkpoint with the highest held-out reward so far, replaced
+// atomically (best.h5.tmp, fsync, rename), and <dir>/best.json records {"step", "eval_reward", "file"}. keep_last
+// never removes it (it is not a step_N.h5) and resume auto never picks it; `cgrpo convert --from best.h5` exports it.
+struct BestCheckpoint {
+  int64_t step = -1;  // -1: none recorded
+  double eval_reward = 0;
+  std::string file;   // the step_N.h5 it was linked from
+};
+// Collective (rank 0 links and writes, then a barrier).
+void mark_best_checkpoint(const std::string& dir, const std::string& path, int64_t step, double eval_reward);
+// <dir>/best.json, read on the calling rank; step -1 when there is none. A malformed file is fatal.
+BestCheckpoint read_best_checkpoint(const std::string& dir);
+
 // Collective. Loads `path` into the engines (any world size / stage), verifying shapes and checksums.
 // Fatal with a clear message on any problem.
 CheckpointMeta load_checkpoint(const std::string& path, ZeroEngine& policy, ZeroEngine* ref);

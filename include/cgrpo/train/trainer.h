@@ -11,6 +11,7 @@
 #pragma once
 
 #include <csignal>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,7 +65,10 @@ class Trainer {
   void score_old_ref(Rollout& r, int64_t round, PhaseTimes& phases);
   CoupledBatch micro_batch(const Rollout& r, int64_t m0, int64_t n, int64_t round, int64_t u) const;
   double evaluate(const char* when);
-  void checkpoint(const std::string& phase, PhaseTimes* phases);
+  std::string checkpoint(const std::string& phase, PhaseTimes* phases);  // the path written
+  // checkpoint.keep_best: when eval_reward beats the best so far, `path` (the checkpoint of this step; written
+  // now when empty) becomes best.h5. Collective.
+  void consider_best(double eval_reward, std::string path);
   bool stop_requested();
   std::vector<int32_t> prompt_ids(const Prompt& p) const;
   std::vector<RewardSample> reward_samples(const std::vector<const Prompt*>& prompts,
@@ -94,6 +98,7 @@ class Trainer {
   int64_t sft_step_ = 0, grpo_step_ = 0, tokens_seen_ = 0;
   bool sft_done_ = false;
   double reward_before_ = -1, reward_after_ = -1;
+  double best_reward_ = -std::numeric_limits<double>::infinity();  // best.json's, across restarts
   Timer run_timer_;
   FILE* metrics_ = nullptr;  // rank 0: run_dir/metrics.jsonl
 };
