@@ -86,6 +86,11 @@ TEST_CASE("config: out-of-range values name the key, where it was set and the fi
   REQUIRE_THROWS_WITH(Config::load("", {"--reward.weights", "1.0,x"}), Contains("'x' is not a number"));
   REQUIRE_THROWS_WITH(Config::load("", {"--grpo.num_generations", "3"}), Contains("a GRPO group stays on one rank"));
   REQUIRE_THROWS_WITH(Config::load("", {"--grpo.t_min", "0.9"}), Contains("t_min <= t_max"));
+  REQUIRE_THROWS_WITH(Config::load("", {"--run.eval_every_steps", "4", "--run.eval_prompts", "0"}),
+                      Contains("run.eval_every_steps (command line) needs held-out prompts"));
+  REQUIRE_THROWS_WITH(Config::load("", {"--reward.completion_text", "first_end"}),
+                      Contains("reward.completion_text") && Contains("before_end"));
+  CHECK(Config::load("", {"--run.eval_every_steps", "4"}).run.eval_every_steps == 4);
 }
 
 TEST_CASE("config: dtypes are f32 or bf16, and bf16 activations need bf16 parameters", "[unit][config]") {
