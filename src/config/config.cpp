@@ -97,6 +97,9 @@ static void visit(C& c, V&& v) {
   v("run", "log_level", c.run.log_level, "trace | debug | info | warning | error");
   v("run", "logging_steps", c.run.logging_steps, "progress line every N steps");
   v("run", "eval_prompts", c.run.eval_prompts, "held-out prompts scored (greedy) before and after GRPO; 0 = none");
+  v("run", "eval_dataset", c.run.eval_dataset,
+    "evaluation prompts: humaneval | mbpp | mbpp_sanitized | toy:<task> | a .jsonl; empty: unseen toy prompts for a "
+    "toy data.dataset, else the first eval_prompts prompts of data.dataset (which training also sees)");
   v("run", "eval_every_steps", c.run.eval_every_steps,
     "also evaluate every N GRPO steps (metrics phase eval; checkpoint.keep_best); 0 = before and after only");
 }

@@ -112,6 +112,30 @@ Trainer::Trainer(Config cfg, MpiCommunicator& comm)
   }
   rewards_ =
       std::make_unique<RewardSet>(RewardSet::make(funcs, weights, sandbox_.get(), code_exec_options(cfg_.reward)));
+  {  // the evaluation's prompts, scored with the same rewards: toy with toy, code with code
+    const std::string& ev = cfg_.run.eval_dataset;
+    if (ev.empty()) {
+      eval_toy_ = toy_.get();
+      eval_data_ = data_.get();
+      eval_name_ = toy_ ? cfg_.data.dataset + " (unseen indices)" : cfg_.data.dataset + " (training prompts)";
+    } else if (ev.rfind("toy:", 0) == 0) {
+      eval_toy_own_ = make_toy_task(ev);
+      eval_toy_ = eval_toy_own_.get();
+      eval_name_ = ev + " (unseen indices)";
+    } else {
+      DataSection d = cfg_.data;
+      d.dataset = ev;
+      d.path.clear();
+      d.max_samples = 0;
+      eval_data_own_ = std::make_unique<Dataset>(Dataset::from_config(d, uint64_t(cfg_.run.seed)));
+      eval_data_ = eval_data_own_.get();
+      eval_name_ = ev;
+    }
+    CGRPO_CHECK((eval_toy_ != nullptr) == (toy_ != nullptr), "run.eval_dataset = ", ev, " cannot be scored with ",
+                "the rewards of data.dataset = ", cfg_.data.dataset, " (", cfg_.reward.funcs, ")",
+                hint(toy_ ? "use a toy:<task> evaluation set with a toy training set"
+                          : "use a code evaluation set (humaneval, mbpp, a .jsonl) with a code training set"));
+  }
 
   const int64_t local = cfg_.grpo.per_device_batch * cfg_.grpo.grad_accum;  // completions per rank per round
   const int64_t prompts_per_rank = local / cfg_.grpo.num_generations;
@@ -611,11 +635,12 @@ void Trainer::grpo_loop() {
   }
 }
 
-// Greedy decoding on held-out prompts (toy: indices past the training range; otherwise the first prompts),
-// mean total reward over all ranks; a metrics line {"phase": "eval", "step", "when", "eval_reward"}.
+// Greedy decoding on the evaluation prompts (run.eval_dataset; toy: indices past the training range, else the
+// dataset's first eval_prompts prompts), mean total reward over all ranks; a metrics line {"phase": "eval",
+// "step", "when", "eval_reward"}.
 double Trainer::evaluate(const char* when) {
-  const int64_t n = cfg_.run.eval_prompts;
-  if (n == 0) return -1;
+  if (cfg_.run.eval_prompts == 0) return -1;
+  const int64_t n = eval_toy_ ? cfg_.run.eval_prompts : std::min(cfg_.run.eval_prompts, eval_data_->size());
   RolloutSection rs = cfg_.rollout;
   rs.temperature = 0.0;
   rs.alg_temp = 0.0;
@@ -627,8 +652,8 @@ double Trainer::evaluate(const char* when) {
   std::vector<std::vector<int32_t>> ids;
   std::vector<uint32_t> sids;
   for (int64_t i = rank_; i < n; i += world_) {
-    if (toy_) held.push_back(toy_->generate(uint64_t(cfg_.run.seed), 1'000'000 + i));
-    else held.push_back((*data_)[i % data_->size()]);
+    if (eval_toy_) held.push_back(eval_toy_->generate(uint64_t(cfg_.run.seed), 1'000'000 + i));
+    else held.push_back((*eval_data_)[i]);
   }
   for (int64_t i = rank_, k = 0; i < n; i += world_, ++k) {
     mine.push_back(&held[size_t(k)]);
@@ -652,7 +677,7 @@ double Trainer::evaluate(const char* when) {
     for (float x : out.total) sum += x;
   }
   const double mean = sum_over_ranks(comm_, sum) / double(n);
-  if (rank_ == 0) CGRPO_LOG(info) << "eval (" << when << "): mean reward " << mean << " on " << n << " held-out prompts";
+  if (rank_ == 0) CGRPO_LOG(info) << "eval (" << when << "): mean reward " << mean << " on " << n << " prompts of " << eval_name_;
   if (metrics_) {
     const nlohmann::json j = {{"phase", "eval"}, {"step", grpo_step_}, {"when", when}, {"eval_reward", mean}};
     std::fprintf(metrics_, "%s\n", j.dump().c_str());

@@ -121,6 +121,7 @@ struct RunSection {
   std::string log_level = "info";   // trace | debug | info | warning | error
   int64_t logging_steps = 1;
   int64_t eval_prompts = 32;        // held-out prompts scored before and after GRPO (0: no evaluation)
+  std::string eval_dataset;         // the evaluation's prompts (a data.dataset value); empty: see Trainer::evaluate
   int64_t eval_every_steps = 0;     // > 0: also every N GRPO steps (at round boundaries), for checkpoint.keep_best
 };
 

@@ -91,6 +91,13 @@ class Trainer {
   std::unique_ptr<TextCodec> codec_;
   std::unique_ptr<Dataset> data_;
   std::unique_ptr<ToyTask> toy_;
+  // The evaluation's prompts (run.eval_dataset): a toy task's unseen indices, or a dataset's first prompts.
+  // Either points at the training data's (data_, toy_) or owns its own (eval_data_own_, eval_toy_own_).
+  const Dataset* eval_data_ = nullptr;
+  const ToyTask* eval_toy_ = nullptr;
+  std::unique_ptr<Dataset> eval_data_own_;
+  std::unique_ptr<ToyTask> eval_toy_own_;
+  std::string eval_name_;  // for the log: what the evaluation scores
   std::unique_ptr<Sandbox> sandbox_;
   std::unique_ptr<RewardSet> rewards_;
   std::unique_ptr<GroupSampler> sampler_;
