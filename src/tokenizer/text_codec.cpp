@@ -65,9 +65,16 @@ std::vector<int32_t> TokenizerCodec::prompt_ids(std::string_view user, std::stri
 
 std::vector<int32_t> TokenizerCodec::encode(std::string_view text) const { return tok_.encode(text); }
 
-std::string TokenizerCodec::decode(std::span<const int32_t> ids) const { return tok_.decode(ids, true); }
+std::string TokenizerCodec::decode(std::span<const int32_t> ids) const {
+  std::vector<int32_t> tokens;  // text_codec.h: ids without a token are dropped
+  tokens.reserve(ids.size());
+  for (const int32_t id : ids)
+    if (tok_.has_token(id)) tokens.push_back(id);
+  return tok_.decode(tokens, true);
+}
 
 std::string TokenizerCodec::token_text(int32_t id) const {
+  if (!tok_.has_token(id)) return "<no token " + std::to_string(id) + ">";
   const int32_t one[1] = {id};
   return tok_.decode(std::span<const int32_t>(one, 1), false);
 }

@@ -543,6 +543,10 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   return std::nullopt;
 }
 
+bool Tokenizer::has_token(int32_t id) const {
+  return id >= 0 && id < vocab_size() && impl_->id_kind[size_t(id)] != Impl::kNone;
+}
+
 std::string Tokenizer::id_to_token(int32_t id) const {
   const Impl& t = *impl_;
   if (id < 0 || id >= vocab_size() || t.id_kind[id] == Impl::kNone) return {};

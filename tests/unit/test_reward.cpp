@@ -132,6 +132,12 @@ TEST_CASE("completion text: DiffuCoder-Instruct's ending matches the format only
   const std::string all = completion_text(*codec, y.data(), K, false);
   CHECK(all == "Here:\n```python\ndef f():\n    return 1\n```\n");
   CHECK(code_format_matches(all));
+  // a sampled embedding padding row (151668..151935: no token) decodes to nothing, as in the reference
+  std::vector<int32_t> z = y;
+  z.insert(z.begin() + 2, 151881);
+  z.back() = 151935;
+  CHECK(completion_text(*codec, z.data(), K + 1, false) == all);
+  CHECK(codec->token_text(151881) == "<no token 151881>");
   const std::string cut = completion_text(*codec, y.data(), K, true);
   CHECK(cut == "Here:\n```python\ndef f():\n    return 1\n```");
   CHECK_FALSE(code_format_matches(cut));

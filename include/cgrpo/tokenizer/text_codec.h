@@ -24,7 +24,10 @@ class TextCodec {
   virtual ~TextCodec() = default;
   virtual std::vector<int32_t> prompt_ids(std::string_view user, std::string_view system) const = 0;
   virtual std::vector<int32_t> encode(std::string_view text) const = 0;
-  virtual std::string decode(std::span<const int32_t> ids) const = 0;  // special tokens skipped
+  // Model output -> text: special tokens skipped, and ids that name no token (the embedding's padding rows past
+  // the tokenizer's vocabulary; DiffuCoder has 151936 rows for 151668 tokens) dropped, as the tokenizers crate's
+  // decode drops them (the reference's batch_decode, spec §3.4), so a sampled padding row cannot end a run.
+  virtual std::string decode(std::span<const int32_t> ids) const = 0;
   virtual std::string token_text(int32_t id) const = 0;                // for the streaming renderer
   int32_t mask_id = -1;
   int32_t end_id = -1;  // completion end (the EOS of spec §3.4)

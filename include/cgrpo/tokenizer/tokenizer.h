@@ -54,6 +54,7 @@ class Tokenizer {
   // tokenizer.json spelling of an id ("Ġworld"); empty for an id without a token.
   std::string id_to_token(int32_t id) const;
   bool is_special(int32_t id) const;
+  bool has_token(int32_t id) const;  // 0 <= id < vocab_size() and the id names a token (ids can have gaps)
   const std::vector<AddedToken>& added_tokens() const;
   const std::string& origin() const;  // the file it was loaded from
 
