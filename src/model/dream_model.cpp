@@ -70,7 +70,7 @@ void DreamModel::set_compute_dtype(DType t) {
   CGRPO_CHECK(t == DType::F32 || t == DType::BF16, "DreamModel: activation (compute) dtype must be f32 or bf16, got ",
               dtype_name(t));
   cdt_ = t;
-  N_ = 0, R_ = 0, grad_ = false;  // the saved activations are in the old dtype
+  N_ = 0, R_ = -1, grad_ = false;  // the saved activations are in the old dtype
 }
 
 void DreamModel::set_param_dtype(DType t) {
@@ -274,7 +274,7 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   CGRPO_CHECK(in.B > 0 && in.L > 0 && in.ids != nullptr, "DreamModel::forward: empty batch B=", in.B, " L=", in.L);
   CGRPO_CHECK(cdt_ == DType::F32 || pdt_ == DType::BF16, "DreamModel: bf16 activations need bf16 parameters (the "
               "matmuls are bf16 x bf16)", hint("set parallel.param_dtype = bf16 with parallel.compute_dtype = bf16"));
-  B_ = in.B, L_ = in.L, N_ = in.B * in.L, grad_ = grad, R_ = 0;
+  B_ = in.B, L_ = in.L, N_ = in.B * in.L, grad_ = grad, R_ = -1;
   has_mask_ = in.key_mask != nullptr;
   const int64_t nl = cfg_.num_hidden_layers;
   ensure(in_, static_cast<size_t>(N_) * 9, MemCategory::Activations);
@@ -327,8 +327,12 @@ TensorView DreamModel::hidden() const {
 
 void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets, float* logp) {
   CGRPO_CHECK(N_ > 0, "DreamModel::logprobs before forward()");
-  CGRPO_CHECK(R > 0, "DreamModel::logprobs: no rows requested");
+  CGRPO_CHECK(R >= 0, "DreamModel::logprobs: ", R, " rows requested");
   R_ = R;
+  if (R == 0) {  // nothing to score; hold what a scoring call holds, so backward() runs the same unit sequence
+    hold(unit_of(layout_.head()));
+    return;
+  }
   ensure(sel_, selection_bytes(R), MemCategory::Activations);
   const Sel q = selection();
   for (int64_t r = 0; r < R; ++r) {
@@ -433,11 +437,11 @@ void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
 
 void DreamModel::backward(const float* dlogp) {
   CGRPO_CHECK(grad_, "DreamModel::backward needs forward(in, grad = true) first");
-  CGRPO_CHECK(R_ > 0, "DreamModel::backward needs logprobs() after the forward");
+  CGRPO_CHECK(R_ >= 0, "DreamModel::backward needs logprobs() after the forward");
   const int64_t N = N_, R = R_, nl = cfg_.num_hidden_layers;
   ensure(bwd_, static_cast<size_t>(N * H_ * 3 + N * QKV_ + N * QW_ + N * 3 * I_) * 4, MemCategory::Workspace);
   const Sel q = selection();
-  be_.upload(dlogp, q.dlogp, static_cast<size_t>(R) * 4);
+  if (R > 0) be_.upload(dlogp, q.dlogp, static_cast<size_t>(R) * 4);
   float* dres = bwd_.as<float>();
   float* dhf = dres + N * (H_ * 2 + QKV_ + QW_ + 3 * I_);  // [N, H]
   const TensorView dR = view(dres, N, H_, H_), dHF = view(dhf, N, H_, H_);
@@ -449,11 +453,13 @@ void DreamModel::backward(const float* dlogp) {
   src_->prefetch(int(nl));  // the last layer, acquired next
   open_grads(head_unit);
   open_grads(tied_unit);
-  be_.zero(view(q.dhsel, R, H_, H_));
-  be_.logsoftmax_gather_bwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
-                            q.lse, q.dlogp, view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
   be_.zero(dHF);
-  be_.embedding_bwd(view(q.dhsel, R, H_, H_), q.rows, dHF);  // scatter-add dhsel into rows of dhf
+  if (R > 0) {  // R = 0: zero gradients flow through the same units (logprobs())
+    be_.zero(view(q.dhsel, R, H_, H_));
+    be_.logsoftmax_gather_bwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
+                              q.lse, q.dlogp, view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
+    be_.embedding_bwd(view(q.dhsel, R, H_, H_), q.rows, dHF);  // scatter-add dhsel into rows of dhf
+  }
   be_.zero(dR);
   const float* hf = final_.as<float>();
   be_.rmsnorm_bwd(dHF, view(x_at(nl), N, H_, H_), W32(layout_.final_norm(), 1, H_).slice_flat(0, H_),

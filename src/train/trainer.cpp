@@ -339,21 +339,15 @@ void Trainer::sft_loop() {
       ScopedPhase ph(phases, "train");
       const ModelInput in{cv.batch, cv.len, noisy.data(), cv.pos_or_null(), cv.key_mask_or_null()};
       model_->forward(in, true);
-      if (!rows.empty()) {
-        std::vector<float> logp(rows.size()), dlogp(rows.size());
-        model_->logprobs(int64_t(rows.size()), rows.data(), tgt.data(), logp.data());
-        for (size_t i = 0; i < rows.size(); ++i) {
-          loss_local -= double(logp[i]) * w[i];
-          dlogp[i] = -w[i];
-        }
-        model_->backward(dlogp.data());
-      } else {
-        model_->release_held();
-        for (int u = 0; u < policy_->num_units(); ++u) {
-          policy_->grads(u);
-          policy_->reduce_grads(u);
-        }
+      // a rank without masked tokens scores 0 rows: its backward adds nothing but joins every unit's
+      // gradient collective in the same order as the other ranks (DreamModel::logprobs)
+      std::vector<float> logp(rows.size()), dlogp(rows.size());
+      model_->logprobs(int64_t(rows.size()), rows.data(), tgt.data(), logp.data());
+      for (size_t i = 0; i < rows.size(); ++i) {
+        loss_local -= double(logp[i]) * w[i];
+        dlogp[i] = -w[i];
       }
+      model_->backward(dlogp.data());
     }
     double gnorm = 0;
     {

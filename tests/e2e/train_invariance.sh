@@ -137,4 +137,18 @@ for prec in f32:f32 bf16:f32 bf16:bf16; do  # activations:reduction, over bf16 p
   echo "E: bf16 parameters, $acts activations, $red reduction: first loss $(first "$d") vs fp32 $(first "$work/f32ref"); bit-exact resume"
 done
 [[ "$(first "$work/bf16_f32_f32")" != "$(first "$work/bf16_bf16_f32")" ]] || fail "bf16 activations changed nothing"
+
+# ---- F: SFT steps in which a rank has no masked token (one answer token, one sequence per rank): that rank still
+#      joins each unit's gradient collective in backward order, so 2 ranks end as 1 rank does (stages 2 and 3)
+for st in 2 3; do
+  for np in 1 2; do
+    mkdir -p "$work/empty$np$st"
+    "$root/launch/cgrpo-run" -n "$np" -- "$cgrpo" sft --config "$root/configs/tiny_cpu.ini" --run.dir "$work/empty$np$st" \
+      --run.eval_prompts 0 --rollout.max_new_tokens 1 --rollout.steps 1 --sft.batch_size $((2 / np)) --sft.steps 12 \
+      --parallel.zero_stage "$st" >"$work/empty$np$st.log" 2>&1 || { tail -20 "$work/empty$np$st.log"; fail "sft with empty ranks, $np ranks, stage $st"; }
+  done
+  "$cgrpo" inspect "$(final "$work/empty1$st")" --diff "$(final "$work/empty2$st")" --tol 2e-5 >/dev/null ||
+    fail "stage $st: SFT with a rank lacking masked tokens differs between 1 and 2 ranks"
+done
+echo "F: SFT steps where one rank has no masked token: 2 ranks match 1 rank at stages 2 and 3"
 echo PASS

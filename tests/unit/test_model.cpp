@@ -1,9 +1,11 @@
 // DreamModel: whole-model finite-difference gradient check on a tiny config, bidirectionality, the fully
 // masked pass, activation recompute, += accumulation; ModelConfig parsing; ParamLayout (names, units, 7B count).
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "../common/ref_check.h"
@@ -11,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cgrpo/model/dream_model.h"
+#include "cgrpo/model/flat_params.h"
 
 using namespace cgrpo;
 using namespace cgrpo::test;
@@ -423,4 +426,55 @@ TEST_CASE("model: log-probs equal a float64 transcription of spec 1.3 with left 
   f.model.logprobs(int64_t(rows.size()), rows.data(), targets.data(), lp.data());
   const Oracle o{f.cfg, f.model.layout(), f.params};
   require_close(lp, o.logprobs(B, L, ids, pos, am, rows, targets), 1e-5, 1e-5, "log-probs vs float64 spec §1.3");
+}
+
+namespace {
+// Records every ParamSource call ("a3" acquire unit 3, "r3" release, "g3" grads, "d3" grads_done, "p3" prefetch)
+// over a FlatParams, so a test can compare the collective schedule two backward passes would drive.
+class RecordingSource final : public ParamSource {
+ public:
+  explicit RecordingSource(FlatParams& inner) : inner_(inner) {}
+  const void* acquire(int u) override { return log('a', u), inner_.acquire(u); }
+  void release(int u) override { log('r', u); }
+  float* grads(int u) override { return log('g', u), inner_.grads(u); }
+  void grads_done(int u) override { log('d', u); }
+  void prefetch(int u) override { log('p', u); }
+  std::vector<std::string> calls;
+
+ private:
+  void log(char c, int u) { calls.push_back(c + std::to_string(u)); }
+  FlatParams& inner_;
+};
+}  // namespace
+
+TEST_CASE("model: a micro-batch with no loss rows drives the same unit calls as one with rows, adding nothing",
+          "[model]") {
+  // A rank whose SFT batch has no masked token still joins every per-unit collective of backward (ZeRO-2/3
+  // reduce-scatters, ZeRO-3 re-gathers), in the same order as the ranks that have rows.
+  for (const bool tied : {false, true}) {
+    INFO("tied head " << tied);
+    Fixture f(test_config(tied));
+    FlatParams flat(f.model.layout(), f.params.data(), DType::F32, f.grads.data());
+    RecordingSource rec(flat);
+    f.model.bind(&rec, true);
+    const int64_t B = 2, L = 5;
+    const auto ids = rand_ids(B * L, 37, 9);
+    const ModelInput in{B, L, ids.data(), nullptr, nullptr};
+    const std::vector<int32_t> rows = {1, 6, 8}, targets = {3, 30, 7};
+    const std::vector<float> dlogp = {0.5f, -1.0f, 0.25f};
+    std::vector<float> lp(3);
+    f.model.forward(in, true);
+    rec.calls.clear();
+    f.model.logprobs(3, rows.data(), targets.data(), lp.data());
+    f.model.backward(dlogp.data());
+    const std::vector<std::string> with_rows = rec.calls;
+    REQUIRE(std::count(with_rows.begin(), with_rows.end(), "d0") == 1);
+    std::fill(f.grads.begin(), f.grads.end(), 0.0f);
+    f.model.forward(in, true);
+    rec.calls.clear();
+    f.model.logprobs(0, nullptr, nullptr, nullptr);
+    f.model.backward(nullptr);
+    CHECK(rec.calls == with_rows);
+    CHECK(std::all_of(f.grads.begin(), f.grads.end(), [](float g) { return g == 0.0f; }));
+  }
 }

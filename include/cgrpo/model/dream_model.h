@@ -91,7 +91,9 @@ class DreamModel {
   TensorView hidden() const;  // [B*L, H] final-normed hidden states of the last forward (device memory)
 
   // logp[r] = log_softmax(h[rows[r]] W_head^T)[targets[r]]; rows index [0, B*L). Raw logits at row b*L+i
-  // predict token i+1 of sequence b (spec §1.5): the caller chooses rows accordingly.
+  // predict token i+1 of sequence b (spec §1.5): the caller chooses rows accordingly. R = 0 is allowed (a rank
+  // whose micro-batch has no loss rows): backward() then adds zero gradients but makes every ParamSource call,
+  // in the same order, so the rank still takes part in each unit's collectives.
   void logprobs(int64_t R, const int32_t* rows, const int32_t* targets, float* logp);
   // logits [R, V] = h[rows] W_head^T (small R only: materialises [R, V]).
   void logits(int64_t R, const int32_t* rows, float* out);
@@ -182,7 +184,7 @@ class DreamModel {
   DType cdt_ = DType::F32;
 
   // shapes of the last forward
-  int64_t B_ = 0, L_ = 0, N_ = 0, R_ = 0;
+  int64_t B_ = 0, L_ = 0, N_ = 0, R_ = -1;  // R_ < 0: no logprobs() since the forward
   bool grad_ = false;
   bool has_mask_ = false;
   int64_t H_, I_, QW_, KW_, QKV_, hd_;
