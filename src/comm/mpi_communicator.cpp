@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <string>
 
 namespace cgrpo {
 
@@ -54,32 +55,66 @@ MpiCommunicator::~MpiCommunicator() {
   if (!finalized) MPI_Comm_free(&comm_);
 }
 
-// Post a nonblocking send/recv of `bytes` to/from `peer`, chunked to kMaxMsgBytes.
-static void post(std::vector<MPI_Request>& reqs, bool is_send, void* p, int64_t bytes, int peer, MPI_Comm comm) {
+void MpiCommunicator::begin() {
+  reqs_.clear();
+  expect_.clear();
+  peer_.clear();
+}
+
+void MpiCommunicator::post(bool is_send, void* p, int64_t bytes, int peer) {
   char* c = static_cast<char*>(p);
-  for (int64_t off = 0, tag = 0; off < bytes; off += kMaxMsgBytes, ++tag) {
+  // at least one message, empty if need be, so that every exchange is matched and its size checked (wait_all)
+  for (int64_t off = 0, tag = 0; off == 0 || off < bytes; off += kMaxMsgBytes, ++tag) {
     const int len = static_cast<int>(std::min(kMaxMsgBytes, bytes - off));
-    reqs.emplace_back();
+    reqs_.emplace_back();
+    expect_.push_back(is_send ? -1 : len);
+    peer_.push_back(peer);
     if (is_send)
-      mpi_check(MPI_Isend(c + off, len, MPI_BYTE, peer, static_cast<int>(tag), comm, &reqs.back()), "MPI_Isend");
+      mpi_check(MPI_Isend(c + off, len, MPI_BYTE, peer, static_cast<int>(tag), comm_, &reqs_.back()), "MPI_Isend");
     else
-      mpi_check(MPI_Irecv(c + off, len, MPI_BYTE, peer, static_cast<int>(tag), comm, &reqs.back()), "MPI_Irecv");
+      mpi_check(MPI_Irecv(c + off, len, MPI_BYTE, peer, static_cast<int>(tag), comm_, &reqs_.back()), "MPI_Irecv");
   }
+}
+
+void MpiCommunicator::wait_all(const char* op) {
+  stats_.resize(reqs_.size());
+  int rc = MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), stats_.data());
+  if (rc == MPI_ERR_IN_STATUS) {  // an error leaves the other requests pending: finish them, so none dangles
+    rc = MPI_SUCCESS;
+    for (size_t i = 0; i < reqs_.size(); ++i) {
+      if (stats_[i].MPI_ERROR == MPI_ERR_PENDING) MPI_Wait(&reqs_[i], &stats_[i]);
+      else if (stats_[i].MPI_ERROR != MPI_SUCCESS) rc = MPI_ERR_IN_STATUS;
+    }
+  }
+  for (size_t i = 0; i < reqs_.size(); ++i) {
+    if (expect_[i] < 0) continue;
+    int err = MPI_SUCCESS;  // the error class of this request, when Waitall reports per-request errors
+    if (rc == MPI_ERR_IN_STATUS && stats_[i].MPI_ERROR != MPI_SUCCESS) MPI_Error_class(stats_[i].MPI_ERROR, &err);
+    if (err != MPI_SUCCESS && err != MPI_ERR_TRUNCATE) continue;  // reported by mpi_check below
+    int got = 0;
+    MPI_Get_count(&stats_[i], MPI_BYTE, &got);
+    const std::string sent = err == MPI_ERR_TRUNCATE ? "more than" : std::to_string(got) + " bytes where";
+    CGRPO_CHECK(err != MPI_ERR_TRUNCATE && got == expect_[i], "collective mismatch in ", op, ": rank ", peer_[i],
+                " sent ", sent, " ", expect_[i], " bytes were expected",
+                hint("the ranks called collectives in different orders or sizes (a rank skipped, added or "
+                     "reordered a unit's gather or reduction): a bug, please report it with the rank logs"));
+  }
+  mpi_check(rc, op);
 }
 
 void MpiCommunicator::all_gather_bytes(const void* send, void* recv, int64_t n, size_t es) {
   const int W = world_size(), r = rank();
   const ShardRange mine = shard_range(n, W, r);
-  reqs_.clear();
+  begin();
   for (int k = 1; k < W; ++k) {
     const int to = (r + k) % W, from = (r - k + W) % W;
     const ShardRange theirs = shard_range(n, W, from);
-    post(reqs_, false, static_cast<char*>(recv) + theirs.offset * es, theirs.count * int64_t(es), from, comm_);
-    post(reqs_, true, const_cast<void*>(send), mine.count * int64_t(es), to, comm_);
+    post(false, static_cast<char*>(recv) + theirs.offset * es, theirs.count * int64_t(es), from);
+    post(true, const_cast<void*>(send), mine.count * int64_t(es), to);
   }
   char* dst = static_cast<char*>(recv) + mine.offset * es;
   if (dst != send) std::copy_n(static_cast<const char*>(send), mine.count * es, dst);
-  CGRPO_MPI(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
+  wait_all("all_gather");
 }
 
 void MpiCommunicator::reduce_scatter_into(const void* send, void* recv, int64_t n, DType dtype, ReduceOp op) {
@@ -88,14 +123,14 @@ void MpiCommunicator::reduce_scatter_into(const void* send, void* recv, int64_t 
   const int64_t es = static_cast<int64_t>(dtype_size(dtype)), block_bytes = mine.count * es;
   staging_.resize(std::max<size_t>(staging_.size(), static_cast<size_t>(W * block_bytes)));
   const char* src = static_cast<const char*>(send);
-  reqs_.clear();
+  begin();
   for (int k = 1; k < W; ++k) {
     const int to = (r + k) % W, from = (r - k + W) % W;
-    post(reqs_, false, staging_.data() + from * block_bytes, block_bytes, from, comm_);
+    post(false, staging_.data() + from * block_bytes, block_bytes, from);
     const ShardRange theirs = shard_range(n, W, to);
-    post(reqs_, true, const_cast<char*>(src) + theirs.offset * es, theirs.count * es, to, comm_);
+    post(true, const_cast<char*>(src) + theirs.offset * es, theirs.count * es, to);
   }
-  CGRPO_MPI(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
+  wait_all("reduce_scatter");
   std::vector<const void*> srcs(W);
   for (int q = 0; q < W; ++q) srcs[q] = q == r ? src + mine.offset * es : staging_.data() + q * block_bytes;
   reduce_rank_order(recv, srcs.data(), W, mine.count, dtype, op);

@@ -30,10 +30,20 @@ class MpiCommunicator final : public Communicator {
  private:
   void reduce_scatter_into(const void* send, void* recv, int64_t n, DType dtype, ReduceOp op);
   void all_gather_bytes(const void* send, void* recv, int64_t n, size_t elem_bytes);
+  void begin();  // a collective's exchange starts: no requests posted
+  // Post a nonblocking send or receive of `bytes` with `peer` (chunked to 1 GiB messages).
+  void post(bool is_send, void* p, int64_t bytes, int peer);
+  // Wait for every posted request. A receive that got other than the bytes it expected means the ranks are in
+  // different collectives (called in another order or with other sizes): fatal, naming the peer and the sizes,
+  // instead of MPI's bare MPI_ERR_TRUNCATE or silently mixed data.
+  void wait_all(const char* op);
   MPI_Comm comm_;
   std::vector<char> staging_;  // bytes of W shard blocks (the peers' blocks land in theirs), grown once
   std::vector<char> scratch_;  // all_reduce: this rank's reduced block (bytes)
   std::vector<MPI_Request> reqs_;
+  std::vector<int64_t> expect_;   // per request: the bytes a receive expects, -1 for a send
+  std::vector<int> peer_;         // per request: the other rank
+  std::vector<MPI_Status> stats_;
 };
 
 // Fatal with MPI's error string when rc is not MPI_SUCCESS (`what`: the call).
