@@ -11,6 +11,7 @@
 namespace cgrpo {
 namespace {
 std::atomic<FatalMode> g_mode{FatalMode::Abort};
+std::atomic<void (*)(const std::string&)> g_hook{nullptr};
 int g_rank = -1;
 int g_world = 0;
 std::string& host_storage() {
@@ -24,6 +25,7 @@ std::string& host_storage() {
 }  // namespace
 
 void set_fatal_mode(FatalMode mode) { g_mode = mode; }
+void set_fatal_hook(void (*hook)(const std::string&)) { g_hook = hook; }
 FatalMode fatal_mode() { return g_mode; }
 
 void set_process_context(int rank, int world_size) {
@@ -49,6 +51,7 @@ void fatal(const char* file, int line, const char* expr, const std::string& what
   if (!what.empty()) msg += "\n  " + what;
 
   if (g_mode == FatalMode::Throw) throw Error(msg);
+  if (auto* hook = g_hook.exchange(nullptr)) hook(msg);  // once: a fatal inside the hook goes straight on
 
   std::fflush(stdout);
   std::fprintf(stderr, "%s\n", msg.c_str());

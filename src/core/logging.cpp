@@ -7,6 +7,7 @@
 #include <boost/log/utility/setup/console.hpp>
 #include <boost/log/utility/setup/file.hpp>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "cgrpo/core/error.h"
@@ -15,6 +16,16 @@
 namespace cgrpo {
 namespace logging = boost::log;
 namespace expr = boost::log::expressions;
+
+namespace {
+std::string g_rank_log;  // this rank's log file, for the fatal hook
+
+// fatal()'s message, appended to the rank's log file directly (the console already gets it on stderr)
+void log_fatal(const std::string& message) {
+  logging::core::get()->flush();
+  std::ofstream(g_rank_log, std::ios::app) << "[fatal] " << message << "\n";
+}
+}  // namespace
 
 logging::trivial::severity_level parse_severity(const std::string& s) {
   using logging::trivial::severity_level;
@@ -44,8 +55,10 @@ void init_logging(const std::string& run_dir, int rank, const std::string& sever
     std::filesystem::create_directories(dir, ec);
     CGRPO_CHECK(!ec, "cannot create log directory ", dir.string(), ": ", ec.message(),
                 hint("set run.dir to a writable directory"));
+    g_rank_log = (dir / ("rank_" + std::to_string(rank) + ".log")).string();
+    set_fatal_hook(log_fatal);
     auto file = logging::add_file_log(
-        logging::keywords::file_name = (dir / ("rank_" + std::to_string(rank) + ".log")).string(),
+        logging::keywords::file_name = g_rank_log,
         logging::keywords::open_mode = std::ios_base::app,
         logging::keywords::auto_flush = true,
         logging::keywords::format =
@@ -57,6 +70,7 @@ void init_logging(const std::string& run_dir, int rank, const std::string& sever
 }
 
 void flush_logs() { logging::core::get()->flush(); }
+
 
 void log_warning(const std::string& text) { CGRPO_LOG(warning) << text; }
 

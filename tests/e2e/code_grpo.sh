@@ -62,4 +62,7 @@ grep -q "eval (before GRPO): mean reward [0-9.e-]* on 2 prompts of $work/heldout
 if "$root/launch/cgrpo-run" -n 2 -- "$cgrpo" train "${common[@]}" --run.dir "$work/bad" --run.max_steps 2 --run.eval_dataset toy:arith \
      >"$work/bad.log" 2>&1; then fail "a toy evaluation set with code rewards was accepted"; fi
 grep -q "run.eval_dataset = toy:arith cannot be scored with the rewards" "$work/bad.log" || { tail "$work/bad.log"; fail "unclear error"; }
+# the fatal message is also in the rank's own log (mpirun's output of a dying job can be cut short)
+grep -q "^\[fatal\] cgrpo: FATAL on rank 0/2 .*" "$work/bad/logs/rank_0.log" &&
+  grep -q "run.eval_dataset = toy:arith cannot be scored" "$work/bad/logs/rank_0.log" || fail "the fatal error is not in rank_0.log"
 echo "code GRPO: SFT -> formatted, passing code; GRPO with sandboxed rewards; eval_dataset used; toy/code mix refused"

@@ -37,6 +37,11 @@ inline Hint hint(std::string text) { return Hint{std::move(text)}; }
 
 [[noreturn]] void fatal(const char* file, int line, const char* expr, const std::string& what);
 
+// Called by fatal() (Abort mode) with the whole message before it goes to stderr and MPI_Abort; init_logging
+// installs one that writes it to the rank's log file, so the cause survives even when mpirun's output of a
+// dying job is cut short.
+void set_fatal_hook(void (*hook)(const std::string& message));
+
 namespace detail {
 inline void put(std::ostringstream& o, const Hint& h) { o << "\n  hint: " << h.text; }
 template <class T>
