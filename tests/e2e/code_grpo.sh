@@ -66,3 +66,27 @@ grep -q "run.eval_dataset = toy:arith cannot be scored with the rewards" "$work/
 grep -q "^\[fatal\] cgrpo: FATAL on rank 0/2 .*" "$work/bad/logs/rank_0.log" &&
   grep -q "run.eval_dataset = toy:arith cannot be scored" "$work/bad/logs/rank_0.log" || fail "the fatal error is not in rank_0.log"
 echo "code GRPO: SFT -> formatted, passing code; GRPO with sandboxed rewards; eval_dataset used; toy/code mix refused"
+
+# The same with the Qwen2 / DiffuCoder tokenizer: a 2-layer model with DiffuCoder's 151936-row vocabulary (cgrpo
+# init --config), so prompts go through the ChatML template, answers end in <|im_end|> + <|dlm_pad|> padding, the
+# rewards read the decoded text with special tokens skipped, and sampled embedding padding rows (no token) decode
+# to nothing. Its SFT must teach the format (eval reward > 0: format 0.5 x weight 0.5 per formatted answer).
+cat >"$work/qwen_config.json" <<'JSON'
+{"architectures": ["DreamModel"], "model_type": "Dream", "vocab_size": 151936, "hidden_size": 64,
+ "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "max_position_embeddings": 4096, "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": false,
+ "mask_token_id": 151666, "pad_token_id": 151643, "bos_token_id": 151643, "eos_token_id": 151643}
+JSON
+"$cgrpo" init --config "$work/qwen_config.json" --out "$work/qm" --seed 1 >/dev/null || fail "init --config"
+"$root/launch/cgrpo-run" -n 2 -- "$cgrpo" train --config "$root/configs/tiny_cpu.ini" --model.path "$work/qm" \
+  --run.dir "$work/q" --data.dataset "$work/train.jsonl" --reward.funcs code,code_format --reward.weights 2.0,0.5 \
+  --rollout.max_new_tokens 24 --rollout.steps 12 --sft.max_length 24 --sft.steps 200 --sft.batch_size 3 \
+  --run.max_steps 2 --grpo.per_device_batch 8 --grpo.grad_accum 1 --run.eval_prompts 6 --run.logging_steps 50 \
+  --checkpoint.every_steps 0 >"$work/q.log" 2>&1 || { tail -30 "$work/q.log"; fail "Qwen-vocabulary code GRPO run"; }
+python3 - "$work/q/metrics.jsonl" <<'PY' || { tail -20 "$work/q.log"; fail "Qwen-vocabulary run did not learn the format"; }
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '"phase":"eval"' in l]
+assert ev and ev[0]["eval_reward"] >= 0.1, ev
+print(f"Qwen2 tokenizer: eval reward after SFT {ev[0]['eval_reward']:.3f}")
+PY
+echo "code GRPO with the Qwen2 tokenizer and a 151936-row vocabulary: ok"
