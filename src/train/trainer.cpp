@@ -641,21 +641,25 @@ double Trainer::evaluate(const char* when) {
   const SamplerConfig sc = SamplerConfig::from_rollout(rs, codec_->mask_id, codec_->pad_id, uint64_t(cfg_.run.seed));
   Sampler sampler(sc);
   ModelDenoiser den(*model_);
+  // Prompt i runs on rank i % W. Every rank generates ceil(n / W) prompts, the ranks short of that a repeat of
+  // prompt 0 that is not scored: the same number of forwards everywhere, as ZeRO-3's per-unit gathers require.
+  const int64_t per_rank = (n + world_ - 1) / world_;
+  auto prompt_at = [&](int64_t i) {
+    return eval_toy_ ? eval_toy_->generate(uint64_t(cfg_.run.seed), 1'000'000 + i) : (*eval_data_)[i];
+  };
   std::vector<Prompt> held;
-  std::vector<const Prompt*> mine;
+  std::vector<const Prompt*> mine;  // the scored ones: held[0, mine.size())
   std::vector<std::vector<int32_t>> ids;
   std::vector<uint32_t> sids;
-  for (int64_t i = rank_; i < n; i += world_) {
-    if (eval_toy_) held.push_back(eval_toy_->generate(uint64_t(cfg_.run.seed), 1'000'000 + i));
-    else held.push_back((*eval_data_)[i]);
-  }
-  for (int64_t i = rank_, k = 0; i < n; i += world_, ++k) {
-    mine.push_back(&held[size_t(k)]);
+  for (int64_t k = 0; k < per_rank; ++k) held.push_back(prompt_at(rank_ + k * world_ < n ? rank_ + k * world_ : 0));
+  for (int64_t k = 0; k < per_rank; ++k) {
+    const int64_t i = rank_ + k * world_;
+    if (i < n) mine.push_back(&held[size_t(k)]);
     ids.push_back(prompt_ids(held[size_t(k)]));
     sids.push_back(uint32_t(0x7fffffff - i));
   }
   double sum = 0;
-  if (!ids.empty()) {
+  {
     std::vector<std::string> texts;
     const int64_t chunk = cfg_.rollout.batch_size;
     for (size_t b0 = 0; b0 < ids.size(); b0 += size_t(chunk)) {
@@ -667,6 +671,7 @@ double Trainer::evaluate(const char* when) {
         texts.push_back(completion_text(*codec_, c.completion(i), c.new_tokens, cfg_.reward.completion_text == "before_end"));
     }
     model_->release_held();
+    texts.resize(mine.size());  // the padding repeats are not scored
     const RewardSetOutput out = rewards_->score(reward_samples(mine, texts));
     for (float x : out.total) sum += x;
   }

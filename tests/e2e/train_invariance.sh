@@ -151,4 +151,20 @@ for st in 2 3; do
     fail "stage $st: SFT with a rank lacking masked tokens differs between 1 and 2 ranks"
 done
 echo "F: SFT steps where one rank has no masked token: 2 ranks match 1 rank at stages 2 and 3"
+
+# ---- G: the held-out evaluation at ZeRO-3 with prompts that do not split evenly over the ranks (31 on 2: 16 and
+#      15, in generation batches of 5: 4 and 3 batches before padding): every rank runs the same forwards, so the
+#      per-unit gathers pair up, and the mean reward after SFT equals one rank's
+for np in 1 2; do
+  mkdir -p "$work/eval$np"
+  "$root/launch/cgrpo-run" -n "$np" -- "$cgrpo" train --config "$root/configs/tiny_cpu.ini" --run.dir "$work/eval$np" \
+    --sft.steps 300 --sft.batch_size $((16 / np)) --grpo.per_device_batch $((16 / np)) --grpo.grad_accum 1 \
+    --run.max_steps 2 --run.eval_prompts 31 --rollout.batch_size 5 --parallel.zero_stage 3 --run.logging_steps 1000 \
+    >"$work/eval$np.log" 2>&1 || { tail -20 "$work/eval$np.log"; fail "ZeRO-3 evaluation with uneven prompts, $np ranks"; }
+done
+ev() { grep '"when":"before GRPO"' "$1/metrics.jsonl" | sed 's/.*"eval_reward":\([0-9.e+-]*\).*/\1/'; }
+[[ -n "$(ev "$work/eval1")" && "$(ev "$work/eval1")" == "$(ev "$work/eval2")" ]] ||
+  fail "ZeRO-3 evaluation: 2 ranks score $(ev "$work/eval2"), 1 rank $(ev "$work/eval1")"
+python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)" "$(ev "$work/eval1")" || fail "the evaluation scored 0"
+echo "G: ZeRO-3 evaluation over 31 prompts on 2 ranks: reward $(ev "$work/eval2") as on 1 rank"
 echo PASS
