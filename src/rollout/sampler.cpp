@@ -66,7 +66,11 @@ int64_t Sampler::step(Denoiser& model, Canvas& c, const std::vector<uint32_t>& s
     ncand_[static_cast<size_t>(b)] = n;
     total += n;
   }
-  if (total == 0) return 0;
+  // lockstep (sampler_config.h): the forward runs even with nothing to unmask here
+  if (total == 0) {
+    if (cfg_.lockstep) model.forward(B, L, c.tokens.data(), c.key_mask_or_null(), c.pos_or_null());
+    return 0;
+  }
 
   UnmaskRow row;
   row.step = i;
@@ -118,7 +122,10 @@ int64_t Sampler::step(Denoiser& model, Canvas& c, const std::vector<uint32_t>& s
       req_slot_[static_cast<size_t>(R)] = static_cast<int32_t>(b * N + j);
     }
   }
-  if (R == 0) return 0;
+  if (R == 0) {  // this step unmasks nothing here (origin's k = 0)
+    if (cfg_.lockstep) model.forward(B, L, c.tokens.data(), c.key_mask_or_null(), c.pos_or_null());
+    return 0;
+  }
 
   // One forward, then sample_tokens (§2.3) per position, in chunks of rows: fused in the model when it can
   // (Denoiser::sample: the logits stay on its device), else its logits here and the TokenSampler per row.
@@ -186,7 +193,7 @@ int64_t Sampler::step(Denoiser& model, Canvas& c, const std::vector<uint32_t>& s
 void Sampler::run(Denoiser& model, Canvas& canvas, const std::vector<uint32_t>& sample_ids,
                   std::vector<StepRecord>* records, const StepCallback& on_step) {
   for (int64_t i = 0; i < schedule_.steps(); ++i) {
-    bool any = false;
+    bool any = cfg_.lockstep;  // lockstep: every step, also once nothing is masked
     for (int64_t b = 0; b < canvas.batch && !any; ++b) any = canvas.masked(b) > 0;
     if (!any) break;
     StepRecord rec;

@@ -418,7 +418,8 @@ Trainer::Rollout Trainer::rollout_round(int64_t round, PhaseTimes& phases) {
   r.P = r.canvas.prompt_len;
   {
     ScopedPhase ph(phases, "rollout");
-    const SamplerConfig sc = SamplerConfig::from_rollout(cfg_.rollout, codec_->mask_id, codec_->pad_id, uint64_t(cfg_.run.seed));
+    SamplerConfig sc = SamplerConfig::from_rollout(cfg_.rollout, codec_->mask_id, codec_->pad_id, uint64_t(cfg_.run.seed));
+    sc.lockstep = policy_->stage() == 3;  // per-unit gathers in every forward (and "once" pins collectively)
     Sampler sampler(sc);
     std::unique_ptr<PinnedSource> pinned;  // ZeRO-3 "once": every unit gathered for the whole rollout
     if (policy_->stage() == 3 && cfg_.parallel.zero3_rollout_gather == "once") {
@@ -638,7 +639,8 @@ double Trainer::evaluate(const char* when) {
   RolloutSection rs = cfg_.rollout;
   rs.temperature = 0.0;
   rs.alg_temp = 0.0;
-  const SamplerConfig sc = SamplerConfig::from_rollout(rs, codec_->mask_id, codec_->pad_id, uint64_t(cfg_.run.seed));
+  SamplerConfig sc = SamplerConfig::from_rollout(rs, codec_->mask_id, codec_->pad_id, uint64_t(cfg_.run.seed));
+  sc.lockstep = policy_->stage() == 3;  // ZeRO-3 forwards gather every unit: the same number on every rank
   Sampler sampler(sc);
   ModelDenoiser den(*model_);
   // Prompt i runs on rank i % W. Every rank generates ceil(n / W) prompts, the ranks short of that a repeat of

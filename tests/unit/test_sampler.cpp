@@ -533,3 +533,26 @@ TEST_CASE("rollout: streaming callback and terminal renderer", "[unit][rollout]"
   Canvas fresh = Canvas::make({{1, 2}}, 3, 60, 61);
   CHECK(r.text(fresh, 0) == "___");
 }
+
+TEST_CASE("sampler: lockstep runs one forward per step, also for steps that unmask nothing", "[unit][sampler]") {
+  // At ZeRO-3 every forward gathers each unit collectively, so the number of forwards must not depend on this
+  // rank's canvas. origin with 6 tokens in 6 steps unmasks int(6 (1 - s/t)) = 0 tokens at step 0; a canvas with
+  // nothing masked (all prompts' completions done) still steps.
+  HashDenoiser den(64, 60, 4.0f);
+  SamplerConfig cfg = small_cfg(UnmaskAlg::Origin, 6, 6);
+  cfg.lockstep = true;
+  Sampler s(cfg);
+  const std::vector<uint32_t> ids = {0, 1, 2, 3, 4};
+  std::vector<StepRecord> rec;
+  Canvas c = s.generate(den, prompts5(), ids, &rec);
+  CHECK(den.forwards == 6);
+  CHECK(rec.size() == 6);
+  for (int64_t b = 0; b < c.batch; ++b) CHECK(c.masked(b) == 0);
+  den.forwards = 0;
+  s.run(den, c, ids);  // nothing left to unmask
+  CHECK(den.forwards == 6);
+  Sampler free_running(small_cfg(UnmaskAlg::Origin, 6, 6));  // inference: stops once nothing is masked
+  den.forwards = 0;
+  free_running.run(den, c, ids);
+  CHECK(den.forwards == 0);
+}

@@ -27,6 +27,10 @@ struct SamplerConfig {
   int32_t mask_id = 151666;      // <|mask|> (§1.2)
   int32_t pad_id = 151643;       // left-pad filler (<|endoftext|>); never attended
   uint64_t seed = 42;
+  // Every step runs the model's forward, also when this batch has nothing (left) to unmask: for a model whose
+  // forward is collective (ZeRO-3 gathers each unit), so every rank runs the same number of forwards. Off, the
+  // sampler skips such forwards and stops once nothing is masked (confidence_threshold finishes early).
+  bool lockstep = false;
 
   static SamplerConfig from_rollout(const RolloutSection& r, int32_t mask_id, int32_t pad_id, uint64_t seed);
   int64_t resolved_steps() const;  // tokens_per_step > 0 ? max_new_tokens / tokens_per_step : steps
