@@ -204,6 +204,7 @@ void Trainer::resume() {
     sft_step_ = m.step;
   } else {
     sft_done_ = true;
+    sft_step_ = cfg_.sft.steps;  // a GRPO checkpoint comes after the whole SFT phase (for the summary line)
     grpo_step_ = m.step;
     sampler_->restore(SamplerCursor{m.data_epoch, m.data_index, m.data_batch, m.data_position});
   }
