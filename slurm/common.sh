@@ -4,7 +4,8 @@
 #   launches `cgrpo train --resume auto` with mpirun (default) or `srun --mpi=pmix` (CGRPO_LAUNCHER=srun),
 #   forwards SIGUSR1 and SIGTERM to the launcher, requeues the job after a clean stop on SIGUSR1, and returns
 #   the trainer's exit status.
-# Environment: CGRPO_BIN (binary; default ROOT/build/cgrpo, ROOT/build-cpu/cgrpo, then cgrpo on PATH),
+# Environment: CGRPO_PREFLIGHT=1 (run `cgrpo selfcheck [--gpu]` on every rank before training),
+#   CGRPO_BIN (binary; default ROOT/build/cgrpo, ROOT/build-cpu/cgrpo, then cgrpo on PATH),
 #   CGRPO_ROOT (the checkout, or an installed tree's share/cgrpo as `module load cgrpo` sets it; default
 #   $SLURM_SUBMIT_DIR), CGRPO_LAUNCHER (mpirun|srun),
 #   CGRPO_MPIRUN_ARGS (extra mpirun arguments, word-split), CGRPO_REQUEUE_ON_USR1 (default 1), plus everything
@@ -66,19 +67,31 @@ cgrpo_slurm_main() {
   trap 'cgrpo_on_signal USR1' USR1
   trap 'cgrpo_on_signal TERM' TERM
 
-  local -a cmd
+  local -a launch cmd
   if [[ "${CGRPO_LAUNCHER:-mpirun}" == srun ]]; then
     # srun signals the ranks itself (use --signal=USR1@<s> without B: if you rely on it) and gives them the
     # full KillWait after SIGTERM. One rank per task; --kill-on-bad-exit ends the step when a rank fails.
     export HDF5_USE_FILE_LOCKING=${HDF5_USE_FILE_LOCKING:-FALSE}
     export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}
-    cmd=(srun --mpi=pmix --kill-on-bad-exit=1 "$bin" train --config "$cfg" --resume auto "$@")
+    launch=(srun --mpi=pmix --kill-on-bad-exit=1)
   else
     local -a extra=()
     [[ -n "${CGRPO_MPIRUN_ARGS:-}" ]] && read -r -a extra <<<"$CGRPO_MPIRUN_ARGS"
     local launcher; launcher=$(cgrpo_find_launcher "$root" "$bin")
-    cmd=("$launcher" -n "${SLURM_NTASKS:?not inside a Slurm allocation}" "${extra[@]}" --
-         "$bin" train --config "$cfg" --resume auto "$@")
+    launch=("$launcher" -n "${SLURM_NTASKS:?not inside a Slurm allocation}" "${extra[@]}" --)
+  fi
+  cmd=("${launch[@]}" "$bin" train --config "$cfg" --resume auto "$@")
+  # CGRPO_PREFLIGHT=1: `cgrpo selfcheck` (with --gpu for parallel.backend = cuda) on every rank of this
+  # allocation first; a node with a broken MPI, GPU, driver or library fails the job in seconds, before training.
+  if [[ "${CGRPO_PREFLIGHT:-0}" == 1 ]] && ((!CGRPO_STOP)); then
+    local backend
+    backend=$("$bin" config -c "$cfg" "$@" | awk '/^\[/{s=$0} s=="[parallel]" && $1=="backend"{sub(/^[^=]*=[ \t]*/,""); print; exit}')
+    local -a check=("${launch[@]}" "$bin" selfcheck)
+    [[ "$backend" == cuda ]] && check+=(--gpu)
+    echo "cgrpo-slurm: preflight: ${check[*]}"
+    local prc=0
+    "${check[@]}" || prc=$?
+    ((prc == 0)) || { echo "cgrpo-slurm: preflight selfcheck failed (status $prc); not training on these nodes"; return 3; }
   fi
   local log0="$run_dir/logs/rank_0.log" done_before
   done_before=$(cgrpo_count_done "$log0")

@@ -14,7 +14,8 @@
 # CGRPO_KEEP_TMP=1 keeps the temp dir. Env: CGRPO_TEST_MAX_STEPS (GRPO steps, default 40),
 # CGRPO_TEST_LAUNCHER=srun (launch the job with srun --mpi=pmix instead of mpirun; default mpirun),
 # CGRPO_TEST_SBATCH=train_multinode.sbatch (submit that script, on the one local node; default train.sbatch),
-# CGRPO_TEST_INSTALLED=1 (submit the `cmake --install`ed tree's script, finding cgrpo and cgrpo-run on PATH).
+# CGRPO_TEST_INSTALLED=1 (submit the `cmake --install`ed tree's script, finding cgrpo and cgrpo-run on PATH),
+# CGRPO_PREFLIGHT=1 (passed to the job: each start runs `cgrpo selfcheck` on its ranks first; checked here).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -223,6 +224,9 @@ for k in 0 1 2; do
 done
 grep -q "requeueing job $jid to continue" "$sout" || fail "the batch script did not requeue itself after SIGUSR1"
 grep -q "restart 0 .* bin $job_bin, " "$sout" || fail "the job did not run $job_bin"
+if [[ "${CGRPO_PREFLIGHT:-0}" == 1 ]]; then  # every start checked its ranks first
+  (($(grep -c "^selfcheck PASSED: .*, 2 ranks" "$sout") == 3)) || fail "expected 3 preflight self-checks in $sout"
+fi
 for r in 0 1; do
   for k in 1 2; do
     grep -q "rank $r/2 .*SLURM_JOB_ID=$jid, SLURM_RESTART_COUNT=$k\$" "$D/run/logs/rank_$r.log" ||
