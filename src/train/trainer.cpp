@@ -194,7 +194,7 @@ void Trainer::init_model() {
 void Trainer::resume() {
   CheckpointMeta m;
   const std::string path = resolve_resume(ckpt_dir_, cfg_.checkpoint.resume, *policy_, ref_.get(), &m);
-  if (cfg_.checkpoint.keep_best) {
+  if (cfg_.checkpoint.keep_best && cfg_.run.eval_every_steps > 0) {  // the best record consider_best() extends
     const BestCheckpoint b = read_best_checkpoint(ckpt_dir_);
     if (b.step >= 0) best_reward_ = b.eval_reward;
   }
