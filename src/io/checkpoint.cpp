@@ -175,6 +175,22 @@ void fsync_path(const std::string& p) {
   ::close(fd);
 }
 
+// Replace `path` with `text` atomically: write path.tmp, fsync, rename, fsync the directory (rank 0's pointer
+// and record files: `latest`, best.json).
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    CGRPO_CHECK(out.good(), "cannot write ", tmp, hint("check space and permissions"));
+  }
+  fsync_path(tmp);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  CGRPO_CHECK(!ec, "cannot update ", path, ": ", ec.message());
+  fsync_path(fs::path(path).parent_path().string());
+}
+
 // Iterates the datasets an engine maps to: (category, unit, tensor, offset of the tensor in the unit).
 template <class F>
 void for_each_dataset(ZeroEngine& e, F&& f) {
@@ -437,16 +453,7 @@ std::string save_checkpoint(const std::string& dir, const CheckpointMeta& meta, 
     fs::rename(tmp, final_path, ec);
     CGRPO_CHECK(!ec, "cannot rename ", tmp, " to ", final_path, ": ", ec.message());
     fsync_path(dir);
-    const std::string latest = (fs::path(dir) / "latest").string();
-    {
-      std::ofstream out(latest + ".tmp");
-      out << name << "\n";
-      CGRPO_CHECK(out.good(), "cannot write ", latest, ".tmp");
-    }
-    fsync_path(latest + ".tmp");
-    fs::rename(latest + ".tmp", latest, ec);
-    CGRPO_CHECK(!ec, "cannot update ", latest, ": ", ec.message());
-    fsync_path(dir);
+    write_text_atomically((fs::path(dir) / "latest").string(), std::string(name) + "\n");
     const auto all = list_complete(dir);
     for (size_t i = size_t(std::max(keep_last, 1)); i < all.size(); ++i) fs::remove(all[i].second, ec);
     CGRPO_LOG(info) << "checkpoint " << final_path << " written";
@@ -471,18 +478,8 @@ void mark_best_checkpoint(const std::string& dir, const std::string& path, int64
     fsync_path(tmp);
     fs::rename(tmp, best, ec);
     CGRPO_CHECK(!ec, "cannot rename ", tmp, " to ", best, ": ", ec.message());
-    const std::string rec = (fs::path(dir) / "best.json").string();
-    {
-      std::ofstream out(rec + ".tmp");
-      out << nlohmann::json{{"step", step}, {"eval_reward", eval_reward}, {"file", fs::path(path).filename().string()}}
-                 .dump()
-          << "\n";
-      CGRPO_CHECK(out.good(), "cannot write ", rec, ".tmp");
-    }
-    fsync_path(rec + ".tmp");
-    fs::rename(rec + ".tmp", rec, ec);
-    CGRPO_CHECK(!ec, "cannot update ", rec, ": ", ec.message());
-    fsync_path(dir);
+    const nlohmann::json rec = {{"step", step}, {"eval_reward", eval_reward}, {"file", fs::path(path).filename().string()}};
+    write_text_atomically((fs::path(dir) / "best.json").string(), rec.dump() + "\n");
     CGRPO_LOG(info) << "best checkpoint: step " << step << ", held-out reward " << eval_reward << " -> " << best;
   }
   MPI_Barrier(MPI_COMM_WORLD);
