@@ -238,6 +238,16 @@ bool Trainer::stop_requested() {
   return any > 0;
 }
 
+void Trainer::write_metrics(const nlohmann::json& line) {
+  if (!metrics_) return;
+  std::fprintf(metrics_, "%s\n", line.dump().c_str());
+  std::fflush(metrics_);
+}
+
+std::string Trainer::reward_text(const int32_t* y, int64_t K) const {
+  return completion_text(*codec_, y, K, cfg_.reward.completion_text == "before_end");
+}
+
 std::string Trainer::checkpoint(const std::string& phase, PhaseTimes* phases) {
   Timer t;
   CheckpointMeta m;
@@ -372,8 +382,7 @@ void Trainer::sft_loop() {
                           {"comm_bytes_sent", sent}};
       if (mfu > 0) j["mfu"] = mfu;
       for (const auto& [k, v] : phases.all()) j["ms_" + k] = v;
-      std::fprintf(metrics_, "%s\n", j.dump().c_str());
-      std::fflush(metrics_);
+      write_metrics(j);
     }
     if (stop_requested()) {
       checkpoint("sft", nullptr);
@@ -448,7 +457,7 @@ Trainer::Rollout Trainer::rollout_round(int64_t round, PhaseTimes& phases) {
   for (int64_t b = 0; b < r.B; ++b) {
     const int32_t* y = r.canvas.completion(b);
     r.completion_tokens += completion_mask(y, K, codec_->end_id, r.cmask.data() + b * K);
-    texts[size_t(b)] = completion_text(*codec_, y, K, cfg_.reward.completion_text == "before_end");
+    texts[size_t(b)] = reward_text(y, K);
   }
   {
     ScopedPhase ph(phases, "reward");
@@ -601,8 +610,7 @@ void Trainer::grpo_loop() {
         for (int k = 0; k < kNumRunStatus; ++k)  // a crash or timeout scores 0 and is counted here
           if (g[status_at + size_t(k)] > 0) j[std::string("runs_") + run_status_name(RunStatus(k))] = g[status_at + size_t(k)];
         for (const auto& [k, v] : phases.all()) j["ms_" + k] = v;
-        std::fprintf(metrics_, "%s\n", j.dump().c_str());
-        std::fflush(metrics_);
+        write_metrics(j);
       }
       phases.clear();
     }
@@ -620,11 +628,7 @@ void Trainer::grpo_loop() {
     if (due && !last) {
       PhaseTimes ck;
       written = checkpoint("grpo", &ck);
-      if (metrics_) {
-        nlohmann::json j = {{"phase", "checkpoint"}, {"step", grpo_step_}, {"ms_checkpoint", ck.get("checkpoint")}};
-        std::fprintf(metrics_, "%s\n", j.dump().c_str());
-        std::fflush(metrics_);
-      }
+      write_metrics({{"phase", "checkpoint"}, {"step", grpo_step_}, {"ms_checkpoint", ck.get("checkpoint")}});
     }
     if (crossed(cfg_.run.eval_every_steps) && !last)  // the last step's evaluation is train()'s "after GRPO"
       consider_best(evaluate(("at step " + std::to_string(grpo_step_)).c_str()), written);
@@ -670,8 +674,7 @@ double Trainer::evaluate(const char* when) {
       std::vector<std::vector<int32_t>> sub(ids.begin() + ptrdiff_t(b0), ids.begin() + ptrdiff_t(e));
       std::vector<uint32_t> s(sids.begin() + ptrdiff_t(b0), sids.begin() + ptrdiff_t(e));
       Canvas c = sampler.generate(den, sub, s);
-      for (int64_t i = 0; i < c.batch; ++i)
-        texts.push_back(completion_text(*codec_, c.completion(i), c.new_tokens, cfg_.reward.completion_text == "before_end"));
+      for (int64_t i = 0; i < c.batch; ++i) texts.push_back(reward_text(c.completion(i), c.new_tokens));
     }
     model_->release_held();
     texts.resize(mine.size());  // the padding repeats are not scored
@@ -680,11 +683,7 @@ double Trainer::evaluate(const char* when) {
   }
   const double mean = sum_over_ranks(comm_, sum) / double(n);
   if (rank_ == 0) CGRPO_LOG(info) << "eval (" << when << "): mean reward " << mean << " on " << n << " prompts of " << eval_name_;
-  if (metrics_) {
-    const nlohmann::json j = {{"phase", "eval"}, {"step", grpo_step_}, {"when", when}, {"eval_reward", mean}};
-    std::fprintf(metrics_, "%s\n", j.dump().c_str());
-    std::fflush(metrics_);
-  }
+  write_metrics({{"phase", "eval"}, {"step", grpo_step_}, {"when", when}, {"eval_reward", mean}});
   return mean;
 }
 
@@ -711,9 +710,8 @@ int Trainer::train() {
                   (long long)sft_step_, (long long)grpo_step_, world_, run_timer_.elapsed_s(), reward_before_,
                   reward_after_);
     CGRPO_LOG(info) << line;
-    nlohmann::json j = {{"phase", "summary"}, {"reward_before", reward_before_}, {"reward_after", reward_after_},
-                        {"sft_steps", sft_step_}, {"grpo_steps", grpo_step_}, {"seconds", run_timer_.elapsed_s()}};
-    if (metrics_) std::fprintf(metrics_, "%s\n", j.dump().c_str());
+    write_metrics({{"phase", "summary"}, {"reward_before", reward_before_}, {"reward_after", reward_after_},
+                   {"sft_steps", sft_step_}, {"grpo_steps", grpo_step_}, {"seconds", run_timer_.elapsed_s()}});
   }
   return 0;
 }

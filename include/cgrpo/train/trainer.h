@@ -13,6 +13,7 @@
 #include <csignal>
 #include <limits>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,9 @@ class Trainer {
   std::vector<RewardSample> reward_samples(const std::vector<const Prompt*>& prompts,
                                            const std::vector<std::string>& completions) const;
   double step_mfu(double tokens, int64_t seq_len, double ms) const;
+  void write_metrics(const nlohmann::json& line);  // one line of metrics.jsonl (rank 0; a no-op elsewhere), flushed
+  // The text the rewards read of a completion y [K] (completion_text under reward.completion_text).
+  std::string reward_text(const int32_t* y, int64_t K) const;
   void log_step(const std::string& phase, int64_t step, int64_t total, double loss, const std::string& extra,
                 const PhaseTimes& phases, double step_ms, double tokens_per_s);
 
