@@ -329,22 +329,19 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
   CGRPO_CHECK(N_ > 0, "DreamModel::logprobs before forward()");
   CGRPO_CHECK(R >= 0, "DreamModel::logprobs: ", R, " rows requested");
   R_ = R;
-  if (R == 0) {  // nothing to score; hold what a scoring call holds, so backward() runs the same unit sequence
-    hold(unit_of(layout_.head()));
-    return;
-  }
-  ensure(sel_, selection_bytes(R), MemCategory::Activations);
-  const Sel q = selection();
   for (int64_t r = 0; r < R; ++r) {
     CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logprobs: row ", rows[r], " (request ", r,
                 ") is outside [0, B*L = ", N_, ")");
     CGRPO_CHECK(targets[r] >= 0 && targets[r] < cfg_.vocab_size, "DreamModel::logprobs: target ", targets[r],
                 " (request ", r, ") is outside the vocabulary [0, ", cfg_.vocab_size, ")");
   }
+  hold(unit_of(layout_.head()));  // also for R = 0: backward() then makes the same unit calls, adding nothing
+  if (R == 0) return;
+  ensure(sel_, selection_bytes(R), MemCategory::Activations);
+  const Sel q = selection();
   be_.upload(rows, q.rows, static_cast<size_t>(R) * 4);
   be_.upload(targets, q.tgt, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), q.rows, view(q.hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
-  hold(unit_of(layout_.head()));
   be_.logsoftmax_gather_fwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
                             q.logp, q.lse);
   be_.download(q.logp, logp, static_cast<size_t>(R) * 4);

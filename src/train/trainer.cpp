@@ -655,14 +655,15 @@ double Trainer::evaluate(const char* when) {
     return eval_toy_ ? eval_toy_->generate(uint64_t(cfg_.run.seed), 1'000'000 + i) : (*eval_data_)[i];
   };
   std::vector<Prompt> held;
+  held.reserve(size_t(per_rank));   // `mine` points into it
   std::vector<const Prompt*> mine;  // the scored ones: held[0, mine.size())
   std::vector<std::vector<int32_t>> ids;
   std::vector<uint32_t> sids;
-  for (int64_t k = 0; k < per_rank; ++k) held.push_back(prompt_at(rank_ + k * world_ < n ? rank_ + k * world_ : 0));
   for (int64_t k = 0; k < per_rank; ++k) {
     const int64_t i = rank_ + k * world_;
-    if (i < n) mine.push_back(&held[size_t(k)]);
-    ids.push_back(prompt_ids(held[size_t(k)]));
+    held.push_back(prompt_at(i < n ? i : 0));
+    if (i < n) mine.push_back(&held.back());
+    ids.push_back(prompt_ids(held.back()));
     sids.push_back(uint32_t(0x7fffffff - i));
   }
   double sum = 0;
