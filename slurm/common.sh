@@ -34,6 +34,14 @@ cgrpo_find_launcher() {
   return 1
 }
 
+# cgrpo_config_value BIN SECTION KEY CONFIG [--section.key VALUE ...]: the resolved value, as the trainer will see
+# it (config file + overrides), via the singleton `cgrpo config`
+cgrpo_config_value() {
+  local bin=$1 section=$2 key=$3
+  shift 3
+  "$bin" config -c "$@" | awk -v s0="[$section]" -v k="$key" '/^\[/{s=$0} s==s0 && $1==k{sub(/^[^=]*=[ \t]*/,""); print; exit}'
+}
+
 cgrpo_count_done() { local n; n=$(grep -c '] done: ' "$1" 2>/dev/null) || true; echo "${n:-0}"; }
 
 cgrpo_slurm_main() {
@@ -42,9 +50,8 @@ cgrpo_slurm_main() {
   cd "${SLURM_SUBMIT_DIR:-$PWD}"   # relative config and run.dir paths are relative to the submit dir
   local bin; bin=$(cgrpo_find_bin "$root")
   [[ -f "$cfg" ]] || { echo "cgrpo-slurm: config $cfg not found (cwd $PWD)" >&2; return 2; }
-  # run.dir as the trainer will see it (config file + overrides), via the singleton `cgrpo config`
   local run_dir
-  run_dir=$("$bin" config -c "$cfg" "$@" | awk '/^\[/{s=$0} s=="[run]" && $1=="dir"{sub(/^[^=]*=[ \t]*/,""); print; exit}')
+  run_dir=$(cgrpo_config_value "$bin" run dir "$cfg" "$@")
   [[ -n "$run_dir" ]] || { echo "cgrpo-slurm: could not resolve run.dir from $cfg" >&2; return 2; }
   mkdir -p "$run_dir/logs"
   exec >>"$run_dir/logs/slurm-${SLURM_JOB_ID:-nojob}.out" 2>&1
@@ -85,7 +92,7 @@ cgrpo_slurm_main() {
   # allocation first; a node with a broken MPI, GPU, driver or library fails the job in seconds, before training.
   if [[ "${CGRPO_PREFLIGHT:-0}" == 1 ]] && ((!CGRPO_STOP)); then
     local backend
-    backend=$("$bin" config -c "$cfg" "$@" | awk '/^\[/{s=$0} s=="[parallel]" && $1=="backend"{sub(/^[^=]*=[ \t]*/,""); print; exit}')
+    backend=$(cgrpo_config_value "$bin" parallel backend "$cfg" "$@")
     local -a check=("${launch[@]}" "$bin" selfcheck)
     [[ "$backend" == cuda ]] && check+=(--gpu)
     echo "cgrpo-slurm: preflight: ${check[*]}"

@@ -9,13 +9,14 @@
 namespace cgrpo {
 namespace fs = std::filesystem;
 
+namespace {
+
+// The directory of the running executable (/proc/self/exe), empty when it cannot be read.
 std::string executable_dir() {
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   return ec ? std::string() : exe.parent_path().string();
 }
-
-namespace {
 
 // Every candidate root, existing or not, in search order (data_paths.h).
 std::vector<std::string> candidate_roots() {

@@ -19,7 +19,4 @@ std::vector<std::string> data_roots();  // the existing roots, in search order, 
 // The first root holding rel, as a path; fatal when none does (`what` names the file for the message).
 std::string find_data_file(const std::string& rel, const std::string& what);
 
-// The directory of the running executable (/proc/self/exe), empty when it cannot be read.
-std::string executable_dir();
-
 }  // namespace cgrpo
