@@ -249,27 +249,32 @@ Config Config::parse(std::istream* ini, const std::string& file, const std::vect
   };
 
   // 1. command-line overrides (stored first: Program_options keeps the first value stored for a key)
-  // Normalise to "--section.key=value": every override names a key and gives a value.
-  std::vector<std::string> args;
+  // Each override is "--section.key VALUE" or "--section.key=VALUE"; the pairs are stored as parsed options
+  // directly, so an empty VALUE ("--data.system_prompt ''") is an empty string, as "key =" is in the INI file
+  // (Program_options' unix-style parser refuses "--key=").
+  po::parsed_options parsed(&desc);
   for (size_t i = 0; i < overrides.size(); ++i) {
     const std::string& a = overrides[i];
-    CGRPO_CHECK(a.rfind("--", 0) == 0 && a.size() > 2, "config: stray command-line argument '", a, "'",
+    const size_t eq = a.find('=');
+    po::option opt;
+    opt.string_key = a.rfind("--", 0) == 0 ? a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2) : "";
+    CGRPO_CHECK(!opt.string_key.empty() && opt.string_key[0] != '-', "config: stray command-line argument '", a, "'",
                 hint("overrides look like --section.key VALUE or --section.key=VALUE"));
-    if (a.find('=') != std::string::npos) {
-      args.push_back(a);
+    if (eq != std::string::npos) {
+      opt.value = {a.substr(eq + 1)};
     } else {
       CGRPO_CHECK(i + 1 < overrides.size(), "config: override '", a, "' has no value",
                   hint("write " + a + " VALUE (booleans take true/false)"));
-      args.push_back(a + "=" + overrides[++i]);
+      opt.value = {overrides[++i]};
     }
+    opt.original_tokens = {a};
+    parsed.options.push_back(std::move(opt));
   }
   try {
-    po::store(po::command_line_parser(args).options(desc).style(po::command_line_style::unix_style ^
-                                                                po::command_line_style::allow_guessing).run(),
-              vm);
+    po::store(parsed, vm);
   } catch (const po::unknown_option& e) {
-    std::string key = e.get_option_name().substr(e.get_option_name().find_first_not_of('-'));
-    key = key.substr(0, key.find('='));
+    std::string key = e.get_option_name();
+    key.erase(0, key.find_first_not_of('-'));
     CGRPO_FAIL("config: unknown key '", key, "' on the command line", hint(suggest(key)));
   } catch (const po::error_with_option_name& e) {
     CGRPO_FAIL("config: command line: ", e.what(), hint("overrides look like --section.key value"));

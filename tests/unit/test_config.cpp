@@ -47,6 +47,20 @@ TEST_CASE("config: file values, then command-line overrides win", "[unit][config
   CHECK(c.origin.at("grpo.num_generations") == f + ":4");
 }
 
+TEST_CASE("config: an empty override value is an empty string, as 'key =' in the file", "[unit][config]") {
+  const std::string f = write_ini("prompt.ini", "[data]\nsystem_prompt = Be brief.\n[model]\npath = /models/x\n");
+  const Config c = Config::load(f, {"--data.system_prompt", "", "--model.path="});
+  CHECK(c.data.system_prompt.empty());
+  CHECK(c.model.path.empty());
+  CHECK(c.origin.at("data.system_prompt") == "command line");
+  CHECK(Config::load("", {"--data.system_prompt=a=b # c"}).data.system_prompt == "a=b # c");  // kept verbatim
+  // an empty value is still checked against the key's type, and a key must be named
+  REQUIRE_THROWS_WITH(Config::load("", {"--run.seed", ""}), Contains("run.seed"));
+  REQUIRE_THROWS_WITH(Config::load("", {"--=5"}), Contains("stray command-line argument '--=5'"));
+  REQUIRE_THROWS_WITH(Config::load("", {"---grpo.beta", "1"}), Contains("stray command-line argument '---grpo.beta'"));
+  REQUIRE_THROWS_WITH(Config::load("", {"--grpo.beta", "0.1", "--grpo.beta=0.2"}), Contains("grpo.beta"));
+}
+
 TEST_CASE("config: ZeRO stage numbers and FSDP names", "[unit][config]") {
   for (auto [s, want] : {std::pair<const char*, int>{"0", 0}, {"no_shard", 0}, {"1", 1}, {"2", 2},
                          {"shard_grad_op", 2}, {"3", 3}, {"full_shard", 3}})
