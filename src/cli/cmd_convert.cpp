@@ -12,7 +12,7 @@
 #include "cgrpo/comm/mpi_communicator.h"
 #include "cgrpo/core/logging.h"
 #include "cgrpo/io/checkpoint.h"
-#include "cgrpo/io/safetensors.h"
+#include "cgrpo/io/model_weights.h"
 #include "cgrpo/shard/model_units.h"
 #include "cgrpo/train/memory_plan.h"
 
@@ -51,10 +51,11 @@ int import_hf(int argc, char** argv, const std::string& from, const std::string&
   init_logging("", comm.rank(), "info");
   const ModelConfig mc = ModelConfig::load((std::filesystem::path(from) / "config.json").string());
   const ParamLayout layout(mc);
-  std::vector<float> flat(size_t(layout.total()));
-  load_model_weights(from, layout, flat.data());
-  ZeroEngine e(units_from_layout(layout, {"bias", "norm"}), comm, 0, AdamWParams{});
-  load_flat(e, layout, flat.data());
+  // ZeRO-3: each rank reads and writes its shard of every unit, so `mpirun -n N cgrpo convert` splits the host
+  // memory (parameters and the zero AdamW moments: 12 bytes per parameter) N ways
+  const ModelWeights weights(from, layout);
+  ZeroEngine e(units_from_layout(layout, {"bias", "norm"}), comm, 3, AdamWParams{});
+  load_units(e, layout, [&](int64_t first, int64_t count, float* out) { weights.read(first, count, out); });
   Config cfg = Config::load("", {"--model.path", std::filesystem::absolute(from).string()});
   CheckpointMeta m;
   m.config_ini = cfg.to_ini();

@@ -15,8 +15,9 @@
 #include "cgrpo/cli/commands.h"
 #include "cgrpo/core/buffer.h"
 #include "cgrpo/core/error.h"
-#include "cgrpo/io/safetensors.h"
+#include "cgrpo/io/model_weights.h"
 #include "cgrpo/model/dream_model.h"
+#include "cgrpo/model/flat_params.h"
 
 
 namespace cgrpo::cli {
@@ -59,13 +60,9 @@ int cmd_score(int argc, char** argv) {
   const ModelConfig cfg = ModelConfig::load((std::filesystem::path(model_dir) / "config.json").string());
   const std::unique_ptr<Backend> be = make_backend(backend_kind);
   DreamModel model(cfg, *be);
-  const size_t param_bytes = static_cast<size_t>(model.layout().total()) * sizeof(float);
-  Buffer params = be->alloc(param_bytes, MemCategory::Params);
-  {
-    std::vector<float> host(static_cast<size_t>(model.layout().total()));  // [P] staging
-    load_model_weights(model_dir, model.layout(), host.data());
-    be->upload(host.data(), params.data(), param_bytes);
-  }
+  const ModelWeights weights(model_dir, model.layout());
+  Buffer params = upload_params(*be, model.layout().total(), DType::F32,
+                                [&](int64_t first, int64_t count, float* out) { weights.read(first, count, out); });
   model.bind(params.as<float>(), nullptr);
   model.set_vocab_chunk(chunk);
   const int64_t V = cfg.vocab_size, K = std::min(dump_k, V);

@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "cgrpo/core/error.h"
-#include "cgrpo/io/safetensors.h"
+#include "cgrpo/io/model_weights.h"
 
 namespace cgrpo::cli {
 
@@ -28,10 +28,10 @@ Generator::Generator(const std::string& model_dir, const Config& cfg, int local_
   CGRPO_CHECK(batch_size_ >= 1, "rollout.batch_size = ", batch_size_, " must be >= 1");
   be_->allow_tf32(cfg.parallel.tf32);
   model_ = std::make_unique<DreamModel>(mcfg_, *be_);
-  std::vector<float> host(size_t(model_->layout().total()));
-  load_model_weights(model_dir, model_->layout(), host.data());
   const DType pd = parse_dtype(cfg.parallel.param_dtype), cd = parse_dtype(cfg.parallel.compute_dtype);
-  params_ = upload_params(*be_, host.data(), int64_t(host.size()), pd);
+  const ModelWeights weights(model_dir, model_->layout());
+  params_ = upload_params(*be_, model_->layout().total(), pd,
+                          [&](int64_t first, int64_t count, float* out) { weights.read(first, count, out); });
   source_ = std::make_unique<FlatParams>(model_->layout(), params_.data(), pd);
   model_->set_param_dtype(pd);
   model_->set_compute_dtype(cd);

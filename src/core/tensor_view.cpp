@@ -33,14 +33,16 @@ bool TensorView::contiguous() const {
 }
 
 std::string TensorView::str() const {
-  std::string s = dtype_name(dtype);
-  s += "[";
-  for (int i = 0; i < ndim; ++i) {
+  return dtype_name(dtype) + shape_str(std::vector<int64_t>(shape.begin(), shape.begin() + ndim));
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
     if (i) s += ',';
     s += std::to_string(shape[i]);
   }
-  s += ']';
-  return s;
+  return s + "]";
 }
 
 TensorView TensorView::slice_flat(int64_t offset, int64_t count) const {

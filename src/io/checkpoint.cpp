@@ -16,6 +16,7 @@
 #include "cgrpo/core/build_info.h"
 #include "cgrpo/core/error.h"
 #include "cgrpo/core/logging.h"
+#include "cgrpo/core/tensor_view.h"
 
 namespace fs = std::filesystem;
 
@@ -70,15 +71,6 @@ constexpr Category kCategories[] = {{"params", true, 0}, {"exp_avg", false, 1}, 
 
 std::vector<int64_t> shape_of(const TensorSpec& t) { return t.shape.empty() ? std::vector<int64_t>{t.numel} : t.shape; }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string o = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) o += ',';
-    o += std::to_string(s[i]);
-  }
-  o += ']';
-  return o;
-}
 
 // Select the flat row-major range [a, a + n) of a 1-D or 2-D dataspace (a union of at most 3 blocks).
 void select_flat(hid_t space, const std::vector<int64_t>& shape, int64_t a, int64_t n) {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cgrpo/core/error.h"
+#include "cgrpo/core/tensor_view.h"
 
 namespace cgrpo {
 
@@ -33,15 +34,6 @@ File open_file(const std::string& path, const char* mode) {
 }
 
 const char* st_dtype_name(DType t) { return t == DType::F32 ? "F32" : t == DType::BF16 ? "BF16" : "F16"; }
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) r += ',';
-    r += std::to_string(s[i]);
-  }
-  return r + "]";
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream f(path);
@@ -128,14 +120,18 @@ const SafetensorsTensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-void SafetensorsFile::read_f32(const SafetensorsTensor& t, float* dst) const {
+void SafetensorsFile::read_f32(const SafetensorsTensor& t, float* dst, int64_t first, int64_t count) const {
+  if (count < 0) count = t.numel - first;
+  CGRPO_CHECK(first >= 0 && first + count <= t.numel, path_, ": elements [", first, ", ", first + count,
+              ") are outside tensor ", t.name, " ", shape_str(t.shape));
+  if (count == 0) return;
   File f = open_file(path_, "rb");
-  CGRPO_CHECK(fseeko(f.get(), static_cast<off_t>(data_start_ + t.begin), SEEK_SET) == 0, path_, ": seek to tensor ",
-              t.name, " failed");
   const size_t es = dtype_size(t.dtype);
-  std::vector<unsigned char> tmp(t.dtype == DType::F32 ? 0 : std::min<size_t>(size_t(t.numel), kChunkElems) * es);
-  for (size_t done = 0; done < size_t(t.numel);) {
-    const size_t n = std::min<size_t>(size_t(t.numel) - done, kChunkElems);
+  CGRPO_CHECK(fseeko(f.get(), static_cast<off_t>(data_start_ + t.begin + uint64_t(first) * es), SEEK_SET) == 0, path_,
+              ": seek to tensor ", t.name, " failed");
+  std::vector<unsigned char> tmp(t.dtype == DType::F32 ? 0 : std::min<size_t>(size_t(count), kChunkElems) * es);
+  for (size_t done = 0; done < size_t(count);) {
+    const size_t n = std::min<size_t>(size_t(count) - done, kChunkElems);
     void* into = t.dtype == DType::F32 ? static_cast<void*>(dst + done) : tmp.data();
     CGRPO_CHECK(std::fread(into, es, n, f.get()) == n, path_, ": short read in tensor ", t.name,
                 " (file truncated while reading?)");
@@ -264,31 +260,6 @@ std::vector<ModelTensorEntry> list_model_tensors(const std::string& dir) {
                 " is listed in model.safetensors.index.json but missing from the file");
   }
   return out;
-}
-
-void load_model_weights(const std::string& dir, const ParamLayout& layout, float* params) {
-  const std::vector<ModelTensorEntry> entries = list_model_tensors(dir);
-  std::map<std::string, const ModelTensorEntry*> by_name;
-  for (const auto& e : entries) {
-    const bool rotary = e.tensor.name.find("rotary_emb.inv_freq") != std::string::npos;
-    if (rotary) continue;  // non-persistent buffer some exporters still write
-    CGRPO_CHECK(layout.find(e.tensor.name) != nullptr, e.file, ": tensor ", e.tensor.name,
-                " is not part of the model described by config.json (config/weights mismatch)",
-                hint("check num_hidden_layers and tie_word_embeddings in " + dir + "/config.json"));
-    by_name[e.tensor.name] = &e;
-  }
-  std::map<std::string, std::unique_ptr<SafetensorsFile>> open;
-  for (const ParamInfo& p : layout.params()) {
-    auto it = by_name.find(p.name);
-    CGRPO_CHECK(it != by_name.end(), dir, ": tensor ", p.name, " ", shape_str(p.shape),
-                " is missing from the weights (config/weights mismatch?)");
-    const ModelTensorEntry& e = *it->second;
-    CGRPO_CHECK(e.tensor.shape == p.shape, e.file, ": tensor ", p.name, " has shape ", shape_str(e.tensor.shape),
-                " but config.json implies ", shape_str(p.shape), " (config/weights mismatch)");
-    auto& f = open[e.file];
-    if (!f) f = std::make_unique<SafetensorsFile>(e.file);
-    f->read_f32(e.tensor, params + p.offset);
-  }
 }
 
 }  // namespace cgrpo

@@ -25,15 +25,22 @@ void DreamModel::ensure(Buffer& b, size_t bytes, MemCategory cat) const {
 }
 
 void init_params(const ParamLayout& layout, float* params, uint64_t seed, float std) {
-  for (size_t i = 0; i < layout.params().size(); ++i) {
+  init_params_range(layout, 0, layout.total(), params, seed, std);
+}
+
+void init_params_range(const ParamLayout& layout, int64_t first, int64_t count, float* out, uint64_t seed, float std) {
+  CGRPO_CHECK(first >= 0 && count >= 0 && first + count <= layout.total(), "init_params_range: [", first, ", ",
+              first + count, ") is outside the model's ", layout.total(), " parameters");
+  for (size_t i = 0; i < layout.params().size(); ++i) {  // each tensor's overlap [lo, hi) with the range
     const ParamInfo& p = layout.params()[i];
-    float* d = params + p.offset;
-    if (p.kind == ParamKind::Norm) {
-      for (int64_t j = 0; j < p.numel; ++j) d[j] = 1.0f;
-    } else if (p.kind == ParamKind::QkvBias) {
-      for (int64_t j = 0; j < p.numel; ++j) d[j] = 0.0f;
+    const int64_t lo = std::max(first, p.offset), hi = std::min(first + count, p.offset + p.numel);
+    if (lo >= hi) continue;
+    float* d = out + (lo - first);
+    if (p.kind == ParamKind::Norm || p.kind == ParamKind::QkvBias) {
+      std::fill(d, d + (hi - lo), p.kind == ParamKind::Norm ? 1.0f : 0.0f);
     } else {
-      RngStream(seed, RngPurpose::Init, 0, static_cast<uint32_t>(i)).fill_normal(d, p.numel, 0.0f, std);
+      RngStream(seed, RngPurpose::Init, 0, static_cast<uint32_t>(i))
+          .fill_normal(d, hi - lo, 0.0f, std, uint64_t(lo - p.offset));
     }
   }
 }

@@ -1,5 +1,8 @@
 #include "cgrpo/model/flat_params.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace cgrpo {
 
 FlatParams::FlatParams(const ParamLayout& layout, const void* params, DType dtype, float* grads)
@@ -23,15 +26,31 @@ float* FlatParams::grads(int unit) {
 }
 
 Buffer upload_params(Backend& be, const float* host, int64_t numel, DType dtype) {
+  return upload_params(be, numel, dtype,
+                       [host](int64_t first, int64_t count, float* out) { std::copy_n(host + first, count, out); });
+}
+
+Buffer upload_params(Backend& be, int64_t numel, DType dtype, const ParamFill& fill) {
   CGRPO_CHECK(dtype == DType::F32 || dtype == DType::BF16, "parameter dtype must be f32 or bf16, got ",
               dtype_name(dtype));
-  Buffer params32 = be.alloc(size_t(numel) * sizeof(float), MemCategory::Params);
-  be.upload(host, params32.data(), size_t(numel) * sizeof(float));
-  if (dtype == DType::F32) return params32;
+  constexpr int64_t kChunkNumel = int64_t(1) << 24;
+  const int64_t chunk = std::min(numel, kChunkNumel);
   Buffer p = be.alloc(size_t(numel) * dtype_size(dtype), MemCategory::Params);
-  be.cast(TensorView(params32.data(), DType::F32, {numel}, be.device()),
-          TensorView(p.data(), dtype, {numel}, be.device()));
-  return p;  // params32 is freed on return, stream-ordered after the cast
+  std::vector<float> host(static_cast<size_t>(chunk));  // [chunk]
+  Buffer staging;                          // bf16: the chunk in fp32 on the device, cast into p (RNE)
+  if (dtype != DType::F32) staging = be.alloc(size_t(chunk) * sizeof(float), MemCategory::Workspace);
+  for (int64_t first = 0; first < numel; first += chunk) {
+    const int64_t n = std::min(chunk, numel - first);
+    fill(first, n, host.data());
+    char* into = static_cast<char*>(p.data()) + size_t(first) * dtype_size(dtype);
+    if (dtype == DType::F32) {
+      be.upload(host.data(), into, size_t(n) * sizeof(float));
+      continue;
+    }
+    be.upload(host.data(), staging.data(), size_t(n) * sizeof(float));  // stream-ordered after the last cast
+    be.cast(TensorView(staging.data(), DType::F32, {n}, be.device()), TensorView(into, dtype, {n}, be.device()));
+  }
+  return p;  // staging is freed on return, stream-ordered after the last cast
 }
 
 }  // namespace cgrpo

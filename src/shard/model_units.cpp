@@ -29,6 +29,26 @@ void load_flat(ZeroEngine& e, const ParamLayout& layout, const float* flat) {
   for (int u = 0; u < e.num_units(); ++u) e.load_unit(u, flat + layout.units()[size_t(u)].offset);
 }
 
+void load_units(ZeroEngine& e, const ParamLayout& layout, const ParamFill& fill, ZeroEngine* also) {
+  CGRPO_CHECK(also == nullptr || also->num_units() == e.num_units(), "load_units: the engines have ", e.num_units(),
+              " and ", also ? also->num_units() : 0, " units");
+  std::vector<float> values;  // [largest range]: one unit's values at a time
+  for (int u = 0; u < e.num_units(); ++u) {
+    const int64_t base = layout.units()[size_t(u)].offset;
+    ShardRange filled{0, -1};
+    for (ZeroEngine* x : {&e, also}) {
+      if (x == nullptr) continue;
+      const ShardRange r = x->load_range(u);
+      if (r.offset != filled.offset || r.count != filled.count) {  // the reference usually reuses the policy's
+        values.resize(size_t(r.count));
+        if (r.count > 0) fill(base + r.offset, r.count, values.data());
+        filled = r;
+      }
+      x->load_unit_range(u, values.data());
+    }
+  }
+}
+
 void read_flat(ZeroEngine& e, const ParamLayout& layout, float* flat) {
   for (int u = 0; u < e.num_units(); ++u) e.read_unit(u, flat + layout.units()[size_t(u)].offset);
 }

@@ -149,14 +149,24 @@ int64_t ZeroEngine::total_padded() const {
   return n;
 }
 
-void ZeroEngine::load_unit(int u, const float* full) {
+void ZeroEngine::load_unit(int u, const float* full) { load_unit_range(u, full + load_range(u).offset); }
+
+ShardRange ZeroEngine::load_range(int u) const {
+  const Unit& x = units_[u];
+  // bf16 at stages 1-2: the working copy is the full unit (below)
+  if (param_dtype_ != DType::F32 && (stage_ == 1 || stage_ == 2)) return {0, x.numel};
+  const ShardRange r = param_range(u);  // f32: the whole unit or the stage-3 shard; bf16: the master's range
+  return {r.offset, std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset)};
+}
+
+void ZeroEngine::load_unit_range(int u, const float* values) {
   Unit& x = units_[u];
   // fp32 values of this rank's range of the master (f32: the parameters themselves); padding stays exactly zero
-  const ShardRange r = param_range(u);  // f32: the whole unit or the stage-3 shard; bf16: the master's range
+  const ShardRange r = param_range(u), in = load_range(u);
   const int64_t n = std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset);
   Buffer& master = param_dtype_ == DType::F32 ? x.params : x.master;
   zero(master);
-  be_.upload(full + r.offset, master.data(), size_t(n) * 4);
+  if (n > 0) be_.upload(values + (r.offset - in.offset), master.data(), size_t(n) * 4);
   if (param_dtype_ == DType::F32) return;
   // bf16: the working copy from the same fp32 values
   if (stage_ == 0 || stage_ == 3) {  // the working copy covers exactly the master's range
@@ -165,7 +175,7 @@ void ZeroEngine::load_unit(int u, const float* full) {
   }
   // stages 1-2: the working copy is the full unit; cast it from a transient fp32 copy (no communication)
   Buffer tmp = zeroed(x.padded, MemCategory::Workspace);
-  be_.upload(full, tmp.data(), size_t(x.numel) * 4);
+  be_.upload(values, tmp.data(), size_t(x.numel) * 4);
   be_.cast(flat(tmp.as<float>(), x.padded), pview(x.params.data(), x.padded));
   be_.synchronize();  // tmp is freed at scope exit
 }

@@ -6,13 +6,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unistd.h>
 
 #include "cgrpo/core/logging.h"
 #include "cgrpo/core/philox.h"
 #include "cgrpo/comm/factory.h"
 #include "cgrpo/io/checkpoint.h"
-#include "cgrpo/io/safetensors.h"
+#include "cgrpo/io/model_weights.h"
 #include "cgrpo/optim/lr_schedule.h"
 #include "cgrpo/reward/advantages.h"
 #include "cgrpo/reward/reward_options.h"
@@ -175,16 +176,16 @@ void Trainer::init_model() {
   model_->set_compute_dtype(parse_dtype(cfg_.parallel.compute_dtype));
   policy_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, true, be_.get(), param_dtype,
                                          parse_dtype(cfg_.parallel.reduce_dtype));
-  std::vector<float> flat(size_t(layout_->total()));
-  if (!cfg_.model.path.empty())
-    load_model_weights(cfg_.model.path, *layout_, flat.data());
-  else
-    init_params(*layout_, flat.data(), uint64_t(cfg_.run.seed));
-  load_flat(*policy_, *layout_, flat.data());
-  if (cfg_.grpo.beta != 0.0) {  // the reference: a frozen copy of the initial policy, sharded like it (§3.9)
+  if (cfg_.grpo.beta != 0.0)  // the reference: a frozen copy of the initial policy, sharded like it (§3.9)
     ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, false, be_.get(), param_dtype);
-    load_flat(*ref_, *layout_, flat.data());
-  }
+  // Unit by unit, each rank reading or drawing only what it stores (its shard at ZeRO-3), never the whole model
+  std::optional<ModelWeights> weights;
+  if (!cfg_.model.path.empty()) weights.emplace(cfg_.model.path, *layout_);
+  const uint64_t seed = uint64_t(cfg_.run.seed);
+  load_units(*policy_, *layout_, [&](int64_t first, int64_t count, float* out) {
+    if (weights) weights->read(first, count, out);
+    else init_params_range(*layout_, first, count, out, seed);
+  }, ref_.get());
   src_ = std::make_unique<EngineParamSource>(*policy_);
   model_->bind(src_.get(), true);
   codec_ = make_codec(mc_.vocab_size, int32_t(mc_.mask_token_id), int32_t(mc_.eos_token_id), cfg_.model.tokenizer,

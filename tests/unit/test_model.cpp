@@ -225,6 +225,27 @@ TEST_CASE("model: ParamLayout names, units and the DiffuCoder-7B parameter count
   REQUIRE_THROWS_WITH(ModelConfig::preset("13b"), Catch::Contains("unknown model preset '13b'"));
 }
 
+TEST_CASE("model: init_params_range draws exactly init_params' values in any range", "[model]") {
+  const ModelConfig c = ModelConfig::preset("tiny");
+  const ParamLayout lay(c);
+  const int64_t T = lay.total();
+  std::vector<float> whole(static_cast<size_t>(T));
+  init_params(lay, whole.data(), 11, 0.3f);
+  // starts and ends inside tensors (a norm, a bias, a weight), across unit boundaries, empty, the whole model
+  const ParamInfo& bias = *lay.find("model.layers.0.self_attn.q_proj.bias");
+  for (const auto& [first, count] : std::vector<std::pair<int64_t, int64_t>>{
+           {0, T}, {bias.offset - 5, bias.numel + 10}, {lay.units()[1].offset - 1, 2}, {T - 3, 3}, {T / 2, 0},
+           {lay.final_norm() + 1, 7}, {12345, 54321}}) {
+    std::vector<float> got(size_t(count) + 1, -9.0f);
+    init_params_range(lay, first, count, got.data(), 11, 0.3f);
+    INFO("range [" << first << ", " << first + count << ")");
+    REQUIRE(std::memcmp(got.data(), whole.data() + first, size_t(count) * 4) == 0);
+    REQUIRE(got[size_t(count)] == -9.0f);
+  }
+  std::vector<float> two(2);
+  REQUIRE_THROWS_WITH(init_params_range(lay, T - 1, 2, two.data(), 11), Catch::Contains("outside the model's"));
+}
+
 TEST_CASE("model: config.json round trip and clear errors for missing or invalid fields", "[model]") {
   const ModelConfig c = ModelConfig::preset("diffucoder-7b");
   const ModelConfig d = ModelConfig::from_json(c.to_json(), "x.json");

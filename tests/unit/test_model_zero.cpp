@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "cgrpo/backend/cpu_backend.h"
 #include "cgrpo/backend/cuda_context.h"
@@ -117,6 +118,64 @@ TEST_CASE("model through the ZeRO engine: stages 0-3 at 1-4 ranks match the flat
       CHECK(diff < 1e-4);
       for (int r = 1; r < W; ++r) CHECK(out[size_t(r)] == out[0]);
     }
+}
+
+TEST_CASE("load_units: each rank draws only what it stores, and the engines hold what load_flat puts there",
+          "[unit][shard][model]") {
+  const ModelConfig c = ModelConfig::preset("tiny");
+  const ParamLayout layout(c);
+  const int64_t T = layout.total();
+  std::vector<float> init(static_cast<size_t>(T));
+  init_params(layout, init.data(), 7);
+  const auto units = units_from_layout(layout, {"bias", "norm"});
+  for (DType pd : {DType::F32, DType::BF16})
+    for (int W : {1, 2, 3})
+      for (int stage = 0; stage <= 3; ++stage) {
+        INFO(dtype_name(pd) << ", W = " << W << ", stage " << stage);
+        std::vector<int64_t> asked(size_t(W), 0), largest(size_t(W), 0), expected(size_t(W), 0);
+        std::vector<int> same(size_t(W), 1);
+        LocalCommunicator::run(W, [&](Communicator& comm) {
+          const size_t r = size_t(comm.rank());
+          ZeroEngine a(units, comm, stage, kHp, true, nullptr, pd), a_ref(units, comm, stage, kHp, false, nullptr, pd);
+          ZeroEngine b(units, comm, stage, kHp, true, nullptr, pd), b_ref(units, comm, stage, kHp, false, nullptr, pd);
+          load_flat(a, layout, init.data());
+          load_flat(a_ref, layout, init.data());
+          load_units(b, layout, [&](int64_t first, int64_t count, float* out) {
+            asked[r] += count;
+            largest[r] = std::max(largest[r], count);
+            init_params_range(layout, first, count, out, 7);
+          }, &b_ref);
+          for (int u = 0; u < b.num_units(); ++u) expected[r] += b.load_range(u).count;
+          std::vector<float> fa(static_cast<size_t>(T)), fb(static_cast<size_t>(T));
+          for (auto [x, y] : {std::pair{&a, &b}, std::pair{&a_ref, &b_ref}}) {
+            read_flat(*x, layout, fa.data());  // the fp32 master (collective)
+            read_flat(*y, layout, fb.data());
+            same[r] &= fa == fb;
+            for (int u = 0; u < x->num_units(); ++u) {  // the working copy in the parameter dtype
+              x->acquire(u);
+              y->acquire(u);
+              same[r] &= std::memcmp(x->param_data(u), y->param_data(u),
+                                     size_t(x->unit_padded(u)) * dtype_size(pd)) == 0;
+              x->release(u);
+              y->release(u);
+            }
+          }
+        });
+        int64_t all = 0;
+        for (int r = 0; r < W; ++r) {
+          CHECK(same[size_t(r)] == 1);
+          CHECK(asked[size_t(r)] == expected[size_t(r)]);  // the reference engine reuses the policy's values
+          all += asked[size_t(r)];
+        }
+        if (stage < 3) {
+          CHECK(all == int64_t(W) * T);  // every rank holds every unit (bf16 at stages 1-2: the working copy)
+        } else {
+          CHECK(all == T);  // the shards: each value drawn by exactly one rank, at most ceil(unit / W) at a time
+          int64_t max_unit = 0;
+          for (const ParamUnit& u : layout.units()) max_unit = std::max(max_unit, u.numel);
+          for (int r = 0; r < W; ++r) CHECK(largest[size_t(r)] <= (max_unit + W - 1) / W);
+        }
+      }
 }
 
 TEST_CASE("zero overlap: deferred reduce-scatters and ZeRO-3 prefetches give the same bits and bytes", "[unit][shard][model]") {

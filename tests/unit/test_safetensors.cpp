@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "cgrpo/io/model_weights.h"
 #include "cgrpo/io/safetensors.h"
 #include "cgrpo/model/dream_model.h"
 
@@ -76,6 +77,39 @@ TEST_CASE("safetensors: f32 single-file save -> load -> save is bit-identical", 
   SafetensorsFile st(d / "a/model.safetensors");
   REQUIRE(st.tensors().size() == ParamLayout(c).params().size());
   REQUIRE(st.metadata().at("format") == "pt");
+}
+
+TEST_CASE("ModelWeights: any range of the flat layout reads what the whole load puts there", "[unit][io]") {
+  // Ranges that start and end inside tensors, cross tensor, unit and shard-file boundaries, and are empty;
+  // single file f32 and sharded bf16. The ranges a rank reads at ZeRO-3 are exactly such slices.
+  TempDir d("range");
+  const ModelConfig c = cfg_layers(3);
+  const ParamLayout lay(c);
+  const auto p = init(c);
+  save_model(d / "f32", c, p.data(), DType::F32);
+  save_model(d / "bf16", c, p.data(), DType::BF16, 1024);
+  for (const char* dir : {"f32", "bf16"}) {
+    std::vector<float> whole(p.size());
+    load_model_weights(d / dir, lay, whole.data());
+    const ModelWeights w(d / dir, lay);
+    const int64_t T = lay.total();
+    for (const auto& [first, count] : std::vector<std::pair<int64_t, int64_t>>{
+             {0, T}, {0, 1}, {T - 1, 1}, {5, 0}, {7, 301}, {lay.units()[1].offset - 3, 17}, {T / 3, T / 3}}) {
+      std::vector<float> got(size_t(count) + 1, -7.0f);  // one guard element past the range
+      w.read(first, count, got.data());
+      REQUIRE(std::memcmp(got.data(), whole.data() + first, size_t(count) * 4) == 0);
+      REQUIRE(got[size_t(count)] == -7.0f);
+    }
+    std::vector<float> one(2);
+    REQUIRE_THROWS_WITH(w.read(T - 1, 2, one.data()), Catch::Contains("outside the model's"));
+  }
+  // a tensor's own sub-range, and one past its end
+  SafetensorsFile st(d / "f32/model.safetensors");
+  const SafetensorsTensor& t = *st.find("model.embed_tokens.weight");
+  std::vector<float> part(5);
+  st.read_f32(t, part.data(), 100, 5);
+  REQUIRE(std::memcmp(part.data(), p.data() + lay.embed() + 100, 20) == 0);
+  REQUIRE_THROWS_WITH(st.read_f32(t, part.data(), t.numel - 2, 5), Catch::Contains("outside tensor model.embed_tokens.weight"));
 }
 
 TEST_CASE("safetensors: bf16 sharded save with index.json, load -> save -> load is bit-identical", "[unit][io]") {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "cgrpo/core/buffer.h"
 #include "cgrpo/core/dtype.h"
@@ -53,5 +54,7 @@ struct TensorView {
   // Flat view of a contiguous range [offset, offset + count) of a contiguous tensor.
   TensorView slice_flat(int64_t offset, int64_t count) const;
 };
+
+std::string shape_str(const std::vector<int64_t>& shape);  // "[2,3,4]"
 
 }  // namespace cgrpo

@@ -33,8 +33,9 @@ class SafetensorsFile {
   const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const SafetensorsTensor* find(const std::string& name) const;
-  // Reads t converted to fp32 into dst [t.numel].
-  void read_f32(const SafetensorsTensor& t, float* dst) const;
+  // Reads elements [first, first + count) of t (row-major; count < 0: to the end) converted to fp32 into
+  // dst [count]: a rank reads only the part of a tensor it stores.
+  void read_f32(const SafetensorsTensor& t, float* dst, int64_t first = 0, int64_t count = -1) const;
 
  private:
   std::string path_;
@@ -64,9 +65,5 @@ struct ModelTensorEntry {
   SafetensorsTensor tensor;
 };
 std::vector<ModelTensorEntry> list_model_tensors(const std::string& dir);
-
-// Loads the weights in dir into params [layout.total()]: every tensor of the layout must be present with its
-// shape, and no file may hold a tensor the layout lacks (rotary_emb.inv_freq buffers excepted).
-void load_model_weights(const std::string& dir, const ParamLayout& layout, float* params);
 
 }  // namespace cgrpo

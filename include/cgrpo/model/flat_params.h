@@ -32,5 +32,8 @@ class FlatParams final : public ParamSource {
 
 // [numel] parameters in `dtype` (f32 or bf16) in the backend's memory, from fp32 host values.
 Buffer upload_params(Backend& be, const float* host, int64_t numel, DType dtype);
+// The same, filled chunk by chunk from fill (init_params_range, ModelWeights::read): host and device staging are
+// one chunk (64 MiB of fp32), not the model.
+Buffer upload_params(Backend& be, int64_t numel, DType dtype, const ParamFill& fill);
 
 }  // namespace cgrpo

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ struct ParamUnit {
 struct LayerOffsets {
   int64_t ln_in, w_qkv, b_qkv, w_o, ln_post, w_gate_up, w_down;
 };
+
+// Writes the flat layout's parameter values [first, first + count) to out[0, count), in fp32: a source of
+// initial weights (init_params_range, ModelWeights::read) that a rank asks only for the ranges it stores.
+using ParamFill = std::function<void(int64_t first, int64_t count, float* out)>;
 
 class ParamLayout {
  public:

@@ -34,6 +34,10 @@ class EngineParamSource final : public ParamSource {
 
 // Copies a flat ParamLayout buffer into the engine (every rank passes the same values) and back out.
 void load_flat(ZeroEngine& e, const ParamLayout& layout, const float* flat);
+// Fills every unit of e, and of `also` (nullptr, or an engine over the same units, e.g. the frozen reference),
+// from fill one unit at a time, asking only for the values this rank stores (ZeroEngine::load_range: its
+// stage-3 shard, else the unit): host memory is one unit's range, not the model. Not collective.
+void load_units(ZeroEngine& e, const ParamLayout& layout, const ParamFill& fill, ZeroEngine* also = nullptr);
 // read_flat: collective at stage 3 (f32) and at stages 1-3 with bf16 parameters (gathers the fp32 master).
 void read_flat(ZeroEngine& e, const ParamLayout& layout, float* flat);
 

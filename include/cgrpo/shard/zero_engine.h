@@ -120,6 +120,11 @@ class ZeroEngine {
   // Initialise unit u from its full logical values (host memory, identical on every rank). Not collective.
   // bf16: fills the master (its range) and the working copy (RNE cast of the same fp32 values).
   void load_unit(int u, const float* full);
+  // The part of unit u's logical values load_unit reads on this rank (unit coordinates, clipped to the logical
+  // size): the stage-3 shard, the master's range with bf16 parameters, else the whole unit. load_unit_range
+  // takes exactly those values ([load_range(u).count]), so a rank need not hold the rest.
+  ShardRange load_range(int u) const;
+  void load_unit_range(int u, const float* values);
   // Full logical fp32 values of unit u on every rank, into host memory. Collective at stage 3; with param dtype
   // bf16 collective at stages 1-3 (all-gathers the fp32 master shards): call it on every rank.
   void read_unit(int u, float* full);
