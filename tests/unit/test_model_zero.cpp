@@ -11,6 +11,7 @@
 #include "cgrpo/model/dream_model.h"
 #include "cgrpo/shard/model_units.h"
 #include "cgrpo/train/memory_plan.h"
+#include "cgrpo/train/model_denoiser.h"
 
 using namespace cgrpo;
 
@@ -213,6 +214,50 @@ TEST_CASE("zero overlap: deferred reduce-scatters and ZeRO-3 prefetches give the
     CHECK(sent[1] == sent[0]);
     CHECK(out[0] != init);
   }
+}
+
+TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout parameters as the engines allocate them",
+          "[unit][shard][model]") {
+  const ModelConfig c = ModelConfig::preset("tiny");
+  const ParamLayout layout(c);
+  const auto units = units_from_layout(layout, {"bias", "norm"});
+  constexpr int W = 2;
+  for (const char* pdt : {"f32", "bf16"})
+    for (int stage = 0; stage <= 3; ++stage) {
+      const Config cfg = Config::load("", {"--parallel.param_dtype", pdt});
+      const MemoryPlan plan = plan_run(cfg, c, W, stage, "grpo");
+      INFO(pdt << ", stage " << stage);
+      CHECK(plan.ref_bytes > 0);
+      CHECK((plan.rollout_pinned_bytes > 0) == (stage == 3));
+      CHECK(plan_run(Config::load("", {"--grpo.beta", "0"}), c, W, stage, "grpo").ref_bytes == 0);
+      CHECK(plan_run(cfg, c, W, stage, "sft").ref_bytes == 0);
+      int64_t ref_grew = 0, pinned_grew = 0;  // summed over the W ranks (threads of this process)
+      LocalCommunicator::run(W, [&](Communicator& comm) {
+        auto live = [] {
+          const MemoryStats m = memory_stats();
+          int64_t b = 0;
+          for (int64_t x : m.live_bytes[0]) b += x;  // host memory, every category
+          return b;
+        };
+        ZeroEngine policy(units, comm, stage, kHp, true, nullptr, parse_dtype(pdt));
+        comm.barrier();
+        const int64_t before = live();
+        comm.barrier();
+        ZeroEngine ref(units, comm, stage, kHp, false, nullptr, parse_dtype(pdt));  // as Trainer::init_model
+        comm.barrier();
+        const int64_t with_ref = live();
+        comm.barrier();
+        {
+          PinnedSource pinned(policy);  // the rollout's "once" gather
+          comm.barrier();
+          if (comm.rank() == 0) pinned_grew = live() - with_ref;
+          comm.barrier();
+        }
+        if (comm.rank() == 0) ref_grew = with_ref - before;
+      });
+      CHECK(ref_grew == W * plan.ref_bytes);
+      CHECK(pinned_grew == (stage == 3 ? W * plan.rollout_pinned_bytes : 0));
+    }
 }
 
 TEST_CASE("plan: the tiny model's predicted bytes match what a training step allocates (within 10%)", "[unit][shard][model]") {
