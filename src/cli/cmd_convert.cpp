@@ -3,6 +3,7 @@
 //           the checkpoint's parameters (or its reference model's, --ref) as safetensors + config.json;
 //   import: mpirun -n 1 cgrpo convert --from HF_DIR --to CKPT_DIR
 //           a fresh step-0 checkpoint (zero AdamW moments) whose config points at HF_DIR.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -31,15 +32,26 @@ int export_hf(const std::string& from, const std::string& to, const std::string&
     CGRPO_CHECK(d.checksum_ok, "checkpoint ", from, ": checksum mismatch in ", d.name, hint("refusing to export damaged data"));
   const ModelConfig mc = checkpoint_model(info.meta, from);
   const ParamLayout layout(mc);
-  std::vector<float> flat(size_t(layout.total()));
   const std::string group = ref ? "/ref/params/" : "/params/";
-  for (const ParamInfo& p : layout.params()) {
-    const std::vector<float> v = read_checkpoint_dataset(from, group + p.name);
-    CGRPO_CHECK(int64_t(v.size()) == p.numel, "checkpoint ", from, ": ", group, p.name, " has ", v.size(),
-                " elements, the model expects ", p.numel);
-    std::copy(v.begin(), v.end(), flat.begin() + p.offset);
-  }
-  save_model(to, mc, flat.data(), parse_dtype(dtype), uint64_t(shard_mb * 1048576.0));
+  // save_model asks for the values tensor by tensor, chunk by chunk: one dataset is held at a time (the largest,
+  // the [V, H] embedding, 2.2 GB for DiffuCoder-7B), not the model (30 GB)
+  size_t held = layout.params().size();
+  std::vector<float> values;
+  auto fill = [&](int64_t first, int64_t count, float* out) {
+    for (size_t i = 0; i < layout.params().size(); ++i) {  // each tensor's overlap [lo, hi) with the range
+      const ParamInfo& p = layout.params()[i];
+      const int64_t lo = std::max(first, p.offset), hi = std::min(first + count, p.offset + p.numel);
+      if (lo >= hi) continue;
+      if (held != i) {
+        values = read_checkpoint_dataset(from, group + p.name);
+        CGRPO_CHECK(int64_t(values.size()) == p.numel, "checkpoint ", from, ": ", group, p.name, " has ",
+                    values.size(), " elements, the model expects ", p.numel);
+        held = i;
+      }
+      std::copy(values.begin() + (lo - p.offset), values.begin() + (hi - p.offset), out + (lo - first));
+    }
+  };
+  save_model(to, mc, fill, parse_dtype(dtype), uint64_t(shard_mb * 1048576.0));
   std::printf("exported %s (%s step %lld) to %s as %s: %lld parameters\n", from.c_str(), info.meta.phase.c_str(),
               (long long)info.meta.step, to.c_str(), dtype.c_str(), (long long)layout.total());
   return 0;

@@ -4,7 +4,6 @@
 #include <iostream>
 
 #include "cgrpo/cli/commands.h"
-#include "cgrpo/core/buffer.h"
 #include "cgrpo/core/error.h"
 #include "cgrpo/io/safetensors.h"
 #include "cgrpo/model/dream_model.h"
@@ -47,10 +46,10 @@ int cmd_init(int argc, char** argv) {
               (long long)cfg.num_key_value_heads, (long long)cfg.intermediate_size, (long long)cfg.vocab_size);
   std::printf("parameters: %lld (%.3f GB as %s)\n", (long long)layout.total(), bytes / 1e9, dtype_name(dtype));
   if (dry) return 0;
-  Buffer params(static_cast<size_t>(layout.total()) * sizeof(float), Device::CPU, MemCategory::Params);
-  init_params(layout, params.as<float>(), seed, std_dev);
   const uint64_t shard = bytes > 4e9 ? 4000000000ull : 0;  // HF-style ~4 GB shards for big models
-  save_model(out, cfg, params.as<float>(), dtype, shard);
+  save_model(out, cfg, [&](int64_t first, int64_t count, float* values) {  // drawn chunk by chunk as written
+    init_params_range(layout, first, count, values, seed, std_dev);
+  }, dtype, shard);
   std::printf("wrote %s\n", out.c_str());
   return 0;
 }

@@ -140,8 +140,8 @@ void SafetensorsFile::read_f32(const SafetensorsTensor& t, float* dst, int64_t f
   }
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors, DType dtype,
-                       const std::map<std::string, std::string>& metadata) {
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors, const ParamFill& fill,
+                       DType dtype, const std::map<std::string, std::string>& metadata) {
   ojson h = ojson::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
@@ -160,15 +160,17 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     unsigned char lenb[8];
     for (int i = 0; i < 8; ++i) lenb[i] = static_cast<unsigned char>(uint64_t(header.size()) >> (8 * i));
     bool ok = std::fwrite(lenb, 1, 8, f.get()) == 8 && std::fwrite(header.data(), 1, header.size(), f.get()) == header.size();
+    std::vector<float> f32(kChunkElems);  // [chunk]
     std::vector<unsigned char> buf(dtype == DType::F32 ? 0 : kChunkElems * dtype_size(dtype));
     for (const auto& t : tensors) {
       int64_t numel = 1;
       for (int64_t d : t.shape) numel *= d;
       for (size_t done = 0; ok && done < size_t(numel);) {
         const size_t n = std::min<size_t>(size_t(numel) - done, kChunkElems);
-        const void* src = t.data + done;
+        fill(t.offset + int64_t(done), int64_t(n), f32.data());
+        const void* src = f32.data();
         if (dtype != DType::F32) {
-          convert(t.data + done, DType::F32, buf.data(), dtype, n);
+          convert(f32.data(), DType::F32, buf.data(), dtype, n);
           src = buf.data();
         }
         ok = std::fwrite(src, dtype_size(dtype), n, f.get()) == n;
@@ -185,6 +187,12 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
 
 void save_model(const std::string& dir, const ModelConfig& cfg, const float* params, DType dtype,
                 uint64_t max_shard_bytes) {
+  save_model(dir, cfg, [params](int64_t first, int64_t count, float* out) { std::copy_n(params + first, count, out); },
+             dtype, max_shard_bytes);
+}
+
+void save_model(const std::string& dir, const ModelConfig& cfg, const ParamFill& fill, DType dtype,
+                uint64_t max_shard_bytes) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   CGRPO_CHECK(!ec, "cannot create directory ", dir, ": ", ec.message());
@@ -198,19 +206,19 @@ void save_model(const std::string& dir, const ModelConfig& cfg, const float* par
       shards.emplace_back();
       in_shard = 0;
     }
-    shards.back().push_back({p.name, p.shape, params + p.offset});
+    shards.back().push_back({p.name, p.shape, p.offset});
     in_shard += bytes;
     total += bytes;
   }
   if (max_shard_bytes == 0) {
-    write_safetensors((fs::path(dir) / "model.safetensors").string(), shards[0], dtype);
+    write_safetensors((fs::path(dir) / "model.safetensors").string(), shards[0], fill, dtype);
     return;
   }
   ojson index = {{"metadata", {{"total_size", total}}}, {"weight_map", ojson::object()}};
   for (size_t s = 0; s < shards.size(); ++s) {
     char name[64];
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-    write_safetensors((fs::path(dir) / name).string(), shards[s], dtype);
+    write_safetensors((fs::path(dir) / name).string(), shards[s], fill, dtype);
     for (const auto& t : shards[s]) index["weight_map"][t.name] = name;
   }
   std::ofstream f(fs::path(dir) / "model.safetensors.index.json");

@@ -112,6 +112,35 @@ TEST_CASE("ModelWeights: any range of the flat layout reads what the whole load 
   REQUIRE_THROWS_WITH(st.read_f32(t, part.data(), t.numel - 2, 5), Catch::Contains("outside tensor model.embed_tokens.weight"));
 }
 
+TEST_CASE("safetensors: save_model from a ParamFill writes the bytes the flat buffer writes", "[unit][io]") {
+  // cgrpo init draws and convert reads a checkpoint chunk by chunk through this path; the files must not differ
+  TempDir d("fill");
+  const ModelConfig c = cfg_layers(3);
+  const ParamLayout lay(c);
+  const auto p = init(c);  // init_params(seed 3, std 0.5)
+  int64_t asked = 0, largest = 0;
+  const ParamFill fill = [&](int64_t first, int64_t count, float* out) {
+    asked += count;
+    largest = std::max(largest, count);
+    init_params_range(lay, first, count, out, 3, 0.5f);
+  };
+  for (DType dt : {DType::F32, DType::BF16}) {
+    for (uint64_t shard : {uint64_t(0), uint64_t(1024)}) {
+      asked = 0;
+      fs::remove_all(d.path / "flat");
+      fs::remove_all(d.path / "fill");
+      save_model(d / "flat", c, p.data(), dt, shard);
+      save_model(d / "fill", c, fill, dt, shard);
+      REQUIRE(asked == lay.total());  // every value once
+      for (const auto& e : fs::directory_iterator(d.path / "flat"))
+        REQUIRE(bytes_of(e.path().string()) == bytes_of((d.path / "fill" / e.path().filename()).string()));
+    }
+  }
+  int64_t max_tensor = 0;
+  for (const ParamInfo& q : lay.params()) max_tensor = std::max(max_tensor, q.numel);
+  REQUIRE(largest == max_tensor);  // chunks stay inside one tensor (16 MiB chunks; these tensors are smaller)
+}
+
 TEST_CASE("safetensors: bf16 sharded save with index.json, load -> save -> load is bit-identical", "[unit][io]") {
   TempDir d("bf16");
   const ModelConfig c = cfg_layers(3);

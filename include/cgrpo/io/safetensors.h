@@ -47,15 +47,19 @@ class SafetensorsFile {
 struct TensorToWrite {
   std::string name;
   std::vector<int64_t> shape;
-  const float* data;  // fp32, converted to the file dtype on write
+  int64_t offset = 0;  // its first element in the fill's flat coordinates
 };
-// Writes one safetensors file with the tensors in the given order, all stored as `dtype`.
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors, DType dtype,
-                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+// Writes one safetensors file (via path.tmp and a rename) with the tensors in the given order, all stored as
+// `dtype`; the fp32 values come from fill chunk by chunk (16 MiB), so the model need not be in memory.
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors, const ParamFill& fill,
+                       DType dtype, const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
-// Writes config.json and the weights of a flat parameter buffer (ParamLayout of cfg) into dir (created if
-// missing). max_shard_bytes = 0: one model.safetensors; otherwise shards of at most that many bytes (a tensor
-// larger than that gets a shard of its own) plus model.safetensors.index.json.
+// Writes config.json and the weights (ParamLayout of cfg; a flat fp32 buffer, or any ParamFill such as
+// init_params_range or a checkpoint reader) into dir (created if missing). max_shard_bytes = 0: one
+// model.safetensors; otherwise shards of at most that many bytes (a tensor larger than that gets a shard of its
+// own) plus model.safetensors.index.json.
+void save_model(const std::string& dir, const ModelConfig& cfg, const ParamFill& fill, DType dtype,
+                uint64_t max_shard_bytes = 0);
 void save_model(const std::string& dir, const ModelConfig& cfg, const float* params, DType dtype,
                 uint64_t max_shard_bytes = 0);
 
