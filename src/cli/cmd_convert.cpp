@@ -38,10 +38,7 @@ int export_hf(const std::string& from, const std::string& to, const std::string&
   size_t held = layout.params().size();
   std::vector<float> values;
   auto fill = [&](int64_t first, int64_t count, float* out) {
-    for (size_t i = 0; i < layout.params().size(); ++i) {  // each tensor's overlap [lo, hi) with the range
-      const ParamInfo& p = layout.params()[i];
-      const int64_t lo = std::max(first, p.offset), hi = std::min(first + count, p.offset + p.numel);
-      if (lo >= hi) continue;
+    layout.for_each_in_range(first, count, [&](size_t i, const ParamInfo& p, int64_t lo, int64_t hi) {
       if (held != i) {
         values = read_checkpoint_dataset(from, group + p.name);
         CGRPO_CHECK(int64_t(values.size()) == p.numel, "checkpoint ", from, ": ", group, p.name, " has ",
@@ -49,7 +46,7 @@ int export_hf(const std::string& from, const std::string& to, const std::string&
         held = i;
       }
       std::copy(values.begin() + (lo - p.offset), values.begin() + (hi - p.offset), out + (lo - first));
-    }
+    });
   };
   save_model(to, mc, fill, parse_dtype(dtype), uint64_t(shard_mb * 1048576.0));
   std::printf("exported %s (%s step %lld) to %s as %s: %lld parameters\n", from.c_str(), info.meta.phase.c_str(),

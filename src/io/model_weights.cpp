@@ -33,15 +33,12 @@ ModelWeights::ModelWeights(const std::string& dir, const ParamLayout& layout)
 void ModelWeights::read(int64_t first, int64_t count, float* out) const {
   CGRPO_CHECK(first >= 0 && count >= 0 && first + count <= layout_.total(), "ModelWeights::read: range [", first,
               ", ", first + count, ") is outside the model's ", layout_.total(), " parameters");
-  for (size_t i = 0; i < layout_.params().size(); ++i) {  // each tensor's overlap with [first, first + count)
-    const ParamInfo& p = layout_.params()[i];
-    const int64_t lo = std::max(first, p.offset), hi = std::min(first + count, p.offset + p.numel);
-    if (lo >= hi) continue;
+  layout_.for_each_in_range(first, count, [&](size_t i, const ParamInfo& p, int64_t lo, int64_t hi) {
     const ModelTensorEntry& e = *of_param_[i];
     auto& f = open_[e.file];
     if (!f) f = std::make_unique<SafetensorsFile>(e.file);
     f->read_f32(e.tensor, out + (lo - first), lo - p.offset, hi - lo);
-  }
+  });
 }
 
 void load_model_weights(const std::string& dir, const ParamLayout& layout, float* params) {

@@ -31,10 +31,7 @@ void init_params(const ParamLayout& layout, float* params, uint64_t seed, float 
 void init_params_range(const ParamLayout& layout, int64_t first, int64_t count, float* out, uint64_t seed, float std) {
   CGRPO_CHECK(first >= 0 && count >= 0 && first + count <= layout.total(), "init_params_range: [", first, ", ",
               first + count, ") is outside the model's ", layout.total(), " parameters");
-  for (size_t i = 0; i < layout.params().size(); ++i) {  // each tensor's overlap [lo, hi) with the range
-    const ParamInfo& p = layout.params()[i];
-    const int64_t lo = std::max(first, p.offset), hi = std::min(first + count, p.offset + p.numel);
-    if (lo >= hi) continue;
+  layout.for_each_in_range(first, count, [&](size_t i, const ParamInfo& p, int64_t lo, int64_t hi) {
     float* d = out + (lo - first);
     if (p.kind == ParamKind::Norm || p.kind == ParamKind::QkvBias) {
       std::fill(d, d + (hi - lo), p.kind == ParamKind::Norm ? 1.0f : 0.0f);
@@ -42,7 +39,7 @@ void init_params_range(const ParamLayout& layout, int64_t first, int64_t count, 
       RngStream(seed, RngPurpose::Init, 0, static_cast<uint32_t>(i))
           .fill_normal(d, hi - lo, 0.0f, std, uint64_t(lo - p.offset));
     }
-  }
+  });
 }
 
 DreamModel::DreamModel(const ModelConfig& cfg, Backend& backend) : cfg_(cfg), layout_(cfg), be_(backend) {

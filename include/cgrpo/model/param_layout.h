@@ -52,6 +52,17 @@ class ParamLayout {
   const std::vector<ParamUnit>& units() const { return units_; }
   int64_t total() const { return total_; }
   const ParamInfo* find(const std::string& name) const;  // nullptr when absent
+  // f(i, params()[i], lo, hi) for every tensor overlapping the flat range [first, first + count), [lo, hi) being
+  // the overlap in flat coordinates: how a ParamFill visits the tensors of the range it is asked for.
+  template <class F>
+  void for_each_in_range(int64_t first, int64_t count, F&& f) const {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const ParamInfo& p = params_[i];
+      const int64_t lo = first > p.offset ? first : p.offset;
+      const int64_t hi = first + count < p.offset + p.numel ? first + count : p.offset + p.numel;
+      if (lo < hi) f(i, p, lo, hi);
+    }
+  }
 
   int64_t embed() const { return embed_; }            // [V, H]
   int64_t final_norm() const { return final_norm_; }  // [H]
