@@ -39,6 +39,12 @@ SamplerConfig SamplerConfig::from_rollout(const RolloutSection& r, int32_t mask_
   return c;
 }
 
+SamplerConfig SamplerConfig::grpo_rollout(const RolloutSection& r, int32_t mask_id, int32_t pad_id, uint64_t seed) {
+  SamplerConfig c = from_rollout(r, mask_id, pad_id, seed);
+  if (c.temperature == 0.0f) c.top_p = 1.0f;
+  return c;
+}
+
 int64_t SamplerConfig::resolved_steps() const {
   return tokens_per_step > 0 ? max_new_tokens / tokens_per_step : steps;
 }

@@ -429,7 +429,7 @@ Trainer::Rollout Trainer::rollout_round(int64_t round, PhaseTimes& phases) {
   r.P = r.canvas.prompt_len;
   {
     ScopedPhase ph(phases, "rollout");
-    SamplerConfig sc = SamplerConfig::from_rollout(cfg_.rollout, codec_->mask_id, codec_->pad_id, uint64_t(cfg_.run.seed));
+    SamplerConfig sc = SamplerConfig::grpo_rollout(cfg_.rollout, codec_->mask_id, codec_->pad_id, uint64_t(cfg_.run.seed));
     sc.lockstep = policy_->stage() == 3;  // per-unit gathers in every forward (and "once" pins collectively)
     Sampler sampler(sc);
     std::unique_ptr<PinnedSource> pinned;  // ZeRO-3 "once": every unit gathered for the whole rollout

@@ -149,6 +149,12 @@ TEST_CASE("rollout: config from the rollout section and every bad parameter", "[
   CHECK(ok.steps == 256);
   CHECK(ok.top_p == 0.95f);
   CHECK(ok.seed == 7);
+  // GRPO rollouts: top_p as configured when sampling, off when greedy (spec §2.6); generate keeps it
+  CHECK(SamplerConfig::grpo_rollout(r, 151666, 151643, 7).top_p == 0.95f);
+  r.temperature = 0.0;
+  CHECK(SamplerConfig::grpo_rollout(r, 151666, 151643, 7).top_p == 1.0f);
+  CHECK(SamplerConfig::from_rollout(r, 151666, 151643, 7).top_p == 0.95f);
+  r.temperature = 1.0;
   r.alg = "maskgit";
   REQUIRE_THROWS_WITH(SamplerConfig::from_rollout(r, 151666, 151643, 7),
                       Contains("unknown alg 'maskgit'") && Contains("maskgit_plus"));

@@ -33,6 +33,11 @@ struct SamplerConfig {
   bool lockstep = false;
 
   static SamplerConfig from_rollout(const RolloutSection& r, int32_t mask_id, int32_t pad_id, uint64_t seed);
+  // GRPO's rollouts: as from_rollout, but greedy (temperature 0) turns the nucleus filter off, as the reference's
+  // trainer passes top_p = args.top_p if generation_temperature > 0 else 1.0 (spec §2.6): the entropy and
+  // margin confidences then see the whole distribution. `cgrpo generate` keeps the configured top_p, as
+  // diffusion_generate does.
+  static SamplerConfig grpo_rollout(const RolloutSection& r, int32_t mask_id, int32_t pad_id, uint64_t seed);
   int64_t resolved_steps() const;  // tokens_per_step > 0 ? max_new_tokens / tokens_per_step : steps
   void validate() const;           // fatal with the offending value and a hint
 };
