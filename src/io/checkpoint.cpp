@@ -504,6 +504,11 @@ CheckpointMeta load_checkpoint(const std::string& path, ZeroEngine& policy, Zero
   return meta;
 }
 
+bool resume_will_load(const std::string& dir, const std::string& resume) {
+  if (resume == "none" || resume.empty()) return false;
+  return resume != "auto" || !list_complete(dir).empty();
+}
+
 std::string resolve_resume(const std::string& dir, const std::string& resume, ZeroEngine& policy, ZeroEngine* ref,
                            CheckpointMeta* loaded) {
   if (resume == "none" || resume.empty()) return "";

@@ -178,14 +178,19 @@ void Trainer::init_model() {
                                          parse_dtype(cfg_.parallel.reduce_dtype));
   if (cfg_.grpo.beta != 0.0)  // the reference: a frozen copy of the initial policy, sharded like it (§3.9)
     ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, false, be_.get(), param_dtype);
-  // Unit by unit, each rank reading or drawing only what it stores (its shard at ZeRO-3), never the whole model
-  std::optional<ModelWeights> weights;
-  if (!cfg_.model.path.empty()) weights.emplace(cfg_.model.path, *layout_);
-  const uint64_t seed = uint64_t(cfg_.run.seed);
-  load_units(*policy_, *layout_, [&](int64_t first, int64_t count, float* out) {
-    if (weights) weights->read(first, count, out);
-    else init_params_range(*layout_, first, count, out, seed);
-  }, ref_.get());
+  // Unit by unit, each rank reading or drawing only what it stores (its shard at ZeRO-3), never the whole model;
+  // nothing when resume() will overwrite it all (or fail)
+  if (resume_will_load(ckpt_dir_, cfg_.checkpoint.resume)) {
+    if (rank_ == 0) CGRPO_LOG(info) << "initial weights: not loaded, the run resumes from a checkpoint";
+  } else {
+    std::optional<ModelWeights> weights;
+    if (!cfg_.model.path.empty()) weights.emplace(cfg_.model.path, *layout_);
+    const uint64_t seed = uint64_t(cfg_.run.seed);
+    load_units(*policy_, *layout_, [&](int64_t first, int64_t count, float* out) {
+      if (weights) weights->read(first, count, out);
+      else init_params_range(*layout_, first, count, out, seed);
+    }, ref_.get());
+  }
   src_ = std::make_unique<EngineParamSource>(*policy_);
   model_->bind(src_.get(), true);
   codec_ = make_codec(mc_.vocab_size, int32_t(mc_.mask_token_id), int32_t(mc_.eos_token_id), cfg_.model.tokenizer,

@@ -169,9 +169,20 @@ TEST_CASE("mpi checkpoint: damaged checkpoints are refused, auto falls back to t
       fs::resize_file(newer, 100);
     }
     g_world->barrier();
+    CHECK(resume_will_load(dir, "auto"));  // the trainer skips its initial weights: this load ends the run
     REQUIRE_THROWS_WITH(resolve_resume(dir, "auto", b, nullptr), Catch::Contains("none of the 2 checkpoints"));
   }
-  CHECK(resolve_resume(fresh_dir("empty"), "auto", b, nullptr) == "");
+  // the trainer loads its initial weights exactly when resolve_resume loads nothing
+  CHECK(resume_will_load(dir, "auto"));
+  CHECK(resume_will_load(fresh_dir("empty"), good));
+  CHECK_FALSE(resume_will_load(dir, "none"));
+  CHECK_FALSE(resume_will_load(dir, ""));
+  const std::string empty = fresh_dir("empty");
+  if (g_world->rank() == 0) std::ofstream(empty + "/step_00000003.h5.tmp") << "partial";  // not a checkpoint
+  g_world->barrier();
+  CHECK_FALSE(resume_will_load(empty, "auto"));
+  CHECK_FALSE(resume_will_load(empty + "/missing", "auto"));
+  CHECK(resolve_resume(empty, "auto", b, nullptr) == "");
   set_fatal_mode(FatalMode::Abort);
 }
 

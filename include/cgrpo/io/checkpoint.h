@@ -66,6 +66,11 @@ BestCheckpoint read_best_checkpoint(const std::string& dir);
 // Fatal with a clear message on any problem.
 CheckpointMeta load_checkpoint(const std::string& path, ZeroEngine& policy, ZeroEngine* ref);
 
+// Whether resolve_resume(dir, resume, ...) will load a checkpoint or end the run trying (an explicit path; "auto"
+// with checkpoint files under dir): either way the engines' initial values are overwritten or never used, so the
+// trainer skips loading its initial weights (at a requeue, every rank re-read the HF model before). Not collective.
+bool resume_will_load(const std::string& dir, const std::string& resume);
+
 // Collective. "auto": the newest complete checkpoint under dir that verifies; a damaged one is skipped with a
 // warning. Returns "" when there is none. Any other value is returned as is. *loaded (if given) receives the
 // metadata of the checkpoint that was loaded.
