@@ -5,7 +5,8 @@
 #   OUT_DIR: summary.txt (each step's exit status, wall seconds and its key lines) and all.log (every step's whole
 #            output, one after another): two files, so a device lease's output folder takes them both.
 # Steps, in the order of the README's GPU table: selfcheck --gpu (numerics against the CPU), the GPU tests, the
-# end-to-end gpu_train (SFT, GRPO, resume, bf16 on CUDA against the CPU),
+# tensor-core attention tests under compute-sanitizer memcheck (when the node has it; its own limit,
+# CGRPO_REPORT_SANITIZER_S, default 180 s: the kernels run 10-100x slower there), the end-to-end gpu_train (SFT, GRPO, resume, bf16 on CUDA against the CPU),
 # GEMM against cuBLASLt's best, attention TFLOP/s, training-step MFU on the 1b preset (bf16, then TF32), generation
 # tokens/s at batch 1-16 (bf16, fp32), and NCCL bus bandwidth when mpirun and two or more GPUs are there. A step
 # that needs a GPU and finds none exits 77 and is listed as skipped; every step runs under a time limit
@@ -47,6 +48,16 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 step selfcheck 'rank|selfcheck' "$cgrpo" selfcheck --gpu
 step gpu_tests 'device 0|test cases|assertions|FAILED|SKIP' "$tests"
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [[ -x $sanitizer ]]; then
+  limit_before=$limit
+  limit=${CGRPO_REPORT_SANITIZER_S:-180}
+  step memcheck_tc 'ERROR SUMMARY|Invalid|test cases|assertions|FAILED' \
+    "$sanitizer" --tool memcheck --error-exitcode 1 "$tests" '[tc]'
+  limit=$limit_before
+else
+  echo "== memcheck_tc: skipped (no compute-sanitizer)" | tee -a "$summary"
+fi
 step gpu_train '^[A-D]:|step|PASS|FAIL' "$root/tests/e2e/gpu_train.sh" "$cgrpo" "$root" "$tests"
 step gemm_best 'TF|tf|%|SKIP' "$(find_bin bench_cuda_gemm_best)" 1b 4096
 step attention 'simt|tc|SKIP' "$(find_bin bench_cuda_attention)" 1b 4 512 1024 2048
