@@ -163,6 +163,13 @@ void Trainer::init_model() {
   else
     mc_ = ModelConfig::preset(cfg_.model.preset);
   if (cfg_.model.mask_token_id >= 0) mc_.mask_token_id = cfg_.model.mask_token_id;
+  // Sequences longer than the model's context (as generate refuses them): RoPE would run on untrained positions
+  const int64_t ctx = mc_.max_position_embeddings, rollout_len = cfg_.grpo.max_prompt_length + cfg_.rollout.max_new_tokens;
+  CGRPO_CHECK(rollout_len <= ctx, "grpo.max_prompt_length (", cfg_.grpo.max_prompt_length, ") + rollout.max_new_tokens (",
+              cfg_.rollout.max_new_tokens, ") = ", rollout_len, " exceeds the model's max_position_embeddings ", ctx,
+              hint("lower grpo.max_prompt_length or rollout.max_new_tokens (Dream/DiffuCoder were trained on 2048)"));
+  CGRPO_CHECK(cfg_.sft.steps == 0 || cfg_.sft.max_length <= ctx, "sft.max_length (", cfg_.sft.max_length,
+              ") exceeds the model's max_position_embeddings ", ctx, hint("lower sft.max_length"));
   layout_ = std::make_unique<ParamLayout>(mc_);
   be_ = make_backend(cfg_.parallel.backend, comm_.local_rank(), int(cfg_.parallel.threads));
   dcomm_ = make_device_communicator(*be_);

@@ -41,6 +41,17 @@ grep -q "reward_after" "$run/report.html"
 echo 'not json' >>"$run/metrics.jsonl"
 if "$cgrpo" report "$run" 2>"$run/err"; then echo "FAIL: bad metrics accepted"; exit 1; fi
 grep -q "metrics.jsonl:4" "$run/err" || { echo "FAIL: no file:line"; exit 1; }
+# train refuses sequences longer than the model's context (the tiny preset's 4096), before building anything
+for args in "--grpo.max_prompt_length 4000 --rollout.max_new_tokens 200:= 4200 exceeds the model's max_position_embeddings 4096" \
+            "--sft.max_length 5000:sft.max_length (5000) exceeds the model's max_position_embeddings 4096"; do
+  msg=${args#*:}
+  # shellcheck disable=SC2086
+  if "$cgrpo" train -c "$configs/tiny_cpu.ini" --run.dir "$run/ctx" ${args%%:*} 2>"$run/err" >/dev/null; then
+    echo "FAIL: train accepted ${args%%:*}"; exit 1
+  fi
+  grep -qF -- "$msg" "$run/err" || { cat "$run/err"; echo "FAIL: no '$msg'"; exit 1; }
+done
+echo "ok: train refuses sequences past max_position_embeddings"
 # selfcheck --gpu: "GPU ok: <name>" and exit 0 on a working GPU, else "GPU FAILED: <why>" and exit 1
 rc=0
 "$cgrpo" selfcheck --numel 1000 --gpu >"$run/gpu" 2>&1 || rc=$?
