@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cgrpo convert: HF dir -> checkpoint -> HF dir is bit-identical (f32), and a bf16 export sharded at a size
+# cgrpo convert: HF dir -> checkpoint -> HF dir is bit-identical (f32; the import at 1 and 3 ranks), and a bf16 export sharded at a size
 # limit writes an index and loads back; a damaged checkpoint is refused.
 set -euo pipefail
 cgrpo=$1
@@ -12,6 +12,10 @@ ck="$d/ckpt/$(cat "$d/ckpt/latest")"
 "$cgrpo" inspect "$ck" | grep "checksums all hold" >/dev/null
 "$cgrpo" convert --from "$ck" --to "$d/back" --dtype f32
 cmp "$d/hf/model.safetensors" "$d/back/model.safetensors" || { echo "FAIL: f32 round trip changed the weights"; exit 1; }
+# the import at 3 ranks (ZeRO-3: each rank reads and writes its shard of every unit) exports the same bytes
+mpirun -n 3 --oversubscribe --bind-to none "$cgrpo" convert --from "$d/hf" --to "$d/ckpt3" >/dev/null
+"$cgrpo" convert --from "$d/ckpt3/$(cat "$d/ckpt3/latest")" --to "$d/back3" --dtype f32 >/dev/null
+cmp "$d/hf/model.safetensors" "$d/back3/model.safetensors" || { echo "FAIL: 3-rank import changed the weights"; exit 1; }
 "$cgrpo" convert --from "$ck" --to "$d/bf16" --dtype bf16 --shard-size-mb 0.05
 test -f "$d/bf16/model.safetensors.index.json" || { echo "FAIL: no index for a sharded export"; exit 1; }
 n=$(ls "$d/bf16"/model-*.safetensors | wc -l)
