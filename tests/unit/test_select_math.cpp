@@ -380,45 +380,47 @@ TEST_CASE("select math: the model samples on its backend with the host path's ex
   const ParamLayout layout(c);
   std::vector<float> params(size_t(layout.total()));
   init_params(layout, params.data(), 77, 0.2f);
-  CpuBackend be(1);
-  DreamModel m(c, be);
-  m.bind(params.data(), nullptr);
-  ModelDenoiser fused(m);
-  LogitsOnly host(fused);
   const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {8}, {9, 10, 11, 12, 13}};
   const std::vector<uint32_t> ids = {3, 4, 5};
   int64_t calls = 0;
-  for (UnmaskAlg alg : {UnmaskAlg::Entropy, UnmaskAlg::Origin, UnmaskAlg::TopkMargin, UnmaskAlg::MaskgitPlus})
-    for (float T : {0.0f, 1.0f})
-      for (float top_p : {1.0f, 0.95f}) {
-        SamplerConfig sc;
-        sc.alg = alg;
-        sc.max_new_tokens = 10;
-        sc.steps = 5;
-        sc.temperature = T;
-        sc.top_p = top_p;
-        sc.top_k = alg == UnmaskAlg::TopkMargin ? 20 : 0;
-        sc.mask_id = 300;
-        sc.pad_id = 299;
-        sc.seed = 9;
-        Sampler a(sc), b(sc);
-        a.set_chunk_rows(4);
-        b.set_chunk_rows(4);
-        std::vector<StepRecord> ra, rb;
-        const Canvas ca = a.generate(fused, prompts, ids, &ra);
-        const Canvas cb = b.generate(host, prompts, ids, &rb);
-        INFO(to_string(alg) << " T " << T << " top_p " << top_p);
-        CHECK(ca.tokens == cb.tokens);
-        REQUIRE(ra.size() == rb.size());
-        for (size_t s = 0; s < ra.size(); ++s) {
-          REQUIRE(ra[s].commits.size() == rb[s].commits.size());
-          for (size_t j = 0; j < ra[s].commits.size(); ++j) {
-            CHECK(ra[s].commits[j].token == rb[s].commits[j].token);
-            CHECK(ra[s].commits[j].col == rb[s].commits[j].col);
-            CHECK(std::memcmp(&ra[s].commits[j].confidence, &rb[s].commits[j].confidence, 4) == 0);
+  for (int threads : {1, 3}) {  // 3: sample_rows splits each chunk's rows over the pool
+    CpuBackend be(threads);
+    DreamModel m(c, be);
+    m.bind(params.data(), nullptr);
+    ModelDenoiser fused(m);
+    LogitsOnly host(fused);
+    for (UnmaskAlg alg : {UnmaskAlg::Entropy, UnmaskAlg::Origin, UnmaskAlg::TopkMargin, UnmaskAlg::MaskgitPlus})
+      for (float T : {0.0f, 1.0f})
+        for (float top_p : {1.0f, 0.95f}) {
+          SamplerConfig sc;
+          sc.alg = alg;
+          sc.max_new_tokens = 10;
+          sc.steps = 5;
+          sc.temperature = T;
+          sc.top_p = top_p;
+          sc.top_k = alg == UnmaskAlg::TopkMargin ? 20 : 0;
+          sc.mask_id = 300;
+          sc.pad_id = 299;
+          sc.seed = 9;
+          Sampler a(sc), b(sc);
+          a.set_chunk_rows(4);
+          b.set_chunk_rows(4);
+          std::vector<StepRecord> ra, rb;
+          const Canvas ca = a.generate(fused, prompts, ids, &ra);
+          const Canvas cb = b.generate(host, prompts, ids, &rb);
+          INFO(threads << " threads, " << to_string(alg) << " T " << T << " top_p " << top_p);
+          CHECK(ca.tokens == cb.tokens);
+          REQUIRE(ra.size() == rb.size());
+          for (size_t s = 0; s < ra.size(); ++s) {
+            REQUIRE(ra[s].commits.size() == rb[s].commits.size());
+            for (size_t j = 0; j < ra[s].commits.size(); ++j) {
+              CHECK(ra[s].commits[j].token == rb[s].commits[j].token);
+              CHECK(ra[s].commits[j].col == rb[s].commits[j].col);
+              CHECK(std::memcmp(&ra[s].commits[j].confidence, &rb[s].commits[j].confidence, 4) == 0);
+            }
           }
+          ++calls;
         }
-        ++calls;
-      }
-  CHECK(calls == 16);
+  }
+  CHECK(calls == 32);
 }

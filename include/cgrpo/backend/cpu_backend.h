@@ -87,7 +87,8 @@ class CpuBackend : public Backend {  // not final: tests derive faulty backends 
   Buffer act_[4];   // stage(): fp32 stand-ins of bf16 activations (attention_bwd stages q, k, v and o at once)
   std::vector<Buffer> tws_;
   std::unique_ptr<CpuThreadPool> pool_;
-  std::unique_ptr<TokenSampler> sampler_;  // sample_rows: reused while (V, parameters) stay the same
+  // sample_rows: one TokenSampler (its [V] scratch) per pool thread, reused while (V, parameters) stay the same
+  std::vector<std::unique_ptr<TokenSampler>> samplers_;
   int64_t sampler_vocab_ = 0;
   TokenSampling sampler_params_;
 };
