@@ -244,6 +244,14 @@ TEST_CASE("model: init_params_range draws exactly init_params' values in any ran
   }
   std::vector<float> two(2);
   REQUIRE_THROWS_WITH(init_params_range(lay, T - 1, 2, two.data(), 11), Catch::Contains("outside the model's"));
+  // a range of several 1M-value pieces (threaded) equals the same values drawn in small serial ranges
+  const ParamLayout big(ModelConfig::preset("small"));
+  const int64_t first = big.units()[1].offset - 12345, count = (int64_t(3) << 20) + 777;
+  std::vector<float> threaded(static_cast<size_t>(count)), serial(static_cast<size_t>(count));
+  init_params_range(big, first, count, threaded.data(), 11);
+  for (int64_t a = 0; a < count; a += 100003)
+    init_params_range(big, first + a, std::min<int64_t>(100003, count - a), serial.data() + a, 11);
+  REQUIRE(std::memcmp(threaded.data(), serial.data(), size_t(count) * 4) == 0);
 }
 
 TEST_CASE("model: config.json round trip and clear errors for missing or invalid fields", "[model]") {

@@ -55,7 +55,7 @@ struct ModelInput {
 // Initialisation (HF Qwen2 style): linear weights and embeddings ~ N(0, std), biases 0, norm weights 1.
 // Element j of tensor i is normal(j) of RngStream(seed, Init, 0, i), so values do not depend on sharding:
 // init_params_range fills any range [first, first + count) of the flat layout into out[0, count) (a ParamFill)
-// with exactly the values init_params puts there.
+// with exactly the values init_params puts there (large ranges in 1M-value pieces over up to 16 threads).
 void init_params(const ParamLayout& layout, float* params, uint64_t seed, float std = 0.02f);
 void init_params_range(const ParamLayout& layout, int64_t first, int64_t count, float* out, uint64_t seed,
                        float std = 0.02f);
