@@ -1,7 +1,7 @@
 // cgrpo convert: checkpoint <-> Hugging Face model directory.
 //   export: cgrpo convert --from CKPT.h5 --to DIR [--dtype bf16|f32] [--shard-size-mb N]
 //           the checkpoint's parameters (or its reference model's, --ref) as safetensors + config.json;
-//   import: mpirun -n 1 cgrpo convert --from HF_DIR --to CKPT_DIR
+//   import: [mpirun -n N] cgrpo convert --from HF_DIR --to CKPT_DIR (each of N ranks holds 1/N: ZeRO-3 shards)
 //           a fresh step-0 checkpoint (zero AdamW moments) whose config points at HF_DIR.
 #include <algorithm>
 #include <filesystem>
