@@ -22,6 +22,29 @@
 
 namespace cgrpo {
 
+namespace {
+// Under bf16 activations the LM head's fp32 GEMMs (the log-softmax gather forward and backward, the logits for
+// sampling) run on TF32 tensor cores where the backend has them: fp32 storage and accumulation, inputs rounded to a
+// 10-bit mantissa, finer than the bf16 the rest of such a step multiplies in. On fp32 SIMT the head, ~15% of the
+// 1b preset's FLOPs (V = 151936 against H = 1536), would take longer than the whole bf16 body. The CPU oracle has no
+// TF32 and stays exact; parallel.tf32 = true already covers every fp32 GEMM.
+class HeadMath {
+ public:
+  HeadMath(Backend& be, DType compute) : be_(be), on_(compute == DType::BF16 && be.has_tf32() && !be.tf32()) {
+    if (on_) be_.allow_tf32(true);
+  }
+  ~HeadMath() {
+    if (on_) be_.allow_tf32(false);
+  }
+  HeadMath(const HeadMath&) = delete;
+  HeadMath& operator=(const HeadMath&) = delete;
+
+ private:
+  Backend& be_;
+  bool on_;
+};
+}  // namespace
+
 // Device scratch grows to the largest request and is reused: nothing is allocated in steady state.
 void DreamModel::ensure(Buffer& b, size_t bytes, MemCategory cat) const {
   if (b.bytes() < bytes) b = be_.alloc(std::max<size_t>(bytes, 4), cat);
@@ -364,6 +387,7 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
   be_.upload(rows, q.rows, static_cast<size_t>(R) * 4);
   be_.upload(targets, q.tgt, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), q.rows, view(q.hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
+  const HeadMath head_math(be_, cdt_);
   be_.logsoftmax_gather_fwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
                             q.logp, q.lse);
   be_.download(q.logp, logp, static_cast<size_t>(R) * 4);
@@ -396,6 +420,7 @@ float* DreamModel::head_logits(int64_t R, const int32_t* rows, const char* what)
   be_.embedding_fwd(hidden(), d_rows, view(hsel, R, H_, H_));
   hold(unit_of(layout_.head()));
   // fp32 head (W32), like the log-softmax gather: logits() and logprobs() agree with bf16 parameters too
+  const HeadMath head_math(be_, cdt_);
   be_.gemm(view(hsel, R, H_, H_), false, W32(layout_.head(), V, H_), true, view(z, R, V, V));
   return z;
 }
@@ -475,6 +500,7 @@ void DreamModel::backward(const float* dlogp) {
   be_.zero(dHF);
   if (R > 0) {  // R = 0: zero gradients flow through the same units (logprobs())
     be_.zero(view(q.dhsel, R, H_, H_));
+    const HeadMath head_math(be_, cdt_);
     be_.logsoftmax_gather_bwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
                               q.lse, q.dlogp, view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
     be_.embedding_bwd(view(q.dhsel, R, H_, H_), q.rows, dHF);  // scatter-add dhsel into rows of dhf

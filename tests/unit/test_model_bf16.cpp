@@ -243,6 +243,68 @@ TEST_CASE("model bf16: recompute is bit-identical, a step is deterministic and a
   }
 }
 
+// A CPU backend that claims TF32 and records, per call, whether it was on: LM-head calls (the log-softmax gather,
+// and GEMMs against the [V, H] head) and the body's GEMMs. Its arithmetic is CpuBackend's (exact).
+class Tf32Probe final : public CpuBackend {
+ public:
+  explicit Tf32Probe(int64_t vocab) : CpuBackend(1), V_(vocab) {}
+  bool has_tf32() const override { return true; }
+  bool tf32() const override { return on_; }
+  void allow_tf32(bool on) override { on_ = on; }
+  void gemm(const TensorView& A, bool ta, const TensorView& B, bool tb, const TensorView& C, float alpha,
+            float beta) override {
+    const bool head = in_head_ || (tb && B.dim(0) == V_);
+    (head ? head_calls : body_gemms)[on_]++;
+    CpuBackend::gemm(A, ta, B, tb, C, alpha, beta);
+  }
+  void logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* t, int64_t chunk, float* logp,
+                             float* lse) override {
+    head_calls[on_]++;
+    in_head_ = true;
+    CpuBackend::logsoftmax_gather_fwd(h, W, t, chunk, logp, lse);
+    in_head_ = false;
+  }
+  void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* t, int64_t chunk,
+                             const float* lse, const float* dlogp, const TensorView& dh, const TensorView& dW) override {
+    head_calls[on_]++;
+    in_head_ = true;
+    CpuBackend::logsoftmax_gather_bwd(h, W, t, chunk, lse, dlogp, dh, dW);
+    in_head_ = false;
+  }
+  int64_t head_calls[2] = {0, 0}, body_gemms[2] = {0, 0};  // [tf32 off, on]
+
+ private:
+  int64_t V_;
+  bool on_ = false, in_head_ = false;
+};
+
+TEST_CASE("model bf16: bf16 activations run the LM head on TF32 where the backend has it, the body and f32 runs not",
+          "[model]") {
+  const ModelConfig c = bf16_config();
+  const ParamLayout layout(c);
+  const auto params = rounded_params(layout);
+  const Batch b = make_batch(c);
+  for (DType acts : {DType::F32, DType::BF16})
+    for (bool user_tf32 : {false, true}) {  // parallel.tf32 = true: every fp32 GEMM, and it stays on
+      INFO("activations " << dtype_name(acts) << ", parallel.tf32 " << user_tf32);
+      Tf32Probe be(c.vocab_size);
+      be.allow_tf32(user_tf32);
+      DreamModel m(c, be);
+      m.set_vocab_chunk(32);
+      Bf16Source src(layout, params);
+      m.set_param_dtype(DType::BF16);
+      m.set_compute_dtype(acts);
+      m.bind(&src, true);
+      step(m, b, src.g);  // forward, log-probs, logits of 3 rows, backward
+      const bool head_on = user_tf32 || acts == DType::BF16;
+      CHECK(be.head_calls[head_on] >= 3);  // gather forward and backward, the logits GEMM
+      CHECK(be.head_calls[!head_on] == 0);
+      CHECK(be.body_gemms[user_tf32] > 0);
+      CHECK(be.body_gemms[!user_tf32] == 0);
+      CHECK(be.tf32() == user_tf32);  // restored
+    }
+}
+
 TEST_CASE("model bf16: param_dtype_scratch_bytes and activation_bytes are what the model allocates", "[model]") {
   const ModelConfig c = bf16_config();
   const ParamLayout layout(c);
