@@ -287,13 +287,13 @@ void Trainer::consider_best(double eval_reward, std::string path) {
   mark_best_checkpoint(ckpt_dir_, path, grpo_step_, eval_reward);
 }
 
-// Model FLOPs utilisation of `tokens` trained (forward + backward, + a recompute forward) over all ranks in
-// `ms`, against the backend's nominal dense peak; 0 when the backend does not know its peak (CPU).
+// Model FLOPs utilisation (PaLM's MFU) of `tokens` trained over all ranks in `ms`: the model's FLOPs, forward +
+// backward = 3 forwards, against the backend's nominal dense peak; 0 when the backend does not know its peak (CPU).
+// Gradient checkpointing's recompute forward is work the hardware does, not model FLOPs: it is not counted.
 double Trainer::step_mfu(double tokens, int64_t seq_len, double ms) const {
   const double peak = be_->peak_flops(model_->param_dtype());  // the weight matmuls' input dtype
   if (peak <= 0 || ms <= 0) return 0.0;
-  const double passes = cfg_.model.gradient_checkpointing ? 4.0 : 3.0;
-  return passes * model_->forward_flops_per_token(seq_len) * tokens / (ms * 1e-3) / (double(world_) * peak);
+  return 3.0 * model_->forward_flops_per_token(seq_len) * tokens / (ms * 1e-3) / (double(world_) * peak);
 }
 
 void Trainer::log_step(const std::string& phase, int64_t step, int64_t total, double loss, const std::string& extra,
