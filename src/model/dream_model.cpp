@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstring>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cgrpo/core/philox.h"
@@ -269,11 +270,15 @@ DreamModel::Acts DreamModel::layer_acts(int64_t l) const {
   return a;
 }
 
-double DreamModel::forward_flops_per_token(int64_t L) const {
-  const double embed = double(cfg_.vocab_size) * double(H_);
-  const double lin = double(layout_.total()) - (cfg_.tie_word_embeddings ? 0.0 : embed);  // head counts once
+double DreamModel::body_flops_per_token(int64_t L) const {
+  const double table = double(cfg_.vocab_size) * double(H_);  // the embedding (a lookup) and the head: not here
+  const double lin = double(layout_.total()) - table * (cfg_.tie_word_embeddings ? 1.0 : 2.0);
   return 2.0 * lin + 4.0 * double(L) * double(QW_) * double(cfg_.num_hidden_layers);
 }
+
+double DreamModel::head_flops_per_row() const { return 2.0 * double(cfg_.vocab_size) * double(H_); }
+
+DreamModel::TrainedWork DreamModel::take_trained_work() { return std::exchange(trained_, TrainedWork{}); }
 
 size_t DreamModel::activation_bytes(int64_t B, int64_t L, bool grad) const {
   const int64_t N = B * L, nl = cfg_.num_hidden_layers;
@@ -320,6 +325,7 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   CGRPO_CHECK(cdt_ == DType::F32 || pdt_ == DType::BF16, "DreamModel: bf16 activations need bf16 parameters (the "
               "matmuls are bf16 x bf16)", hint("set parallel.param_dtype = bf16 with parallel.compute_dtype = bf16"));
   B_ = in.B, L_ = in.L, N_ = in.B * in.L, grad_ = grad, R_ = -1;
+  if (grad) trained_.tokens += N_;
   has_mask_ = in.key_mask != nullptr;
   const int64_t nl = cfg_.num_hidden_layers;
   ensure(in_, static_cast<size_t>(N_) * 9, MemCategory::Activations);
@@ -374,6 +380,7 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
   CGRPO_CHECK(N_ > 0, "DreamModel::logprobs before forward()");
   CGRPO_CHECK(R >= 0, "DreamModel::logprobs: ", R, " rows requested");
   R_ = R;
+  if (grad_) trained_.rows += R;
   for (int64_t r = 0; r < R; ++r) {
     CGRPO_CHECK(rows[r] >= 0 && rows[r] < N_, "DreamModel::logprobs: row ", rows[r], " (request ", r,
                 ") is outside [0, B*L = ", N_, ")");

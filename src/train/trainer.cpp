@@ -287,13 +287,16 @@ void Trainer::consider_best(double eval_reward, std::string path) {
   mark_best_checkpoint(ckpt_dir_, path, grpo_step_, eval_reward);
 }
 
-// Model FLOPs utilisation (PaLM's MFU) of `tokens` trained over all ranks in `ms`: the model's FLOPs, forward +
-// backward = 3 forwards, against the backend's nominal dense peak; 0 when the backend does not know its peak (CPU).
-// Gradient checkpointing's recompute forward is work the hardware does, not model FLOPs: it is not counted.
-double Trainer::step_mfu(double tokens, int64_t seq_len, double ms) const {
+// Model FLOPs utilisation (PaLM's MFU) of this rank's training work w in `ms`: the model's FLOPs, forward +
+// backward = 3 forwards of the body over w.tokens and of the LM head over the w.rows it scored, against the
+// backend's nominal dense peak; 0 when the backend does not know its peak (CPU). Gradient checkpointing's recompute
+// forward is work the hardware does, not model FLOPs: it is not counted.
+double Trainer::step_mfu(const DreamModel::TrainedWork& w, int64_t seq_len, double ms) const {
   const double peak = be_->peak_flops(model_->param_dtype());  // the weight matmuls' input dtype
   if (peak <= 0 || ms <= 0) return 0.0;
-  return 3.0 * model_->forward_flops_per_token(seq_len) * tokens / (ms * 1e-3) / (double(world_) * peak);
+  const double flops = 3.0 * (double(w.tokens) * model_->body_flops_per_token(seq_len) +
+                              double(w.rows) * model_->head_flops_per_row());
+  return flops / (ms * 1e-3) / peak;
 }
 
 void Trainer::log_step(const std::string& phase, int64_t step, int64_t total, double loss, const std::string& extra,
@@ -331,6 +334,7 @@ void Trainer::sft_loop() {
     Timer step_timer;
     PhaseTimes phases;
     pcomm().reset_stats();
+    model_->take_trained_work();  // count this step's alone
     const RankBatch rb = sft_sampler.next();
     std::vector<std::vector<int32_t>> prompts;
     std::vector<std::vector<int32_t>> targets;
@@ -384,7 +388,7 @@ void Trainer::sft_loop() {
     const int64_t sent = pcomm().stats().bytes_sent();
     const double loss = sum_over_ranks(comm_, loss_local);
     const double ms = step_timer.elapsed_ms();
-    const double mfu = step_mfu(double(B_global * cv.len), cv.len, ms);
+    const double mfu = step_mfu(model_->take_trained_work(), cv.len, ms);
     char extra[128];
     std::snprintf(extra, sizeof(extra), " | gnorm %.3f | lr %.2e%s", gnorm, lr.lr(sft_step_ - 1),
                   mfu > 0 ? (" | MFU " + std::to_string(int(100 * mfu + 0.5)) + "%").c_str() : "");
@@ -541,6 +545,8 @@ void Trainer::grpo_loop() {
     Rollout r = rollout_round(round, phases);
     score_old_ref(r, round, phases);
     const int64_t K = r.K, L = r.P + K;
+    model_->take_trained_work();  // the round's training work, summed over its iterations (the "train" phase)
+    DreamModel::TrainedWork trained;
     for (int64_t u = 0; u < mu && grpo_step_ < total; ++u) {
       Timer step_timer;
       GrpoLossStats acc;
@@ -600,7 +606,10 @@ void Trainer::grpo_loop() {
       const int64_t sent = pcomm().stats().bytes_sent();
       pcomm().reset_stats();
       // the train phase's MFU: μ iterations so far, each a 3-version forward + backward over every completion
-      const double train_mfu = step_mfu(3.0 * n * double(L) * double(u + 1), L, phases.get("train"));
+      const DreamModel::TrainedWork w = model_->take_trained_work();
+      trained.tokens += w.tokens;
+      trained.rows += w.rows;
+      const double train_mfu = step_mfu(trained, L, phases.get("train"));
       char extra[288];
       std::snprintf(extra, sizeof(extra), " | reward %.3f ± %.3f | kl %.4f | clip %.3f | len %.1f | gnorm %.3f | lr %.2e%s",
                     reward_mean, reward_std, g[1] / world_, g[4] / world_, g[8] / n, gnorm, lr_now,

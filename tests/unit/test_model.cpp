@@ -254,6 +254,43 @@ TEST_CASE("model: init_params_range draws exactly init_params' values in any ran
   REQUIRE(std::memcmp(threaded.data(), serial.data(), size_t(count) * 4) == 0);
 }
 
+TEST_CASE("model: MFU accounting, the body per token, the head per scored row, training work only", "[model]") {
+  for (const char* preset : {"tiny", "1b"}) {  // untied head, tied head
+    const ModelConfig c = ModelConfig::preset(preset);
+    const DreamModel m(c, host_backend());
+    const ParamLayout lay(c);
+    const double V = double(c.vocab_size), H = double(c.hidden_size), L = 96;
+    const double body = 2.0 * (double(lay.total()) - V * H * (c.tie_word_embeddings ? 1 : 2)) +
+                        4.0 * L * double(c.num_attention_heads * c.head_dim()) * double(c.num_hidden_layers);
+    INFO(preset);
+    CHECK(m.body_flops_per_token(96) == body);
+    CHECK(m.head_flops_per_row() == 2.0 * V * H);
+    // every position scored: 2 x the matmul parameters, the head once (PaLM appendix B)
+    CHECK(m.forward_flops_per_token(96) ==
+          2.0 * (double(lay.total()) - (c.tie_word_embeddings ? 0.0 : V * H)) +
+              4.0 * L * double(c.num_attention_heads * c.head_dim()) * double(c.num_hidden_layers));
+  }
+  Fixture f(test_config());
+  const int64_t B = 2, L = 7;
+  const auto ids = rand_ids(B * L, f.cfg.vocab_size, 1);
+  const std::vector<int32_t> rows = {0, 3, 9}, tgt = {1, 2, 3};
+  std::vector<float> logp(3), dlogp(3, -1.0f);
+  f.model.forward({B, L, ids.data()}, false);  // inference: not training work
+  f.model.logprobs(3, rows.data(), tgt.data(), logp.data());
+  f.model.forward({B, L, ids.data()}, true);
+  f.model.logprobs(3, rows.data(), tgt.data(), logp.data());
+  f.model.backward(dlogp.data());
+  f.model.set_recompute(true);  // a recompute forward is not model work either
+  f.model.forward({B, L, ids.data()}, true);
+  f.model.logprobs(2, rows.data(), tgt.data(), logp.data());
+  f.model.backward(dlogp.data());
+  const DreamModel::TrainedWork w = f.model.take_trained_work();
+  CHECK(w.tokens == 2 * B * L);
+  CHECK(w.rows == 5);
+  const DreamModel::TrainedWork none = f.model.take_trained_work();
+  CHECK((none.tokens == 0 && none.rows == 0));
+}
+
 TEST_CASE("model: config.json round trip and clear errors for missing or invalid fields", "[model]") {
   const ModelConfig c = ModelConfig::preset("diffucoder-7b");
   const ModelConfig d = ModelConfig::from_json(c.to_json(), "x.json");

@@ -111,10 +111,19 @@ class DreamModel {
   // forward(grad = true) + logprobs() pair.
   void backward(const float* dlogp);
 
-  // Model FLOPs of one forward per token of a length-L sequence (the usual MFU count, PaLM appendix B):
-  // 2 x the matmul parameters (every projection and the LM head) + 4 L x q-width per layer (QK^T and PV).
-  // A training step is 3x that (backward = 2x forward); recompute adds one more forward.
-  double forward_flops_per_token(int64_t L) const;
+  // Model FLOPs of one forward (the usual MFU count, PaLM appendix B): every token of a length-L sequence passes
+  // the body, 2 x its matmul parameters + 4 L x q-width per layer (QK^T and PV); the LM head, 2 V H, runs only on
+  // the rows whose log-probs or logits are asked for. forward_flops_per_token: every position scored (benchmarks).
+  // A training step is 3x the forward (backward = 2x); recompute adds one more forward that MFU does not count.
+  double body_flops_per_token(int64_t L) const;
+  double head_flops_per_row() const;
+  double forward_flops_per_token(int64_t L) const { return body_flops_per_token(L) + head_flops_per_row(); }
+  // Training work since the last call, then reset: tokens of forward(.., grad = true) and the rows logprobs()
+  // scored after such forwards. Their model FLOPs are 3 x (tokens x body + rows x head).
+  struct TrainedWork {
+    int64_t tokens = 0, rows = 0;
+  };
+  TrainedWork take_trained_work();
 
   // Bytes of activation memory forward(grad) holds for a [B, L] batch under the current recompute setting.
   size_t activation_bytes(int64_t B, int64_t L, bool grad) const;
@@ -184,6 +193,7 @@ class DreamModel {
   Backend& be_;
   bool recompute_ = false;
   int64_t chunk_ = 4096;
+  TrainedWork trained_;
   DType pdt_ = DType::F32;
   DType cdt_ = DType::F32;
 

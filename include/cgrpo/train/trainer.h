@@ -74,7 +74,7 @@ class Trainer {
   std::vector<int32_t> prompt_ids(const Prompt& p) const;
   std::vector<RewardSample> reward_samples(const std::vector<const Prompt*>& prompts,
                                            const std::vector<std::string>& completions) const;
-  double step_mfu(double tokens, int64_t seq_len, double ms) const;
+  double step_mfu(const DreamModel::TrainedWork& w, int64_t seq_len, double ms) const;
   void write_metrics(const nlohmann::json& line);  // one line of metrics.jsonl (rank 0; a no-op elsewhere), flushed
   // The text the rewards read of a completion y [K] (completion_text under reward.completion_text).
   std::string reward_text(const int32_t* y, int64_t K) const;
