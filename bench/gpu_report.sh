@@ -7,7 +7,7 @@
 # Steps, in the order of the README's GPU table: selfcheck --gpu (numerics against the CPU), the GPU tests, the
 # tensor-core attention tests under compute-sanitizer memcheck (when the node has it; its own limit,
 # CGRPO_REPORT_SANITIZER_S, default 180 s: the kernels run 10-100x slower there), the end-to-end gpu_train (SFT, GRPO, resume, bf16 on CUDA against the CPU),
-# GEMM against cuBLASLt's best, attention TFLOP/s, training-step MFU on the 1b preset (bf16, then TF32), generation
+# GEMM against cuBLASLt's best, attention TFLOP/s, training-step MFU on the 1b preset (bf16 without and with recompute, then TF32), generation
 # tokens/s at batch 1-16 (bf16, fp32), and NCCL bus bandwidth when mpirun and two or more GPUs are there. A step
 # that needs a GPU and finds none exits 77 and is listed as skipped; every step runs under a time limit
 # (CGRPO_REPORT_STEP_S, default 300 s) so one hang cannot eat a device lease.
@@ -61,8 +61,9 @@ fi
 step gpu_train '^[A-D]:|step|PASS|FAIL' "$root/tests/e2e/gpu_train.sh" "$cgrpo" "$root" "$tests"
 step gemm_best 'TF|tf|%|SKIP' "$(find_bin bench_cuda_gemm_best)" 1b 4096
 step attention 'simt|tc|SKIP' "$(find_bin bench_cuda_attention)" 1b 4 512 1024 2048
-step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
-step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda tf32
+step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda bf16
+step mfu_bf16_recompute 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
+step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda tf32
 step generate_bf16 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda bf16
 step generate_f32 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda f32
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
