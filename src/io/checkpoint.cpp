@@ -71,7 +71,6 @@ constexpr Category kCategories[] = {{"params", true, 0}, {"exp_avg", false, 1}, 
 
 std::vector<int64_t> shape_of(const TensorSpec& t) { return t.shape.empty() ? std::vector<int64_t>{t.numel} : t.shape; }
 
-
 // Select the flat row-major range [a, a + n) of a 1-D or 2-D dataspace (a union of at most 3 blocks).
 void select_flat(hid_t space, const std::vector<int64_t>& shape, int64_t a, int64_t n) {
   if (n <= 0) {
