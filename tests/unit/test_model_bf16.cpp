@@ -140,6 +140,14 @@ double rel_l2(const float* got, const float* want, int64_t n) {
   return std::sqrt(d / std::max(1e-30, w));
 }
 
+// m over the bf16 parameters of src with activations `acts`, vocabulary chunks of 32.
+void bind_bf16(DreamModel& m, Bf16Source& src, DType acts) {
+  m.set_vocab_chunk(32);
+  m.set_param_dtype(DType::BF16);
+  m.set_compute_dtype(acts);
+  m.bind(&src, true);
+}
+
 int64_t live_bytes(MemCategory c) { return memory_stats().live_bytes[0][size_t(c)]; }
 
 }  // namespace
@@ -223,11 +231,8 @@ TEST_CASE("model bf16: recompute is bit-identical, a step is deterministic and a
   INFO("activations " << dtype_name(acts));
   CpuBackend be(1);
   DreamModel m(c, be);
-  m.set_vocab_chunk(32);
   Bf16Source src(layout, params);
-  m.set_param_dtype(DType::BF16);
-  m.set_compute_dtype(acts);
-  m.bind(&src, true);
+  bind_bf16(m, src, acts);
   const Out full = step(m, b, src.g);
   m.set_recompute(true);
   const Out a = step(m, b, src.g);
@@ -290,11 +295,8 @@ TEST_CASE("model bf16: bf16 activations run the LM head on TF32 where the backen
       Tf32Probe be(c.vocab_size);
       be.allow_tf32(user_tf32);
       DreamModel m(c, be);
-      m.set_vocab_chunk(32);
       Bf16Source src(layout, params);
-      m.set_param_dtype(DType::BF16);
-      m.set_compute_dtype(acts);
-      m.bind(&src, true);
+      bind_bf16(m, src, acts);
       step(m, b, src.g);  // forward, log-probs, logits of 3 rows, backward
       const bool head_on = user_tf32 || acts == DType::BF16;
       CHECK(be.head_calls[head_on] >= 3);  // gather forward and backward, the logits GEMM
