@@ -11,6 +11,8 @@
 # tokens/s at batch 1-16 (bf16, fp32), and NCCL bus bandwidth when mpirun and two or more GPUs are there. A step
 # that needs a GPU and finds none exits 77 and is listed as skipped; every step runs under a time limit
 # (CGRPO_REPORT_STEP_S, default 300 s) so one hang cannot eat a device lease.
+# CGRPO_REPORT_DRY_RUN=1: no GPU probe and nothing run; each step is listed as "planned" after checking that its
+# program exists (tests/e2e/gpu_report_dry_run.sh runs this on every machine, so a lease never finds a typo).
 set -uo pipefail
 bin=$1 out=$2
 mkdir -p "$out"
@@ -26,9 +28,18 @@ limit=${CGRPO_REPORT_STEP_S:-300}
 summary=$out/summary.txt all=$out/all.log
 : >"$summary"
 : >"$all"
+dry=${CGRPO_REPORT_DRY_RUN:-0}
 step() {  # step NAME GREP_PATTERN CMD...: run CMD with a limit, log it, summarise its status and key lines
   local name=$1 pat=$2 rc=0 t0=$SECONDS
   shift 2
+  if ((dry)); then
+    if [[ -n ${1:-} ]] && command -v "$1" >/dev/null; then
+      printf '== %s: planned: %s\n' "$name" "$*" | tee -a "$summary"
+    else
+      printf '== %s: FAILED (no program: %s)\n' "$name" "${1:-<none>}" | tee -a "$summary"
+    fi
+    return
+  fi
   timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
   { echo "==== $name: $*"; cat "$log"; } >>"$all"
   local state=ok
@@ -40,7 +51,7 @@ step() {  # step NAME GREP_PATTERN CMD...: run CMD with a limit, log it, summari
 }
 cgrpo=$(find_bin cgrpo) && tests=$(find_bin cgrpo_gpu_tests) || exit 2
 probe=0
-"$tests" --list-test-names-only >"$log" 2>&1 || probe=$?
+((dry)) || "$tests" --list-test-names-only >"$log" 2>&1 || probe=$?
 if ((probe == 77)); then
   echo "== no usable GPU: nothing to measure ($(grep SKIP "$log"))" | tee -a "$summary"
   exit 77
