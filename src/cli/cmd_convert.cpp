@@ -64,7 +64,7 @@ int import_hf(int argc, char** argv, const std::string& from, const std::string&
   // memory (parameters and the zero AdamW moments: 12 bytes per parameter) N ways
   const ModelWeights weights(from, layout);
   ZeroEngine e(units_from_layout(layout, {"bias", "norm"}), comm, 3, AdamWParams{});
-  load_units(e, layout, [&](int64_t first, int64_t count, float* out) { weights.read(first, count, out); });
+  load_units(e, layout, weights.fill());
   Config cfg = Config::load("", {"--model.path", std::filesystem::absolute(from).string()});
   CheckpointMeta m;
   m.config_ini = cfg.to_ini();

@@ -61,8 +61,7 @@ int cmd_score(int argc, char** argv) {
   const std::unique_ptr<Backend> be = make_backend(backend_kind);
   DreamModel model(cfg, *be);
   const ModelWeights weights(model_dir, model.layout());
-  Buffer params = upload_params(*be, model.layout().total(), DType::F32,
-                                [&](int64_t first, int64_t count, float* out) { weights.read(first, count, out); });
+  Buffer params = upload_params(*be, model.layout().total(), DType::F32, weights.fill());
   model.bind(params.as<float>(), nullptr);
   model.set_vocab_chunk(chunk);
   const int64_t V = cfg.vocab_size, K = std::min(dump_k, V);

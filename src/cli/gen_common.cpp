@@ -30,8 +30,7 @@ Generator::Generator(const std::string& model_dir, const Config& cfg, int local_
   model_ = std::make_unique<DreamModel>(mcfg_, *be_);
   const DType pd = parse_dtype(cfg.parallel.param_dtype), cd = parse_dtype(cfg.parallel.compute_dtype);
   const ModelWeights weights(model_dir, model_->layout());
-  params_ = upload_params(*be_, model_->layout().total(), pd,
-                          [&](int64_t first, int64_t count, float* out) { weights.read(first, count, out); });
+  params_ = upload_params(*be_, model_->layout().total(), pd, weights.fill());
   source_ = std::make_unique<FlatParams>(model_->layout(), params_.data(), pd);
   model_->set_param_dtype(pd);
   model_->set_compute_dtype(cd);

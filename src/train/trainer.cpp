@@ -193,10 +193,10 @@ void Trainer::init_model() {
     std::optional<ModelWeights> weights;
     if (!cfg_.model.path.empty()) weights.emplace(cfg_.model.path, *layout_);
     const uint64_t seed = uint64_t(cfg_.run.seed);
-    load_units(*policy_, *layout_, [&](int64_t first, int64_t count, float* out) {
-      if (weights) weights->read(first, count, out);
-      else init_params_range(*layout_, first, count, out, seed);
-    }, ref_.get());
+    const ParamFill fill = weights ? weights->fill() : [&](int64_t first, int64_t count, float* out) {
+      init_params_range(*layout_, first, count, out, seed);
+    };
+    load_units(*policy_, *layout_, fill, ref_.get());
   }
   src_ = std::make_unique<EngineParamSource>(*policy_);
   model_->bind(src_.get(), true);

@@ -23,6 +23,10 @@ class ModelWeights {
   // out[0, count) = the flat layout's parameters [first, first + count), converted to fp32. Reads only those
   // bytes of the files. Matches ParamFill.
   void read(int64_t first, int64_t count, float* out) const;
+  // read() as a ParamFill (for load_units, upload_params); valid while this object lives.
+  ParamFill fill() const {
+    return [this](int64_t first, int64_t count, float* out) { read(first, count, out); };
+  }
 
  private:
   const ParamLayout& layout_;
