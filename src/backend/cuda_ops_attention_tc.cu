@@ -486,10 +486,16 @@ __global__ void __launch_bounds__(kTcThreads) dq_kernel(const BwdArgs a) {
 }
 
 // ------------------------------------------------------------------------------------------ launchers
-template <class Args>
-void launch(void (*kernel)(Args), dim3 grid, int smem_bytes, cudaStream_t stream, const char* name, const Args& args) {
-  CGRPO_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
-  kernel<<<grid, kTcThreads, smem_bytes, stream>>>(args);
+// A kernel's dynamic shared memory beyond 48 KiB is opted into once per process (a process drives one device,
+// CudaBackend): each kernel's function-local static makes the call on its first launch, not on every layer's.
+template <auto Kernel, class Args>
+void launch(dim3 grid, int smem_bytes, cudaStream_t stream, const char* name, const Args& args) {
+  static const bool opted_in = [&] {
+    CGRPO_CUDA(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes));
+    return true;
+  }();
+  (void)opted_in;
+  Kernel<<<grid, kTcThreads, smem_bytes, stream>>>(args);
   check_launch(name);
 }
 
@@ -502,7 +508,7 @@ template <int HD>
 void fwd_hd(const FwdArgs& a, int64_t B, cudaStream_t stream) {
   constexpr int bytes = flash::tc_fwd_smem_bytes(HD, TcTiles<HD>::kFwdK);
   static_assert(bytes <= kMaxSmemBytes, "fwd smem");
-  launch(fwd_kernel<HD>, row_tiles(a.L, a.n_heads, B), bytes, stream, "attention tc fwd_kernel", a);
+  launch<fwd_kernel<HD>>(row_tiles(a.L, a.n_heads, B), bytes, stream, "attention tc fwd_kernel", a);
 }
 
 template <int HD>
@@ -514,8 +520,8 @@ void bwd_hd(const BwdArgs& a, int64_t B, cudaStream_t stream) {
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((rows + 7) / 8, 8192));
   prep_kernel<HD><<<dim3(blocks, static_cast<unsigned>(B)), 256, 0, stream>>>(a);
   check_launch("attention tc prep_kernel");
-  launch(dkdv_kernel<HD>, row_tiles(a.L, a.n_kv, B), kv_bytes, stream, "attention tc dkdv_kernel", a);
-  launch(dq_kernel<HD>, row_tiles(a.L, a.n_heads, B), q_bytes, stream, "attention tc dq_kernel", a);
+  launch<dkdv_kernel<HD>>(row_tiles(a.L, a.n_kv, B), kv_bytes, stream, "attention tc dkdv_kernel", a);
+  launch<dq_kernel<HD>>(row_tiles(a.L, a.n_heads, B), q_bytes, stream, "attention tc dq_kernel", a);
 }
 
 }  // namespace

@@ -29,6 +29,10 @@ static void visit(C& c, V&& v) {
   v("parallel", "zero3_rollout_gather", c.parallel.zero3_rollout_gather, "once | per_unit: ZeRO-3 weights for generation");
   v("parallel", "threads", c.parallel.threads, "BLAS threads per rank; 0 = OPENBLAS_NUM_THREADS or all cores");
   v("parallel", "tf32", c.parallel.tf32, "cuda: fp32 GEMMs on TF32 tensor cores (10-bit mantissa inputs, fp32 accumulate)");
+  v("parallel", "ref_full_shard", c.parallel.ref_full_shard,
+    "GRPO reference (grpo.beta != 0) sharded ZeRO-3 style at any zero_stage; false = like the policy");
+  v("parallel", "ref_fp32_master", c.parallel.ref_fp32_master,
+    "param_dtype = bf16: keep an fp32 master of the reference; false = sync mixes into its bf16 weights (TRL)");
   v("rollout", "steps", c.rollout.steps, "denoising steps (diffusion_steps)");
   v("rollout", "tokens_per_step", c.rollout.tokens_per_step, "> 0: steps = max_new_tokens / tokens_per_step");
   v("rollout", "max_new_tokens", c.rollout.max_new_tokens, "completion length K (fixed canvas)");

@@ -228,10 +228,14 @@ void write_engine(hid_t file, ZeroEngine& e, const char* prefix, std::vector<std
     const int64_t n = std::max<int64_t>(0, hi - lo);
     const ShardRange st = c.params ? e.param_range(u) : e.moment_range(u);
     const float* base = c.params ? e.param_storage(u) : c.moment == 1 ? e.moment1(u) : e.moment2(u);
-    const float* src = base + (lo - st.offset);
-    if (e.backend().device() != Device::CPU && n > 0) {  // device storage: write from a host copy
+    const float* src = base ? base + (lo - st.offset) : nullptr;
+    // device storage, or bf16 parameters without an fp32 master: write from a host copy
+    if ((base == nullptr || e.backend().device() != Device::CPU) && n > 0) {
       stage.resize(size_t(n));
-      e.backend().download(src, stage.data(), size_t(n) * 4);
+      if (c.params)
+        e.download_params(u, lo, n, stage.data());
+      else
+        e.backend().download(src, stage.data(), size_t(n) * 4);
       src = stage.data();
     }
     select_flat(fspace, shape, lo - off, n);
@@ -272,16 +276,21 @@ void read_engine(hid_t file, ZeroEngine& e, const char* prefix, std::vector<std:
     const int64_t lo = std::max(st.offset, off), hi = std::min(st.offset + st.count, off + t.numel);
     const int64_t n = std::max<int64_t>(0, hi - lo);
     float* base = c.params ? e.param_storage(u) : c.moment == 1 ? e.moment1(u) : e.moment2(u);
-    const bool on_device = e.backend().device() != Device::CPU;
-    if (on_device) stage.resize(size_t(std::max<int64_t>(n, 1)));
-    float* dst = on_device ? stage.data() : base + (lo - st.offset);  // holds [lo, hi) of the unit
+    const bool staged = base == nullptr || e.backend().device() != Device::CPU;  // as in write_engine
+    if (staged) stage.resize(size_t(std::max<int64_t>(n, 1)));
+    float* dst = staged ? stage.data() : base + (lo - st.offset);  // holds [lo, hi) of the unit
     select_flat(fspace, shape, lo - off, n);
     hsize_t mcount = hsize_t(std::max<int64_t>(n, 1));
     H5Id mspace(H5Screate_simple(1, &mcount, nullptr), H5Sclose);
     if (n == 0) H5Sselect_none(mspace);
     H5_TRY(H5Dread(ds, H5T_NATIVE_FLOAT, mspace, fspace, dxpl, n ? dst : nullptr), "cannot read dataset ", name,
            " (truncated or damaged file)");
-    if (on_device && n > 0) e.backend().upload(dst, base + (lo - st.offset), size_t(n) * 4);
+    if (staged && n > 0) {
+      if (c.params)
+        e.upload_params(u, lo, n, dst);
+      else
+        e.backend().upload(dst, base + (lo - st.offset), size_t(n) * 4);
+    }
     const ShardRange sh = e.shard_of(u);
     const int64_t clo = std::max(sh.offset, off), chi = std::min(sh.offset + sh.count, off + t.numel);
     partial.push_back(chi > clo ? tensor_checksum(dst + (clo - lo), clo - off, chi - clo) : 0);
@@ -355,9 +364,9 @@ std::string try_load(const std::string& path, ZeroEngine& policy, ZeroEngine* re
   }
   // a rank that failed early skipped collectives the others entered: only reach here via matching paths
   err = agree(err);
-  // the params datasets went into param_storage (the fp32 master with param dtype bf16): rebuild the working
-  // copy from it (collective at stages 1-2 in bf16, a no-op in f32). Every rank gets here, also after a failed
-  // load, so the working copy always equals bf16(master).
+  // the params datasets went into param_storage (the fp32 master with param dtype bf16; without a master, the owned
+  // part of the working copy): rebuild the working copy from it (collective at stages 1-2 in bf16, a no-op in
+  // f32). Every rank gets here, also after a failed load, so the working copy always equals bf16(master).
   policy.params_loaded();
   if (ref) ref->params_loaded();
   if (err.empty()) {

@@ -77,9 +77,9 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int W, int stage, int pb,
 }
 
 ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable,
-                       Backend* backend, DType param_dtype, DType reduce_dtype)
+                       Backend* backend, DType param_dtype, DType reduce_dtype, bool keep_master)
     : be_(backend ? *backend : host_backend()), comm_(comm), stage_(stage), hp_(hp), trainable_(trainable),
-      param_dtype_(param_dtype), reduce_dtype_(reduce_dtype) {
+      keep_master_(keep_master), param_dtype_(param_dtype), reduce_dtype_(reduce_dtype) {
   CGRPO_CHECK(stage >= 0 && stage <= 3, "ZeRO stage must be 0..3, got ", stage,
               hint("set parallel.zero_stage to 0, 1, 2, 3 or an FSDP name"));
   CGRPO_CHECK(param_dtype == DType::F32 || param_dtype == DType::BF16, "ZeroEngine: param dtype ",
@@ -88,6 +88,7 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
   CGRPO_CHECK(reduce_dtype == DType::F32 || reduce_dtype == DType::BF16, "ZeroEngine: reduce dtype ",
               dtype_name(reduce_dtype), " is not supported (f32 or bf16; gradients stay fp32)",
               hint("set parallel.reduce_dtype = f32 or bf16"));
+  CGRPO_CHECK(keep_master || !trainable, "ZeroEngine: a trainable engine keeps its fp32 master (AdamW updates it)");
   const int W = comm.world_size(), r = comm.rank();
   units_.resize(units.size());
   int64_t max_shard = 0, max_padded = 0;
@@ -99,7 +100,7 @@ ZeroEngine::ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stag
     x.padded = round_up(x.numel, W);
     const int64_t S = x.padded / W;
     x.params = zeroed_param(stage == 3 ? S : x.padded);
-    if (param_dtype_ != DType::F32) x.master = zeroed(stage == 0 ? x.padded : S, MemCategory::Master);
+    if (has_master()) x.master = zeroed(stage == 0 ? x.padded : S, MemCategory::Master);
     if (!trainable) continue;
     if (stage <= 1) x.grads = zeroed(x.padded, MemCategory::Grads);
     if (stage >= 1) x.grad_shard = zeroed(S, MemCategory::Grads);
@@ -164,13 +165,21 @@ void ZeroEngine::load_unit_range(int u, const float* values) {
   // fp32 values of this rank's range of the master (f32: the parameters themselves); padding stays exactly zero
   const ShardRange r = param_range(u), in = load_range(u);
   const int64_t n = std::max<int64_t>(0, std::min(r.offset + r.count, x.numel) - r.offset);
-  Buffer& master = param_dtype_ == DType::F32 ? x.params : x.master;
-  zero(master);
-  if (n > 0) be_.upload(values + (r.offset - in.offset), master.data(), size_t(n) * 4);
-  if (param_dtype_ == DType::F32) return;
-  // bf16: the working copy from the same fp32 values
-  if (stage_ == 0 || stage_ == 3) {  // the working copy covers exactly the master's range
-    be_.cast(flat(x.master.as<float>(), r.count), pview(x.params.data(), r.count));
+  if (param_dtype_ == DType::F32 || has_master()) {
+    Buffer& master = param_dtype_ == DType::F32 ? x.params : x.master;
+    zero(master);
+    if (n > 0) be_.upload(values + (r.offset - in.offset), master.data(), size_t(n) * 4);
+    if (param_dtype_ == DType::F32) return;
+    // bf16: the working copy from the same fp32 values
+    if (stage_ == 0 || stage_ == 3) {  // the working copy covers exactly the master's range
+      be_.cast(flat(x.master.as<float>(), r.count), pview(x.params.data(), r.count));
+      return;
+    }
+  } else if (stage_ == 0 || stage_ == 3) {  // no master: the working copy from a transient fp32 copy of its range
+    Buffer tmp = zeroed(r.count, MemCategory::Workspace);
+    if (n > 0) be_.upload(values + (r.offset - in.offset), tmp.data(), size_t(n) * 4);
+    be_.cast(flat(tmp.as<float>(), r.count), pview(x.params.data(), r.count));
+    be_.synchronize();  // tmp is freed at scope exit
     return;
   }
   // stages 1-2: the working copy is the full unit; cast it from a transient fp32 copy (no communication)
@@ -186,6 +195,14 @@ void ZeroEngine::read_unit(int u, float* full) {
     acquire(u);
     be_.download(params(u), full, size_t(x.numel) * 4);
     release(u);
+    return;
+  }
+  if (!has_master()) {  // the bf16 working copy is the parameters: widen it (exact)
+    std::vector<uint16_t> bits(size_t(x.numel));
+    acquire(u);
+    be_.download(param_data(u), bits.data(), bits.size() * 2);
+    release(u);
+    for (size_t i = 0; i < bits.size(); ++i) full[i] = bf16_to_f32(bits[i]);
     return;
   }
   if (stage_ == 0) {  // the master is the full unit
@@ -206,6 +223,28 @@ ShardRange ZeroEngine::param_range(int u) const {
   return stage_ == 3 ? shard_of(u) : ShardRange{0, units_[u].padded};
 }
 ShardRange ZeroEngine::moment_range(int u) const { return stage_ == 0 ? ShardRange{0, units_[u].padded} : shard_of(u); }
+
+void ZeroEngine::download_params(int u, int64_t lo, int64_t n, float* host) {
+  const ShardRange r = param_range(u);
+  CGRPO_CHECK(n >= 0 && lo >= r.offset && lo + n <= r.offset + r.count, "download_params: [", lo, ", ", lo + n,
+              ") is outside unit ", units_[u].spec.name, "'s stored range [", r.offset, ", ", r.offset + r.count, ")");
+  if (n == 0) return;
+  if (const float* p = param_storage(u)) return be_.download(p + (lo - r.offset), host, size_t(n) * 4);
+  std::vector<uint16_t> bits(static_cast<size_t>(n));  // no master: the owned part of the bf16 working copy, widened
+  be_.download(static_cast<const uint16_t*>(owned_work(units_[u])) + (lo - r.offset), bits.data(), size_t(n) * 2);
+  for (int64_t i = 0; i < n; ++i) host[i] = bf16_to_f32(bits[size_t(i)]);
+}
+
+void ZeroEngine::upload_params(int u, int64_t lo, int64_t n, const float* host) {
+  const ShardRange r = param_range(u);
+  CGRPO_CHECK(n >= 0 && lo >= r.offset && lo + n <= r.offset + r.count, "upload_params: [", lo, ", ", lo + n,
+              ") is outside unit ", units_[u].spec.name, "'s stored range [", r.offset, ", ", r.offset + r.count, ")");
+  if (n == 0) return;
+  if (float* p = param_storage(u)) return be_.upload(host, p + (lo - r.offset), size_t(n) * 4);
+  std::vector<uint16_t> bits(static_cast<size_t>(n));  // no master: rounded into the owned part of the bf16 working copy
+  for (int64_t i = 0; i < n; ++i) bits[size_t(i)] = f32_to_bf16(host[i]);
+  be_.upload(bits.data(), static_cast<uint16_t*>(owned_work(units_[u])) + (lo - r.offset), size_t(n) * 2);
+}
 
 void ZeroEngine::acquire(int u) {
   Unit& x = units_[u];
@@ -326,7 +365,7 @@ float* ZeroEngine::owned_master(Unit& x) {
 
 void ZeroEngine::rebuild_working(Unit& x) {
   const int64_t n = owned_numel(x);
-  if (param_dtype_ != DType::F32) be_.cast(flat(x.master.as<float>(), n), pview(owned_work(x), n));
+  if (has_master()) be_.cast(flat(x.master.as<float>(), n), pview(owned_work(x), n));
   if (stage_ == 1 || stage_ == 2) comm_.all_gather(pview(owned_work(x), n), pview(x.params.data(), x.padded));
 }
 
@@ -434,18 +473,32 @@ void ZeroEngine::reset_optimizer() {
 }
 
 void ZeroEngine::mix_from(const ZeroEngine& src, double alpha) {
-  CGRPO_CHECK(src.stage_ == stage_ && src.units_.size() == units_.size(), "mix_from: engines differ in layout");
+  CGRPO_CHECK(src.units_.size() == units_.size() && src.comm_.world_size() == comm_.world_size(),
+              "mix_from: engines differ in layout");
+  CGRPO_CHECK(src.stage_ == stage_ || stage_ == 3, "mix_from: a stage-", stage_, " engine cannot mix from a stage-",
+              src.stage_, " one (same stage, or this one fully sharded)");
   CGRPO_CHECK(src.param_dtype_ == param_dtype_, "mix_from: param dtypes differ (", dtype_name(src.param_dtype_),
               " into ", dtype_name(param_dtype_), ")");
+  CGRPO_CHECK(src.param_dtype_ == DType::F32 || src.has_master(), "mix_from: the source has no fp32 master");
   const float a = static_cast<float>(alpha), b = static_cast<float>(1.0 - alpha);
+  Buffer tmp;  // no master: [largest owned range] fp32 of the working copy, mixed, then rounded back
   for (size_t u = 0; u < units_.size(); ++u) {
-    CGRPO_CHECK(units_[u].padded == src.units_[u].padded, "mix_from: unit ", units_[u].spec.name, " differs");
-    if (param_dtype_ == DType::F32)
-      be_.axpby(int64_t(units_[u].params.bytes() / 4), a, src.units_[u].params.as<float>(), b,
-                units_[u].params.as<float>());
-    else  // the fp32 masters (same range on both: same stage and world size)
-      be_.axpby(owned_numel(units_[u]), a, src.units_[u].master.as<float>(), b, units_[u].master.as<float>());
+    Unit& x = units_[u];
+    CGRPO_CHECK(x.padded == src.units_[u].padded, "mix_from: unit ", x.spec.name, " differs");
+    // the fp32 values both hold over this engine's range (f32 params: [padded] at stages 0-2, else the shard; bf16:
+    // the moment range), which the source's covers (same stage, or this one's shard)
+    const ShardRange r = param_range(int(u)), s = src.param_range(int(u));
+    const float* from = src.param_storage(int(u)) + (r.offset - s.offset);
+    if (float* own = param_storage(int(u))) {
+      be_.axpby(r.count, a, from, b, own);
+      continue;
+    }
+    if (tmp.bytes() < size_t(r.count) * 4) tmp = be_.alloc(size_t(r.count) * 4, MemCategory::Workspace);
+    be_.cast(pview(owned_work(x), r.count), flat(tmp.as<float>(), r.count));
+    be_.axpby(r.count, a, from, b, tmp.as<float>());
+    be_.cast(flat(tmp.as<float>(), r.count), pview(owned_work(x), r.count));
   }
+  be_.synchronize();  // tmp is freed at scope exit
   params_loaded();  // bf16: rebuild the working copy (collective at stages 1-2); f32: no-op
 }
 

@@ -27,14 +27,20 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   // DreamModel gathers its embedding (unit 0) and head unit (last) once per step (model/param_source.h)
   const int last = int(layout.units().size()) - 1;
   const bool overlap = cfg.parallel.backend == "cuda";  // NCCL overlaps: ZeroEngine::set_overlap
-  p.zero = plan_zero(units_from_layout(layout, {}), world, stage, pb, rb, {0, last}, overlap);
+  const std::vector<UnitSpec> units = units_from_layout(layout, {});
+  p.zero = plan_zero(units, world, stage, pb, rb, {0, last}, overlap);
   int64_t max_unit = 0;  // ZeroEngine::load_range's largest: a whole unit, or its shard at stage 3
   for (const ParamUnit& u : layout.units()) max_unit = std::max(max_unit, u.numel);
   p.host_load_bytes = (stage == 3 ? (max_unit + world - 1) / world : max_unit) * 4;
   if (mode == "grpo") {
     p.seq_len = cfg.grpo.max_prompt_length + cfg.rollout.max_new_tokens;
     p.micro_rows = rows > 0 ? rows : 3 * cfg.grpo.per_device_batch;
-    if (cfg.grpo.beta != 0.0) p.ref_bytes = p.zero.params_bytes + p.zero.master_bytes;  // same shards as the policy
+    if (cfg.grpo.beta != 0.0) {  // Trainer::init_model's reference engine
+      const int ref_stage = cfg.parallel.ref_full_shard ? 3 : stage;
+      const ZeroPlan r = plan_zero(units, world, ref_stage, pb, rb, {0, last}, overlap);
+      p.ref_bytes = r.params_bytes + (cfg.parallel.ref_fp32_master ? r.master_bytes : 0);
+      p.ref_gathered_bytes = r.gathered_bytes;
+    }
     if (stage == 3 && cfg.parallel.zero3_rollout_gather == "once") p.rollout_pinned_bytes = p.zero.padded_numel * pb;
   } else {
     p.seq_len = cfg.sft.max_length;

@@ -183,8 +183,12 @@ void Trainer::init_model() {
   model_->set_compute_dtype(parse_dtype(cfg_.parallel.compute_dtype));
   policy_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, true, be_.get(), param_dtype,
                                          parse_dtype(cfg_.parallel.reduce_dtype));
-  if (cfg_.grpo.beta != 0.0)  // the reference: a frozen copy of the initial policy, sharded like it (§3.9)
-    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.stage(), hp, false, be_.get(), param_dtype);
+  // The reference: a frozen copy of the initial policy (§3.9), fully sharded by default (parallel.ref_full_shard:
+  // its forwards gather it unit by unit, as DeepSpeed's stage-3 reference does) and, with bf16 parameters, without
+  // an fp32 master unless parallel.ref_fp32_master (mix_from then mixes into its bf16 weights, as TRL does)
+  if (cfg_.grpo.beta != 0.0)
+    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.ref_stage(), hp, false, be_.get(), param_dtype,
+                                        DType::F32, cfg_.parallel.ref_fp32_master);
   // Unit by unit, each rank reading or drawing only what it stores (its shard at ZeRO-3), never the whole model;
   // nothing when resume() will overwrite it all (or fail)
   if (resume_will_load(ckpt_dir_, cfg_.checkpoint.resume)) {

@@ -112,7 +112,7 @@ inline std::vector<std::vector<float>> toy_train(ZeroEngine& e, int steps, int m
 }
 
 // Param dtype bf16: elements where the working copy differs from bf16(master), or where padding (working or
-// master) is not exactly zero, over every unit. 0 = the invariant holds. Collective (read_unit, acquire).
+// master) is not exactly zero, over every unit (without a master: the working copy's padding). 0 = the invariant holds. Collective (read_unit, acquire).
 inline int64_t toy_working_mismatches(ZeroEngine& e) {
   int64_t bad = 0;
   for (int u = 0; u < e.num_units(); ++u) {
@@ -123,9 +123,9 @@ inline int64_t toy_working_mismatches(ZeroEngine& e) {
     for (int64_t i = 0; i < e.unit_numel(u); ++i) bad += w[i] != f32_to_bf16(master[size_t(i)]);
     for (int64_t i = e.unit_numel(u); i < e.unit_padded(u); ++i) bad += w[i] != 0;
     e.release(u);
-    const ShardRange r = e.param_range(u);  // the master this rank holds
-    const float* m = e.param_storage(u);
-    for (int64_t i = std::max(r.offset, e.unit_numel(u)); i < r.offset + r.count; ++i) bad += m[i - r.offset] != 0.0f;
+    const ShardRange r = e.param_range(u);  // the master this rank holds (none: read_unit widened the working copy)
+    if (const float* m = e.param_storage(u))
+      for (int64_t i = std::max(r.offset, e.unit_numel(u)); i < r.offset + r.count; ++i) bad += m[i - r.offset] != 0.0f;
   }
   return bad;
 }

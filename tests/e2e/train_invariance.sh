@@ -5,6 +5,8 @@
 #     micro-batch per rank the four stages agree bit for bit.
 #  B. Resume: a run restarted from its step-2 checkpoint ends bit-identical to the uninterrupted run, with the
 #     same per-step losses; the same checkpoint also resumes at 1 and 4 ranks at another stage and trains on.
+#  C-H: bf16 traffic, SFT resume, bf16 precision and resume, ranks without work, uneven evaluation, and the
+#     reference model's sharding (each section says what it shows).
 set -euo pipefail
 cgrpo=$1 root=$2
 work=$(mktemp -d)
@@ -114,7 +116,8 @@ echo sft_step_00000004.h5 >"$work/sftres/checkpoints/latest"
 echo "D: SFT checkpoints every 2 steps; resuming at step 4 ends bit-identical"
 
 # ---- E: bf16 parameters (fp32 master), then bf16 activations, then bf16 gradient reduction on top: first SFT loss
-#      within bf16 rounding of fp32, and a bit-exact resume (SFT, then GRPO rollouts and updates in that precision)
+#      within bf16 rounding of fp32, and a bit-exact resume (SFT, then GRPO rollouts and updates in that precision,
+#      the reference, which keeps no fp32 master, mixed into at every step and restored from its bf16 values)
 mkdir -p "$work/f32ref"
 "$root/launch/cgrpo-run" -n 2 -- "$cgrpo" sft --config "$root/configs/tiny_cpu.ini" --run.dir "$work/f32ref" \
   --run.eval_prompts 0 --sft.steps 1 >"$work/f32ref.log" 2>&1 || { cat "$work/f32ref.log"; fail "f32 reference"; }
@@ -123,7 +126,7 @@ for prec in f32:f32 bf16:f32 bf16:bf16; do  # activations:reduction, over bf16 p
   acts=${prec%:*} red=${prec#*:}
   d="$work/bf16_${acts}_$red"
   e=(--parallel.param_dtype bf16 --parallel.compute_dtype "$acts" --parallel.reduce_dtype "$red" --sft.steps 10
-     --run.max_steps 4 --checkpoint.every_steps 2 --checkpoint.keep_last 5)
+     --run.max_steps 4 --checkpoint.every_steps 2 --checkpoint.keep_last 5 --grpo.ref_model_sync_steps 1)
   run 2 "$d" "${e[@]}"
   mkdir -p "$d.res/checkpoints"
   cp "$d/checkpoints/step_00000002.h5" "$d.res/checkpoints/"
@@ -167,4 +170,17 @@ ev() { grep '"when":"before GRPO"' "$1/metrics.jsonl" | sed 's/.*"eval_reward":\
   fail "ZeRO-3 evaluation: 2 ranks score $(ev "$work/eval2"), 1 rank $(ev "$work/eval1")"
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)" "$(ev "$work/eval1")" || fail "the evaluation scored 0"
 echo "G: ZeRO-3 evaluation over 31 prompts on 2 ranks: reward $(ev "$work/eval2") as on 1 rank"
+# ---- H: the GRPO reference fully sharded (the default) or at the policy's ZeRO-2, mixed into at every step: the
+#      same values, so the same run bit for bit, with and without its fp32 master in bf16
+for m in "f32 false" "bf16 true" "bf16 false"; do
+  set -- $m
+  h=(--sft.steps 20 --run.max_steps 3 --grpo.ref_model_sync_steps 1 --parallel.zero_stage 2
+     --parallel.param_dtype "$1" --parallel.ref_fp32_master "$2")
+  mkdir -p "$work/ref3_$1$2" "$work/ref2_$1$2"
+  run 2 "$work/ref3_$1$2" "${h[@]}"
+  run 2 "$work/ref2_$1$2" "${h[@]}" --parallel.ref_full_shard false
+  "$cgrpo" inspect "$(final "$work/ref3_$1$2")" --diff "$(final "$work/ref2_$1$2")" --tol 0 >/dev/null ||
+    fail "$1 parameters, ref_fp32_master $2: a fully sharded reference changed the run"
+done
+echo "H: GRPO's reference fully sharded or at the policy's stage: bit-identical runs (f32; bf16 with and without its master)"
 echo PASS

@@ -223,41 +223,64 @@ TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout pa
   const auto units = units_from_layout(layout, {"bias", "norm"});
   constexpr int W = 2;
   for (const char* pdt : {"f32", "bf16"})
-    for (int stage = 0; stage <= 3; ++stage) {
-      const Config cfg = Config::load("", {"--parallel.param_dtype", pdt});
-      const MemoryPlan plan = plan_run(cfg, c, W, stage, "grpo");
-      INFO(pdt << ", stage " << stage);
-      CHECK(plan.ref_bytes > 0);
-      CHECK((plan.rollout_pinned_bytes > 0) == (stage == 3));
-      CHECK(plan_run(Config::load("", {"--grpo.beta", "0"}), c, W, stage, "grpo").ref_bytes == 0);
-      CHECK(plan_run(cfg, c, W, stage, "sft").ref_bytes == 0);
-      int64_t ref_grew = 0, pinned_grew = 0;  // summed over the W ranks (threads of this process)
-      LocalCommunicator::run(W, [&](Communicator& comm) {
-        auto live = [] {
-          const MemoryStats m = memory_stats();
-          int64_t b = 0;
-          for (int64_t x : m.live_bytes[0]) b += x;  // host memory, every category
-          return b;
-        };
-        ZeroEngine policy(units, comm, stage, kHp, true, nullptr, parse_dtype(pdt));
-        comm.barrier();
-        const int64_t before = live();
-        comm.barrier();
-        ZeroEngine ref(units, comm, stage, kHp, false, nullptr, parse_dtype(pdt));  // as Trainer::init_model
-        comm.barrier();
-        const int64_t with_ref = live();
-        comm.barrier();
-        {
-          PinnedSource pinned(policy);  // the rollout's "once" gather
-          comm.barrier();
-          if (comm.rank() == 0) pinned_grew = live() - with_ref;
-          comm.barrier();
+    for (const char* full_shard : {"true", "false"})
+      for (const char* fp32_master : {"true", "false"})
+        for (int stage = 0; stage <= 3; ++stage) {
+          const Config cfg = Config::load("", {"--parallel.param_dtype", pdt, "--parallel.ref_full_shard", full_shard,
+                                               "--parallel.ref_fp32_master", fp32_master});
+          const MemoryPlan plan = plan_run(cfg, c, W, stage, "grpo");
+          const int ref_stage = cfg.parallel.ref_full_shard ? 3 : stage;
+          INFO(pdt << ", stage " << stage << ", ref_full_shard " << full_shard << ", ref_fp32_master " << fp32_master);
+          CHECK(plan.ref_bytes > 0);
+          CHECK((plan.ref_gathered_bytes > 0) == (ref_stage == 3));
+          CHECK((plan.rollout_pinned_bytes > 0) == (stage == 3));
+          CHECK(plan_run(Config::load("", {"--grpo.beta", "0"}), c, W, stage, "grpo").ref_bytes == 0);
+          CHECK(plan_run(cfg, c, W, stage, "sft").ref_bytes == 0);
+          // summed over the W ranks (threads of this process)
+          int64_t ref_grew = 0, ref_gather_peak = 0, pinned_grew = 0;
+          LocalCommunicator::run(W, [&](Communicator& comm) {
+            auto live = [] {
+              const MemoryStats m = memory_stats();
+              int64_t b = 0;
+              for (int64_t x : m.live_bytes[0]) b += x;  // host memory, every category
+              return b;
+            };
+            ZeroEngine policy(units, comm, stage, kHp, true, nullptr, parse_dtype(pdt));
+            comm.barrier();
+            const int64_t before = live();
+            comm.barrier();
+            ZeroEngine ref(units, comm, ref_stage, kHp, false, nullptr, parse_dtype(pdt), DType::F32,
+                           cfg.parallel.ref_fp32_master);  // as Trainer::init_model
+            comm.barrier();
+            const int64_t with_ref = live();
+            comm.barrier();
+            for (int u = 0; u < ref.num_units(); ++u) {  // its forward: one unit gathered at a time
+              ref.acquire(u);
+              comm.barrier();
+              if (comm.rank() == 0) ref_gather_peak = std::max(ref_gather_peak, live() - with_ref);
+              comm.barrier();
+              ref.release(u);
+            }
+            {
+              PinnedSource pinned(policy);  // the rollout's "once" gather
+              comm.barrier();
+              if (comm.rank() == 0) pinned_grew = live() - with_ref;
+              comm.barrier();
+            }
+            if (comm.rank() == 0) ref_grew = with_ref - before;
+          });
+          CHECK(ref_grew == W * plan.ref_bytes);
+          CHECK(ref_gather_peak == W * plan.ref_gathered_bytes);
+          CHECK(pinned_grew == (stage == 3 ? W * plan.rollout_pinned_bytes : 0));
         }
-        if (comm.rank() == 0) ref_grew = with_ref - before;
-      });
-      CHECK(ref_grew == W * plan.ref_bytes);
-      CHECK(pinned_grew == (stage == 3 ? W * plan.rollout_pinned_bytes : 0));
-    }
+  // bf16 at ZeRO-2 (the recipe's stage), by default: the reference holds 2 bytes per parameter over W ranks, where
+  // the policy's stage and an fp32 master would hold 2 per parameter on each rank plus 4 over W
+  const Config bf16 = Config::load("", {"--parallel.param_dtype", "bf16"});
+  const Config old_way = Config::load("", {"--parallel.param_dtype", "bf16", "--parallel.ref_full_shard", "false",
+                                           "--parallel.ref_fp32_master", "true"});
+  const int64_t psi = plan_run(bf16, c, W, 2, "grpo").zero.padded_numel;
+  CHECK(plan_run(bf16, c, W, 2, "grpo").ref_bytes == 2 * psi / W);
+  CHECK(plan_run(old_way, c, W, 2, "grpo").ref_bytes == 2 * psi + 4 * psi / W);
 }
 
 TEST_CASE("plan: the tiny model's predicted bytes match what a training step allocates (within 10%)", "[unit][shard][model]") {

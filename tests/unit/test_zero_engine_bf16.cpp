@@ -218,6 +218,113 @@ TEST_CASE("zero engine bf16: mix_from mixes the masters and rebuilds the working
   }
 }
 
+// θ <- bf16((1 - α) θ + α θ_src): one fp32 fma over the source's master and the widened bf16 value, one rounding
+float mixed_bf16(float policy_master, float ref_bf16, float alpha) {
+  return bf16_to_f32(f32_to_bf16(std::fma(alpha, policy_master, (1.0f - alpha) * ref_bf16)));
+}
+
+TEST_CASE("zero engine bf16: a frozen engine without a master holds, reads, stores and mixes the bf16 values",
+          "[unit][shard]") {
+  const Params init = toy_init_values();
+  for (int W : {2, 3})
+    for (int stage = 0; stage <= 3; ++stage)
+      for (int ref_stage : stage == 3 ? std::vector<int>{3} : std::vector<int>{stage, 3}) {
+        std::vector<int64_t> bad(size_t(W), 0), differ(size_t(W), 0);
+        int64_t master_grew = -1;
+        LocalCommunicator::run(W, [&](Communicator& c) {
+          ZeroEngine policy(toy_units(), c, stage, kHp, true, nullptr, DType::BF16);
+          MemoryStats before, after;
+          testing::memory_snapshot(c, before, false);
+          ZeroEngine ref(toy_units(), c, ref_stage, kHp, false, nullptr, DType::BF16, DType::F32, false);
+          testing::memory_snapshot(c, after, false);
+          const size_t master = size_t(MemCategory::Master);
+          if (c.rank() == 0) master_grew = after.live_bytes[0][master] - before.live_bytes[0][master];
+          CHECK(!ref.has_master());
+          CHECK(ref.param_storage(0) == nullptr);
+          testing::toy_init_engine(policy);
+          testing::toy_init_engine(ref);
+          const size_t r = size_t(c.rank());
+          // loaded: the fp32 values rounded once, read back widened; padding zero
+          Params got = testing::toy_read(ref);
+          for (size_t u = 0; u < init.size(); ++u)
+            for (size_t i = 0; i < init[u].size(); ++i) differ[r] += got[u][i] != bf16_to_f32(f32_to_bf16(init[u][i]));
+          bad[r] += testing::toy_working_mismatches(ref);
+          // mixed: into the bf16 weights from the policy's fp32 master
+          testing::toy_steps(policy, 0, 2, 1, 12, 0.05, 0.0);
+          const Params p = testing::toy_read(policy);
+          ref.mix_from(policy, 0.6);
+          const Params mixed = testing::toy_read(ref);
+          for (size_t u = 0; u < p.size(); ++u)
+            for (size_t i = 0; i < p[u].size(); ++i) differ[r] += mixed[u][i] != mixed_bf16(p[u][i], got[u][i], 0.6f);
+          bad[r] += testing::toy_working_mismatches(ref);
+          ref.mix_from(policy, 1.0);  // reset: exactly the policy's working copy
+          got = testing::toy_read(ref);
+          for (size_t u = 0; u < p.size(); ++u)
+            for (size_t i = 0; i < p[u].size(); ++i) differ[r] += got[u][i] != bf16_to_f32(f32_to_bf16(p[u][i]));
+          // what checkpoints store: download_params over the stored range, upload it back after clobbering
+          for (int u = 0; u < ref.num_units(); ++u) {
+            const ShardRange sr = ref.param_range(u);
+            std::vector<float> kept(size_t(sr.count)), junk(size_t(sr.count), 3.0f);
+            ref.download_params(u, sr.offset, sr.count, kept.data());
+            for (int64_t i = 0; i < sr.count; ++i)
+              differ[r] += kept[size_t(i)] != (sr.offset + i < ref.unit_numel(u) ? got[size_t(u)][size_t(sr.offset + i)] : 0.0f);
+            ref.upload_params(u, sr.offset, sr.count, junk.data());
+            ref.params_loaded();
+            differ[r] += testing::toy_read(ref)[size_t(u)] == got[size_t(u)];  // the junk landed
+            ref.upload_params(u, sr.offset, sr.count, kept.data());
+            ref.params_loaded();
+          }
+          differ[r] += testing::toy_read(ref) != got;
+          REQUIRE_THROWS_WITH(ref.download_params(0, ref.param_range(0).offset, ref.param_range(0).count + 1,
+                                                  std::vector<float>(size_t(ref.unit_padded(0)) + 1).data()),
+                              Catch::Contains("outside unit"));
+        });
+        INFO("W = " << W << ", policy stage " << stage << ", reference stage " << ref_stage);
+        CHECK(master_grew == 0);
+        CHECK(bad == std::vector<int64_t>(size_t(W), 0));
+        CHECK(differ == std::vector<int64_t>(size_t(W), 0));
+      }
+}
+
+TEST_CASE("zero engine: a fully sharded reference mixes bit-identically to one at the policy's stage", "[unit][shard]") {
+  for (DType dt : {DType::F32, DType::BF16})
+    for (bool keep_master : {true, false}) {
+      if (dt == DType::F32 && !keep_master) continue;
+      for (int stage = 0; stage <= 2; ++stage) {
+        Params out[2];  // [same stage, stage 3]
+        for (int full_shard : {0, 1})
+          LocalCommunicator::run(3, [&](Communicator& c) {
+            ZeroEngine policy(toy_units(), c, stage, kHp, true, nullptr, dt);
+            ZeroEngine ref(toy_units(), c, full_shard ? 3 : stage, kHp, false, nullptr, dt, DType::F32, keep_master);
+            testing::toy_init_engine(policy);
+            testing::toy_init_engine(ref);
+            testing::toy_steps(policy, 0, 2, 1, 12, 0.05, 0.0);
+            ref.mix_from(policy, 0.6);
+            const Params got = testing::toy_read(ref);
+            if (c.rank() == 0) out[full_shard] = got;
+          });
+        INFO(dtype_name(dt) << ", master " << keep_master << ", policy stage " << stage);
+        CHECK(out[1] == out[0]);
+        CHECK(out[0] != toy_init_values());
+      }
+    }
+  std::vector<std::string> errors(2);
+  LocalCommunicator::run(2, [&](Communicator& c) {  // a replicated reference of a stage-3 policy would need a gather
+    ZeroEngine policy(toy_units(), c, 3, kHp, true, nullptr, DType::BF16);
+    ZeroEngine ref(toy_units(), c, 0, kHp, false, nullptr, DType::BF16);
+    try {
+      ref.mix_from(policy, 0.6);
+    } catch (const std::exception& e) {
+      errors[size_t(c.rank())] = e.what();
+    }
+  });
+  for (const std::string& e : errors) CHECK_THAT(e, Catch::Contains("cannot mix from a stage-3"));
+  LocalCommunicator::run(1, [&](Communicator& c) {
+    REQUIRE_THROWS_WITH(ZeroEngine(toy_units(), c, 0, kHp, true, nullptr, DType::BF16, DType::F32, false),
+                        Catch::Contains("trainable engine keeps its fp32 master"));
+  });
+}
+
 TEST_CASE("zero engine bf16: overlap and prefetched gathers give the same bits", "[unit][shard]") {
   int64_t bad = 0;
   for (int stage : {2, 3})

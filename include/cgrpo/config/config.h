@@ -30,7 +30,10 @@ struct ParallelSection {
   std::string zero3_rollout_gather = "once";  // once | per_unit: weights for generation under ZeRO-3
   int64_t threads = 0;              // BLAS threads per rank; 0 = OPENBLAS_NUM_THREADS or all cores
   bool tf32 = false;                // CUDA: fp32 GEMMs on TF32 tensor cores
+  bool ref_full_shard = true;       // GRPO reference parameters ZeRO-3-sharded whatever zero_stage is (false: as it)
+  bool ref_fp32_master = false;     // GRPO reference under param_dtype = bf16: an fp32 master to mix into
   int stage() const;                // zero_stage resolved to 0..3
+  int ref_stage() const { return ref_full_shard ? 3 : stage(); }  // the frozen reference engine's stage
 };
 
 struct RolloutSection {             // spec §2, §3.3

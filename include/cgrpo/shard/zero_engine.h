@@ -28,6 +28,12 @@
 // after construction, load_unit, step, mix_from and params_loaded. Checkpoints store the master (param_storage,
 // param_range expose it), never the bf16 copy.
 //
+// A frozen bf16 engine may do without the master (keep_master = false; the GRPO reference by default,
+// grpo.ref_fp32_master): then its bf16 working copy is all it holds. It loads from fp32 values by rounding them
+// (RNE), read_unit and checkpoints see those rounded values widened back (exact), and mix_from mixes into the bf16
+// weights: θ <- bf16((1 - α) θ + α θ_src) in fp32 with θ_src the source's fp32 master, one rounding per sync, as
+// TRL's SyncRefModelCallback mixes the bf16 reference in place. It saves the master's 4 bytes per owned element.
+//
 // Reduce dtype bf16 (parallel.reduce_dtype = bf16; llm.c reduces in bf16): gradients still accumulate in fp32
 // (grads(u) is fp32, the model adds into it) and the shard gradient, norm, clipping and AdamW stay fp32; only the
 // reduction moves 2-byte elements. At each reduction (stage 0: all_reduce in step; stage 1: reduce_scatter in
@@ -97,16 +103,19 @@ ZeroPlan plan_zero(const std::vector<UnitSpec>& units, int world, int stage, int
 class ZeroEngine {
  public:
   // trainable = false: a frozen copy (the GRPO reference model): no gradients, no moments, no step().
+  // keep_master = false (frozen bf16 engines only): no fp32 master, the working copy is the parameters (above).
   // All storage lives on `backend`'s device and every element-wise op runs there; nullptr = host memory
   // (host_backend()). The communicator must take that device's memory (mpi: host, nccl: CUDA).
   // param_dtype: the working parameters' dtype, F32 (they are the master weights) or BF16 (plus an fp32 master).
   // reduce_dtype: the dtype gradients are reduced in, F32 or BF16 (fp32 gradients cast for the collective; above).
   ZeroEngine(std::vector<UnitSpec> units, Communicator& comm, int stage, AdamWParams hp, bool trainable = true,
-             Backend* backend = nullptr, DType param_dtype = DType::F32, DType reduce_dtype = DType::F32);
+             Backend* backend = nullptr, DType param_dtype = DType::F32, DType reduce_dtype = DType::F32,
+             bool keep_master = true);
   Backend& backend() { return be_; }
   bool trainable() const { return trainable_; }
   DType param_dtype() const { return param_dtype_; }
   DType reduce_dtype() const { return reduce_dtype_; }
+  bool has_master() const { return param_dtype_ != DType::F32 && keep_master_; }  // a separate fp32 master
 
   int stage() const { return stage_; }
   int num_units() const { return static_cast<int>(units_.size()); }
@@ -130,15 +139,24 @@ class ZeroEngine {
   void read_unit(int u, float* full);
   // Storage this rank holds, in unit coordinates (checkpoints read and write exactly these ranges):
   //   params: [0, padded) at stages 0-2, the shard at stage 3;  moments: [0, padded) at stage 0, else the shard.
-  //   With param dtype bf16 the params storage is the fp32 master: param_range = moment_range.
+  //   With param dtype bf16 the params storage is the fp32 master (or, without one, the owned part of the bf16
+  //   working copy): param_range = moment_range.
   ShardRange shard_of(int u) const;       // [r * S, (r + 1) * S)
   ShardRange param_range(int u) const;
   ShardRange moment_range(int u) const;
   // Device memory (the backend's); host code copies through backend().download / upload.
-  // The fp32 parameters checkpoints store: the params (f32) or the master (bf16).
+  // The fp32 parameters checkpoints store: the params (f32) or the master (bf16); nullptr for a bf16 engine without
+  // a master, whose values only download_params / upload_params reach.
   float* param_storage(int u) {
-    return param_dtype_ == DType::F32 ? units_[u].params.as<float>() : units_[u].master.as<float>();
+    return param_dtype_ == DType::F32 ? units_[u].params.as<float>()
+                                      : keep_master_ ? units_[u].master.as<float>() : nullptr;
   }
+  const float* param_storage(int u) const { return const_cast<ZeroEngine*>(this)->param_storage(u); }
+  // fp32 values of [lo, lo + n) (unit coordinates, inside param_range(u)) to / from host memory: a copy of the fp32
+  // storage, or without a master the bf16 working copy widened (exact) / rounded to it (RNE). Not collective; after
+  // uploading, params_loaded() as after writing param_storage.
+  void download_params(int u, int64_t lo, int64_t n, float* host);
+  void upload_params(int u, int64_t lo, int64_t n, const float* host);
   // After param_storage was written directly (a checkpoint load): rebuild the working copy from the master.
   // Collective at stages 1-2 with param dtype bf16 (all-gather); a no-op with f32. Call it on every rank.
   void params_loaded();
@@ -171,9 +189,11 @@ class ZeroEngine {
   void set_steps_taken(int64_t t) { t_ = t; }
 
   // θ <- (1 - alpha) θ + alpha θ_src on the storage this rank holds (spec §3.9 reference sync; TRL
-  // SyncRefModelCallback). src must have the same units, stage, world size and param dtype. f32: no
-  // communication. bf16: mixes the fp32 masters, then rebuilds the working copy (params_loaded): collective at
-  // stages 1-2 (one all-gather of the bf16 working params per unit).
+  // SyncRefModelCallback). src: trainable (fp32 storage), same units, world size and param dtype, and its
+  // param_range must cover this engine's: the same stage, or this engine at stage 3 (a fully sharded reference of a
+  // policy at any stage). f32: no communication. bf16: mixes into the fp32 master (without one: into the bf16
+  // working copy, above), then rebuilds the working copy (params_loaded): collective at stages 1-2 (one all-gather
+  // of the bf16 working params per unit).
   void mix_from(const ZeroEngine& src, double alpha);
 
   Communicator& comm() { return comm_; }
@@ -184,7 +204,7 @@ class ZeroEngine {
     int64_t numel = 0, padded = 0;
     Buffer params;   // working params in param dtype: [padded] at stages 0-2; [shard] at stage 3
     Buffer gathered; // stage 3 while acquired: [padded], param dtype
-    Buffer master;   // bf16 only: fp32 master over the moment range ([padded] at stage 0, [shard] otherwise)
+    Buffer master;   // bf16 with keep_master: fp32 master over the moment range ([padded] at stage 0, else [shard])
     Buffer grads;    // full [padded]: persistent at stages 0-1, per backward at 2-3
     Buffer grad_shard;  // [shard] at stages >= 1 (stage 1: filled at step)
     Buffer m, v;     // [padded] at stage 0, [shard] otherwise
@@ -195,8 +215,8 @@ class ZeroEngine {
   };
   float* owned_master(Unit& x);  // the fp32 values AdamW updates: the owned working params (f32) or the master (bf16)
   void* owned_work(Unit& x);     // the working params this rank's master covers (param dtype)
-  void rebuild_working(Unit& x); // after the master changed: working <- bf16(master) on the owned part (bf16; f32:
-                                 // the same buffer), then the all-gather of the full unit at stages 1-2
+  void rebuild_working(Unit& x); // after the master changed: working <- bf16(master) on the owned part (bf16; f32
+                                 // or no master: the owned part is already it), then the all-gather at stages 1-2
   TensorView pview(const void* p, int64_t n) const;  // [n] view in param dtype
   int64_t owned_numel(const Unit& x) const;
   std::vector<DecaySegment> decay_segments(const UnitSpec& s, int64_t begin, int64_t count) const;
@@ -229,6 +249,7 @@ class ZeroEngine {
   int stage_;
   AdamWParams hp_;
   bool trainable_ = true;
+  bool keep_master_ = true;
   DType param_dtype_ = DType::F32;
   DType reduce_dtype_ = DType::F32;
   int64_t t_ = 0;

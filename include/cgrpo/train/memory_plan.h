@@ -3,6 +3,7 @@
 // micro-batch that fits a device.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -19,17 +20,20 @@ struct MemoryPlan {
   int64_t activations_bytes = 0; // model activations for micro_rows x seq_len
   int64_t workspace_bytes = 0;   // backward scratch + backend scratch
   int64_t backend_scratch_bytes = 0;  // of which the backend's own (attention, log-softmax chunks; cuda: + cuBLASLt's)
-  // GRPO only. ref_bytes: the frozen reference model (grpo.beta != 0), an engine sharded like the policy
-  // holding parameters (+ their fp32 master with bf16 parameters), no gradients or moments. rollout_pinned_bytes:
+  // GRPO only. ref_bytes: the frozen reference model (grpo.beta != 0), an engine at parallel.ref_stage() holding
+  // parameters (+ with bf16 parameters and parallel.ref_fp32_master their fp32 master), no gradients or moments;
+  // ref_gathered_bytes: at stage 3 the unit(s) its forward has gathered, transient like the policy's gathered
+  // units and never at the same time, so the total counts the larger of the two. rollout_pinned_bytes:
   // ZeRO-3 with zero3_rollout_gather = once holds every unit gathered while it samples ([Ψ] in the parameter
   // dtype); the activation buffers, grown by training, stay allocated meanwhile, so both count.
-  int64_t ref_bytes = 0;
+  int64_t ref_bytes = 0, ref_gathered_bytes = 0;
   int64_t rollout_pinned_bytes = 0;
   // Host memory to load the initial weights (load_units): one unit's range of fp32 values at a time, the
   // largest unit at stages 0-2 (and bf16 at 1-2), its shard at stage 3. Not device memory: not in the total.
   int64_t host_load_bytes = 0;
   int64_t total_bytes() const {
-    return zero.total_bytes() + ref_bytes + rollout_pinned_bytes + activations_bytes + workspace_bytes;
+    return zero.total_bytes() + std::max<int64_t>(0, ref_gathered_bytes - zero.gathered_bytes) + ref_bytes +
+           rollout_pinned_bytes + activations_bytes + workspace_bytes;
   }
 };
 
