@@ -100,8 +100,11 @@ LsgShape logsoftmax_gather_shape(const TensorView& h, const TensorView& W, int64
   CGRPO_CHECK(chunk > 0, "logsoftmax_gather: chunk must be > 0, got ", chunk);
   CGRPO_CHECK(s.V > 0 || s.R == 0, "logsoftmax_gather: empty vocabulary ", W.str());
   s.C = std::min(chunk, s.V);
-  s.ldh = row_stride(h, s.R, s.H, "logsoftmax_gather h");  // [R, H]
-  s.ldw = row_stride(W, s.V, s.H, "logsoftmax_gather W");  // [V, H]
+  CGRPO_CHECK(h.dtype == W.dtype && (h.dtype == DType::F32 || h.dtype == DType::BF16),
+              "logsoftmax_gather: h and W must be both f32 or both bf16, got ", h.str(), " and ", W.str());
+  s.ldh = act_row_stride(h, s.R, s.H, "logsoftmax_gather h");  // [R, H]
+  s.ldw = act_row_stride(W, s.V, s.H, "logsoftmax_gather W");  // [V, H]
+  s.dtype = h.dtype;
   return s;
 }
 

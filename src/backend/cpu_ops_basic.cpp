@@ -42,14 +42,22 @@ void CpuBackend::zero(const TensorView& t) {
 
 void CpuBackend::embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) {
   const int64_t V = table.dim(0), H = table.dim(-1), N = out.dim(0);
-  const int64_t ldt = row_stride(table, V, H, "embedding table");  // [V, H]
-  const int64_t ldo = row_stride(out, N, H, "embedding out");      // [N, H]
+  const int64_t ldt = act_row_stride(table, V, H, "embedding table");  // [V, H] f32 | bf16
+  const int64_t ldo = row_stride(out, N, H, "embedding out");          // [N, H]
   for (int64_t n = 0; n < N; ++n)
     CGRPO_CHECK(ids[n] >= 0 && ids[n] < V, "token id ", ids[n], " at position ", n, " is outside the vocabulary [0, ",
                 V, ")", hint("check the tokenizer / vocab_size in config.json"));
+  const bool wide = table.dtype == DType::BF16;
   pool().run(N, [&](int64_t n0, int64_t n1, int) {
-    for (int64_t n = n0; n < n1; ++n)
-      std::memcpy(f(out) + n * ldo, f(table) + ids[n] * ldt, static_cast<size_t>(H) * sizeof(float));
+    for (int64_t n = n0; n < n1; ++n) {
+      float* o = f(out) + n * ldo;
+      if (!wide) {
+        std::memcpy(o, f(table) + ids[n] * ldt, static_cast<size_t>(H) * sizeof(float));
+        continue;
+      }
+      const uint16_t* t = static_cast<const uint16_t*>(table.data) + ids[n] * ldt;
+      for (int64_t j = 0; j < H; ++j) o[j] = bf16_to_f32(t[j]);  // exact
+    }
   }, grain_rows(H));
 }
 

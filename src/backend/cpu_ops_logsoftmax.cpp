@@ -2,6 +2,8 @@
 // ARCHITECTURE.md §3.4). Only [R, chunk] logits exist at a time; the forward keeps a running (max, sum) per
 // row (online logsumexp), the backward recomputes each chunk's logits from h and the saved lse. The GEMMs are
 // multi-threaded by OpenBLAS; the row loops between them run on the backend's thread pool (rows independent).
+// bf16 h and W (backend.h): the chunk gemms are this backend's bf16 x bf16 -> fp32 gemm, and the backward rounds
+// each chunk's dz into a bf16 copy [R, C] (after the fp32 Z in the workspace) for the two gradient gemms.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -23,8 +25,10 @@ LsgShape check_lsg(const TensorView& h, const TensorView& W, const int32_t* targ
 }
 }  // namespace
 
-size_t CpuBackend::logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const {
-  return static_cast<size_t>(R * std::min(chunk, V) + 2 * R) * sizeof(float);  // Z [R, C] + (max, sum) [R] x 2
+size_t CpuBackend::logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk, DType operands) const {
+  const int64_t C = std::min(chunk, V);  // Z [R, C] + (max, sum) [R] x 2 forward, or Z + bf16 dz [R, C] backward
+  return static_cast<size_t>(R * C + std::max<int64_t>(2 * R, operands == DType::BF16 ? (R * C + 1) / 2 : 0)) *
+         sizeof(float);
 }
 
 void CpuBackend::logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* targets,
@@ -34,15 +38,14 @@ void CpuBackend::logsoftmax_gather_fwd(const TensorView& h, const TensorView& W,
   float* Z = workspace(logsoftmax_gather_workspace_bytes(s.R, s.V, chunk) / sizeof(float));  // [R, C]
   float* mx = Z + s.R * s.C;                                                                  // [R]
   float* sum = mx + s.R;                                                                      // [R]
-  const float* hp = static_cast<const float*>(h.data);
-  const float* wp = static_cast<const float*>(W.data);
+  const TensorView H = rows_view(h.data, s.dtype, 0, s.R, s.H, s.ldh);
   for (int64_t r = 0; r < s.R; ++r) {
     mx[r] = -std::numeric_limits<float>::infinity();
     sum[r] = 0.0f;
   }
   for (int64_t c0 = 0; c0 < s.V; c0 += s.C) {
     const int64_t cn = std::min(s.C, s.V - c0);
-    gemm(rows_view(hp, s.R, s.H, s.ldh), false, rows_view(wp + c0 * s.ldw, cn, s.H, s.ldw), true,
+    gemm(H, false, rows_view(W.data, s.dtype, c0, cn, s.H, s.ldw), true,
          rows_view(Z, s.R, cn, cn));  // z[:, c0:c0+cn] = h W[c0:c0+cn]^T
     pool().run(s.R, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -70,13 +73,13 @@ void CpuBackend::logsoftmax_gather_bwd(const TensorView& h, const TensorView& W,
   const int64_t lddh = row_stride(dh, s.R, s.H, "logsoftmax_gather dh");  // [R, H]
   const int64_t lddw = row_stride(dW, s.V, s.H, "logsoftmax_gather dW");  // [V, H]
   if (s.R == 0) return;
-  float* Z = workspace(static_cast<size_t>(s.R * s.C));  // [R, C] logits -> dz
-  const float* hp = static_cast<const float*>(h.data);
-  const float* wp = static_cast<const float*>(W.data);
+  // [R, C] logits -> dz, then (bf16) dz rounded into Zb [R, C]
+  float* Z = workspace(logsoftmax_gather_workspace_bytes(s.R, s.V, chunk, s.dtype) / sizeof(float));
+  uint16_t* Zb = reinterpret_cast<uint16_t*>(Z + s.R * s.C);
+  const TensorView H = rows_view(h.data, s.dtype, 0, s.R, s.H, s.ldh);
   for (int64_t c0 = 0; c0 < s.V; c0 += s.C) {
     const int64_t cn = std::min(s.C, s.V - c0);
-    const TensorView Zv = rows_view(Z, s.R, cn, cn), H = rows_view(hp, s.R, s.H, s.ldh);
-    const TensorView Wc = rows_view(wp + c0 * s.ldw, cn, s.H, s.ldw);
+    const TensorView Zv = rows_view(Z, s.R, cn, cn), Wc = rows_view(W.data, s.dtype, c0, cn, s.H, s.ldw);
     gemm(H, false, Wc, true, Zv);
     pool().run(s.R, [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -88,8 +91,10 @@ void CpuBackend::logsoftmax_gather_bwd(const TensorView& h, const TensorView& W,
         if (t >= 0 && t < cn) zr[t] += dlogp[r];
       }
     }, std::max<int64_t>(1, 32768 / cn));
-    gemm(Zv, false, Wc, false, rows_view(static_cast<float*>(dh.data), s.R, s.H, lddh), 1.0f, 1.0f);  // dh += dz W
-    gemm(Zv, true, H, false, rows_view(static_cast<float*>(dW.data) + c0 * lddw, cn, s.H, lddw), 1.0f,
+    const TensorView dZ = s.dtype == DType::F32 ? Zv : rows_view(Zb, DType::BF16, 0, s.R, cn, cn);
+    if (s.dtype != DType::F32) cast(Zv, dZ);
+    gemm(dZ, false, Wc, false, rows_view(static_cast<float*>(dh.data), s.R, s.H, lddh), 1.0f, 1.0f);  // dh += dz W
+    gemm(dZ, true, H, false, rows_view(static_cast<float*>(dW.data) + c0 * lddw, cn, s.H, lddw), 1.0f,
          1.0f);  // dW[c0:c0+cn] += dz^T h
   }
 }

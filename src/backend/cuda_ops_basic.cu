@@ -54,21 +54,22 @@ void check_same_dtype(const char* op, const TensorView& g, const TensorView& u, 
 }
 
 // ------------------------------------------------------------------------------------------ embedding
-// out[n, :] = table[ids[n], :]   table [V, H], ids [N], out [N, H]. A bad id gives a zero row and a device error.
-template <bool kVec4>
-__global__ void embedding_fwd_kernel(const float* table, int64_t ldt, int64_t V, const int32_t* ids, float* out,
+// out[n, :] = table[ids[n], :]   table [V, H] float or bf16 (T, widened exactly), ids [N], out [N, H] fp32. A bad id
+// gives a zero row and a device error.
+template <bool kVec4, class T>
+__global__ void embedding_fwd_kernel(const T* table, int64_t ldt, int64_t V, const int32_t* ids, float* out,
                                      int64_t ldo, int64_t N, int64_t H, cuda::DeviceError* err) {
   for (int64_t n = blockIdx.x; n < N; n += gridDim.x) {
     const int32_t id = ids[n];
     float* o = out + n * ldo;
     const bool bad = id < 0 || id >= V;
     if (bad && threadIdx.x == 0) cuda::report_error(err, cuda::kErrEmbeddingFwdId, n, id, V);
-    const float* t = table + int64_t(bad ? 0 : id) * ldt;
+    const T* t = table + int64_t(bad ? 0 : id) * ldt;
     cuda::for_groups(H, [&](int64_t j, int cnt) {
       if (kVec4 && cnt == 4) {
         st4(o + j, bad ? F4{0.0f, 0.0f, 0.0f, 0.0f} : ld4(t + j));
       } else {
-        for (int k = 0; k < cnt; ++k) o[j + k] = bad ? 0.0f : t[j + k];
+        for (int k = 0; k < cnt; ++k) o[j + k] = bad ? 0.0f : widen(t[j + k]);
       }
     });
   }
@@ -383,13 +384,16 @@ void CudaBackend::zero(const TensorView& t) {
 
 void CudaBackend::embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) {
   const int64_t V = table.dim(0), H = table.dim(-1), N = out.dim(0);
-  const int64_t ldt = cuda::dev_row_stride(table, V, H, "embedding table");  // [V, H]
-  const int64_t ldo = cuda::dev_row_stride(out, N, H, "embedding out");      // [N, H]
+  const int64_t ldt = cuda::dev_act_row_stride(table, V, H, "embedding table");  // [V, H] f32|bf16
+  const int64_t ldo = cuda::dev_row_stride(out, N, H, "embedding out");          // [N, H]
   if (N == 0 || H == 0) return;
-  const bool vec = kmath::vec4_ok(table.data, ldt) && kmath::vec4_ok(out.data, ldo);
-  CGRPO_LAUNCH_VEC(vec, embedding_fwd_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(H)),
-                   cuda::as_stream(ctx_.stream()), fp(table), ldt, V, ids, fp(out), ldo, N, H,
-                   static_cast<cuda::DeviceError*>(device_error()));
+  const bool vec = cuda::vec4_ok(table, ldt) && kmath::vec4_ok(out.data, ldo);
+  cuda::with_act_type(table.dtype, [&](auto t) {
+    using T = decltype(t);
+    CGRPO_LAUNCH_VEC(vec, embedding_fwd_kernel, cuda::row_grid(N), cuda::row_threads(kmath::group_count(H)),
+                     cuda::as_stream(ctx_.stream()), cuda::dp<const T>(table), ldt, V, ids, fp(out), ldo, N, H,
+                     static_cast<cuda::DeviceError*>(device_error()));
+  });
 }
 
 void CudaBackend::embedding_bwd(const TensorView& dout, const int32_t* ids, const TensorView& dtable) {

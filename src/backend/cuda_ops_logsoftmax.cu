@@ -11,6 +11,8 @@
 // by the gemms' fp32 summation order, exp is the precise expf (CPU: a ~1 ulp polynomial), the running sum is
 // kept in double (CPU: fp32 between chunks): agreement within fp32 gemm rounding.
 // Targets are checked on the device (first chunk): a bad one gives logp = NaN and a device error.
+// bf16 h and W (backend.h): the chunk gemms are cuBLASLt bf16 x bf16 -> fp32 (tensor cores), and the backward
+// rounds each chunk's dz (Backend::cast, RNE) into a bf16 copy for the two gradient gemms, as the CPU does.
 #include <algorithm>
 #include <cstdint>
 
@@ -31,20 +33,23 @@ LsgShape check_lsg(const TensorView& h, const TensorView& W, int64_t chunk) {
   return logsoftmax_gather_shape(h, W, chunk);
 }
 
-// Workspace pieces, in this order: Z [R, C] logits, then (forward only) the running sum [R] (double) and
-// running max [R] (fp32). Z comes first so that it is 256-byte aligned for cuBLASLt.
+// Workspace pieces, in this order: Z [R, C] logits, then forward the running sum [R] (double) and running max [R]
+// (fp32), backward with bf16 operands dz's bf16 copy Zb [R, C]. Each piece is 256-byte aligned (for cuBLASLt).
 struct LsgWorkspace {
   float* Z;
   double* sum;
   float* max;
+  uint16_t* Zb;
 };
-LsgWorkspace carve_lsg(void* base, int64_t R, int64_t C, bool forward, size_t* bytes) {
+LsgWorkspace carve_lsg(void* base, int64_t R, int64_t C, bool forward, DType operands, size_t* bytes) {
   cuda::Carver c(base);
   LsgWorkspace w{};
   w.Z = c.take<float>(static_cast<size_t>(R * C));
   if (forward) {
     w.sum = c.take<double>(static_cast<size_t>(R));
     w.max = c.take<float>(static_cast<size_t>(R));
+  } else if (operands == DType::BF16) {
+    w.Zb = c.take<uint16_t>(static_cast<size_t>(R * C));
   }
   if (bytes) *bytes = c.bytes();
   return w;
@@ -121,10 +126,12 @@ __global__ void lsg_bwd_chunk_kernel(float* Z, int64_t cn, int64_t c0, int64_t V
 
 }  // namespace
 
-size_t CudaBackend::logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const {
-  size_t bytes = 0;
-  carve_lsg(nullptr, std::max<int64_t>(R, 0), std::max<int64_t>(std::min(chunk, V), 0), true, &bytes);
-  return bytes;
+size_t CudaBackend::logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk, DType operands) const {
+  size_t fwd = 0, bwd = 0;
+  const int64_t r = std::max<int64_t>(R, 0), c = std::max<int64_t>(std::min(chunk, V), 0);
+  carve_lsg(nullptr, r, c, true, operands, &fwd);
+  carve_lsg(nullptr, r, c, false, operands, &bwd);
+  return std::max(fwd, bwd);
 }
 
 void CudaBackend::logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* targets,
@@ -132,16 +139,15 @@ void CudaBackend::logsoftmax_gather_fwd(const TensorView& h, const TensorView& W
   const LsgShape s = check_lsg(h, W, chunk);
   if (s.R == 0) return;
   size_t bytes = 0;
-  carve_lsg(nullptr, s.R, s.C, true, &bytes);
-  const LsgWorkspace ws = carve_lsg(workspace(bytes / sizeof(float) + 1), s.R, s.C, true, nullptr);
+  carve_lsg(nullptr, s.R, s.C, true, s.dtype, &bytes);
+  const LsgWorkspace ws = carve_lsg(workspace(bytes / sizeof(float) + 1), s.R, s.C, true, s.dtype, nullptr);
   const cudaStream_t st = cuda::as_stream(ctx_.stream());
-  const float* hp = static_cast<const float*>(h.data);
-  const float* wp = static_cast<const float*>(W.data);
+  const TensorView Hv = rows_view(h.data, s.dtype, 0, s.R, s.H, s.ldh, Device::CUDA);
   auto* err = static_cast<cuda::DeviceError*>(device_error());
   for (int64_t c0 = 0; c0 < s.V; c0 += s.C) {
     const int64_t cn = std::min(s.C, s.V - c0);
-    gemm(rows_view(hp, s.R, s.H, s.ldh, Device::CUDA), false, rows_view(wp + c0 * s.ldw, cn, s.H, s.ldw, Device::CUDA),
-         true, rows_view(ws.Z, s.R, cn, cn, Device::CUDA));  // Z = h W[c0:c0+cn]^T
+    gemm(Hv, false, rows_view(W.data, s.dtype, c0, cn, s.H, s.ldw, Device::CUDA), true,
+         rows_view(ws.Z, s.R, cn, cn, Device::CUDA));  // Z = h W[c0:c0+cn]^T
     const bool first = c0 == 0, last = c0 + cn >= s.V;
     if (cn % 4 == 0 && kmath::vec4_ok(ws.Z))  // then every row of Z [R, cn] is 16-byte aligned
       lsg_fwd_chunk_kernel<true><<<cuda::row_grid(s.R), kRowThreads, 0, st>>>(
@@ -161,24 +167,26 @@ void CudaBackend::logsoftmax_gather_bwd(const TensorView& h, const TensorView& W
   const int64_t lddw = cuda::dev_row_stride(dW, s.V, s.H, "logsoftmax_gather dW");  // [V, H]
   if (s.R == 0) return;
   size_t bytes = 0;
-  carve_lsg(nullptr, s.R, s.C, false, &bytes);
-  float* Z = carve_lsg(workspace(bytes / sizeof(float) + 1), s.R, s.C, false, nullptr).Z;  // [R, C] logits -> dz
+  carve_lsg(nullptr, s.R, s.C, false, s.dtype, &bytes);
+  // [R, C] logits -> dz, and with bf16 operands dz rounded into Zb [R, C]
+  const LsgWorkspace ws = carve_lsg(workspace(bytes / sizeof(float) + 1), s.R, s.C, false, s.dtype, nullptr);
+  float* Z = ws.Z;
   const cudaStream_t st = cuda::as_stream(ctx_.stream());
-  const float* hp = static_cast<const float*>(h.data);
-  const float* wp = static_cast<const float*>(W.data);
   auto* err = static_cast<cuda::DeviceError*>(device_error());
-  const TensorView Hv = rows_view(hp, s.R, s.H, s.ldh, Device::CUDA);
+  const TensorView Hv = rows_view(h.data, s.dtype, 0, s.R, s.H, s.ldh, Device::CUDA);
   const TensorView dHv = rows_view(static_cast<float*>(dh.data), s.R, s.H, lddh, Device::CUDA);
   for (int64_t c0 = 0; c0 < s.V; c0 += s.C) {
     const int64_t cn = std::min(s.C, s.V - c0);
     const TensorView Zv = rows_view(Z, s.R, cn, cn, Device::CUDA);
-    const TensorView Wc = rows_view(wp + c0 * s.ldw, cn, s.H, s.ldw, Device::CUDA);
+    const TensorView Wc = rows_view(W.data, s.dtype, c0, cn, s.H, s.ldw, Device::CUDA);
     gemm(Hv, false, Wc, true, Zv);
     lsg_bwd_chunk_kernel<<<cuda::row_grid(s.R), cuda::row_threads(cn), 0, st>>>(Z, cn, c0, s.V, targets, lse, dlogp,
                                                                                s.R, c0 == 0, err);
     cuda::check_launch("lsg_bwd_chunk_kernel");
-    gemm(Zv, false, Wc, false, dHv, 1.0f, 1.0f);  // dh += dz W[c0:c0+cn]
-    gemm(Zv, true, Hv, false, rows_view(static_cast<float*>(dW.data) + c0 * lddw, cn, s.H, lddw, Device::CUDA), 1.0f,
+    const TensorView dZ = s.dtype == DType::F32 ? Zv : rows_view(ws.Zb, DType::BF16, 0, s.R, cn, cn, Device::CUDA);
+    if (s.dtype != DType::F32) cast(Zv, dZ);
+    gemm(dZ, false, Wc, false, dHv, 1.0f, 1.0f);  // dh += dz W[c0:c0+cn]
+    gemm(dZ, true, Hv, false, rows_view(static_cast<float*>(dW.data) + c0 * lddw, cn, s.H, lddw, Device::CUDA), 1.0f,
          1.0f);  // dW[c0:c0+cn] += dz^T h
   }
 }

@@ -23,29 +23,6 @@
 
 namespace cgrpo {
 
-namespace {
-// Under bf16 activations the LM head's fp32 GEMMs (the log-softmax gather forward and backward, the logits for
-// sampling) run on TF32 tensor cores where the backend has them: fp32 storage and accumulation, inputs rounded to a
-// 10-bit mantissa, finer than the bf16 the rest of such a step multiplies in. On fp32 SIMT the head, ~15% of the
-// 1b preset's FLOPs (V = 151936 against H = 1536), would take longer than the whole bf16 body. The CPU oracle has no
-// TF32 and stays exact; parallel.tf32 = true already covers every fp32 GEMM.
-class HeadMath {
- public:
-  HeadMath(Backend& be, DType compute) : be_(be), on_(compute == DType::BF16 && be.has_tf32() && !be.tf32()) {
-    if (on_) be_.allow_tf32(true);
-  }
-  ~HeadMath() {
-    if (on_) be_.allow_tf32(false);
-  }
-  HeadMath(const HeadMath&) = delete;
-  HeadMath& operator=(const HeadMath&) = delete;
-
- private:
-  Backend& be_;
-  bool on_;
-};
-}  // namespace
-
 // Device scratch grows to the largest request and is reused: nothing is allocated in steady state.
 void DreamModel::ensure(Buffer& b, size_t bytes, MemCategory cat) const {
   if (b.bytes() < bytes) b = be_.alloc(std::max<size_t>(bytes, 4), cat);
@@ -172,6 +149,19 @@ TensorView DreamModel::P(int64_t offset, int64_t rows, int64_t cols) const {
   return TensorView(const_cast<char*>(base) + at, pdt_, {rows, cols}, be_.device());
 }
 
+// The LM head's operands (the top of dream_model.h): under bf16 activations the bf16 head times the selected rows
+// rounded to bf16 (hsel16 [R, H], cast here from hsel), otherwise the fp32 head (W32 with bf16 parameters) times
+// the fp32 rows hsel.
+TensorView DreamModel::head_weight() {
+  return cdt_ == DType::BF16 ? P(layout_.head(), cfg_.vocab_size, H_) : W32(layout_.head(), cfg_.vocab_size, H_);
+}
+TensorView DreamModel::head_rows(const float* hsel, void* hsel16, int64_t R, bool cast) {
+  if (cdt_ == DType::F32) return view(hsel, R, H_, H_);
+  const TensorView h16(hsel16, DType::BF16, {R, H_}, be_.device());
+  if (cast) be_.cast(view(hsel, R, H_, H_), h16);
+  return h16;
+}
+
 // Numerics of bf16 parameters: ARCHITECTURE.md §3.4 and the top of dream_model.h.
 TensorView DreamModel::W32(int64_t offset, int64_t rows, int64_t cols) {
   const TensorView p = P(offset, rows, cols);
@@ -211,14 +201,21 @@ void DreamModel::mm(const TensorView& A, bool trans_a, const TensorView& B, bool
 // dqkv (fp32 gradients), B = m | a2 | o | a1 (fp32 activations only).
 int64_t DreamModel::cast_elems(int64_t N, bool grad) const {
   const bool f32_acts = cdt_ == DType::F32;
-  const int64_t wa = std::max(f32_acts ? std::max({H_, QW_, I_}) : 0, grad ? std::max({H_, 2 * I_, QKV_}) : 0);
+  // A operands: fp32 activations' [N, max(H, QW, I)]; bf16 activations only the head's rows [R <= N, H]
+  const int64_t wa = std::max(f32_acts ? std::max({H_, QW_, I_}) : H_, grad ? std::max({H_, 2 * I_, QKV_}) : 0);
   const int64_t wb = grad && f32_acts ? std::max({H_, QW_, I_}) : 0;
   return (N * wa + 127) / 128 * 128 + N * wb;
 }
 
 size_t DreamModel::param_dtype_scratch_bytes(int64_t B, int64_t L, bool grad) const {
   if (pdt_ == DType::F32) return 0;
-  return size_t(cfg_.vocab_size * H_ + std::max(H_, QKV_)) * 4 + size_t(cast_elems(B * L, grad)) * 2;
+  const int64_t table = cdt_ == DType::F32 ? cfg_.vocab_size * H_ : 0;  // the fp32 head (bf16 activations: none)
+  return size_t(table + std::max(H_, QKV_)) * 4 + size_t(cast_elems(B * L, grad)) * 2;
+}
+
+size_t DreamModel::selection_bytes(int64_t R) const {
+  const size_t fp32 = size_t(5 * R + 2 * R * H_) * 4;
+  return cdt_ == DType::F32 ? fp32 : (fp32 + 255) / 256 * 256 + size_t(R * H_) * 2;  // + hsel16, 256-byte aligned
 }
 
 TensorView DreamModel::G(int64_t offset, int64_t rows, int64_t cols) const {
@@ -336,7 +333,7 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   if (pdt_ != DType::F32) {  // grown here once to what the step needs, so no later call allocates
     ensure(cast_, size_t(cast_elems(N_, grad)) * 2, MemCategory::Workspace);
     ensure(wsmall_, size_t(std::max(H_, QKV_)) * 4, MemCategory::Workspace);
-    if (wbig_.bytes() < size_t(cfg_.vocab_size * H_) * 4) {
+    if (cdt_ == DType::F32 && wbig_.bytes() < size_t(cfg_.vocab_size * H_) * 4) {  // the fp32 head
       ensure(wbig_, size_t(cfg_.vocab_size * H_) * 4, MemCategory::Workspace);
       big_src_ = nullptr;
     }
@@ -357,7 +354,7 @@ void DreamModel::forward(const ModelInput& in, bool grad) {
   if (has_mask_) be_.upload(in.key_mask, ids + 2 * N_, size_t(N_));
   hold(0);
   src_->prefetch(1);  // ZeRO-3: the next unit's gather overlaps this unit's compute
-  be_.embedding_fwd(W32(layout_.embed(), cfg_.vocab_size, H_), ids, view(x_at(0), N_, H_, H_));  // h0 = E[ids]
+  be_.embedding_fwd(P(layout_.embed(), cfg_.vocab_size, H_), ids, view(x_at(0), N_, H_, H_));  // h0 = E[ids]
   drop(0);
   for (int64_t l = 0; l < nl; ++l) {
     hold(int(1 + l));
@@ -394,9 +391,7 @@ void DreamModel::logprobs(int64_t R, const int32_t* rows, const int32_t* targets
   be_.upload(rows, q.rows, static_cast<size_t>(R) * 4);
   be_.upload(targets, q.tgt, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), q.rows, view(q.hsel, R, H_, H_));  // hsel = hf[rows]  (row gather)
-  const HeadMath head_math(be_, cdt_);
-  be_.logsoftmax_gather_fwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
-                            q.logp, q.lse);
+  be_.logsoftmax_gather_fwd(head_rows(q.hsel, q.hsel16, R, true), head_weight(), q.tgt, chunk_, q.logp, q.lse);
   be_.download(q.logp, logp, static_cast<size_t>(R) * 4);
 }
 
@@ -409,6 +404,7 @@ DreamModel::Sel DreamModel::selection() const {
   q.dlogp = q.logp + R_;
   q.hsel = q.dlogp + R_;
   q.dhsel = q.hsel + R_ * H_;
+  q.hsel16 = cdt_ == DType::BF16 ? sel_.as<char>() + (size_t(5 * R_ + 2 * R_ * H_) * 4 + 255) / 256 * 256 : nullptr;
   return q;
 }
 
@@ -426,9 +422,12 @@ float* DreamModel::head_logits(int64_t R, const int32_t* rows, const char* what)
   be_.upload(rows, d_rows, static_cast<size_t>(R) * 4);
   be_.embedding_fwd(hidden(), d_rows, view(hsel, R, H_, H_));
   hold(unit_of(layout_.head()));
-  // fp32 head (W32), like the log-softmax gather: logits() and logprobs() agree with bf16 parameters too
-  const HeadMath head_math(be_, cdt_);
-  be_.gemm(view(hsel, R, H_, H_), false, W32(layout_.head(), V, H_), true, view(z, R, V, V));
+  // the head's math as in the log-softmax gather, so logits() and logprobs() agree (bf16 activations: bf16 x bf16,
+  // the rows rounded into cast_, the bf16 operand scratch forward() sized for [N >= R, H])
+  void* hsel16 = cast_.data();
+  CGRPO_CHECK(cdt_ == DType::F32 || cast_.bytes() >= size_t(R * H_) * 2, "DreamModel: ", R, " head rows overflow "
+              "the bf16 operand scratch sized for ", N_, " rows");
+  be_.gemm(head_rows(hsel, hsel16, R, true), false, head_weight(), true, view(z, R, V, V));
   return z;
 }
 
@@ -507,9 +506,8 @@ void DreamModel::backward(const float* dlogp) {
   be_.zero(dHF);
   if (R > 0) {  // R = 0: zero gradients flow through the same units (logprobs())
     be_.zero(view(q.dhsel, R, H_, H_));
-    const HeadMath head_math(be_, cdt_);
-    be_.logsoftmax_gather_bwd(view(q.hsel, R, H_, H_), W32(layout_.head(), cfg_.vocab_size, H_), q.tgt, chunk_,
-                              q.lse, q.dlogp, view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
+    be_.logsoftmax_gather_bwd(head_rows(q.hsel, q.hsel16, R, false), head_weight(), q.tgt, chunk_, q.lse, q.dlogp,
+                              view(q.dhsel, R, H_, H_), G(layout_.head(), cfg_.vocab_size, H_));
     be_.embedding_bwd(view(q.dhsel, R, H_, H_), q.rows, dHF);  // scatter-add dhsel into rows of dhf
   }
   be_.zero(dR);

@@ -36,7 +36,7 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
     p.seq_len = cfg.grpo.max_prompt_length + cfg.rollout.max_new_tokens;
     p.micro_rows = rows > 0 ? rows : 3 * cfg.grpo.per_device_batch;
     if (cfg.grpo.beta != 0.0) {  // Trainer::init_model's reference engine
-      const int ref_stage = cfg.parallel.ref_full_shard ? 3 : stage;
+      const int ref_stage = cfg.parallel.ref_full_shard && world > 1 ? 3 : stage;  // ParallelSection::ref_stage
       const ZeroPlan r = plan_zero(units, world, ref_stage, pb, rb, {0, last}, overlap);
       p.ref_bytes = r.params_bytes + (cfg.parallel.ref_fp32_master ? r.master_bytes : 0);
       p.ref_gathered_bytes = r.gathered_bytes;
@@ -54,7 +54,8 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   p.activations_bytes = int64_t(model.activation_bytes(B, L, true) + model.selection_bytes(R));
   // The backend's scratch at the model's default vocabulary chunk (4096). CpuBackend keeps one buffer grown to the
   // largest need: attention backward's 2 [L, L] or the log-softmax gather's [R, chunk] (+ 2R). CudaBackend keeps
-  // the log-softmax chunk ([R, chunk] fp32, running sum fp64 and max fp32 per row) and, apart from it, the
+  // the log-softmax chunk ([R, chunk] fp32, running sum fp64 and max fp32 per row forward, [R, chunk] bf16 dz backward
+  // under bf16 activations) and, apart from it, the
   // attention backward's workspace: D [B, heads, L] fp32, and on the tensor-core path (bf16 activations, a
   // tc_supported_head_dim) bf16(dO) as well (flash_tile.h), and, fixed for the process, its CudaContext's
   // cuBLASLt workspace (kCublasLtWorkspaceBytes). Not counted: the CUDA context itself.
@@ -62,9 +63,11 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   int64_t backend_scratch = std::max<int64_t>(2 * L * L, R * chunk + 2 * R) * 4;
   if (cfg.parallel.backend == "cuda") {
     const int64_t heads = mc.num_attention_heads, hd = mc.head_dim();
-    const bool tc = parse_dtype(cfg.parallel.compute_dtype) == DType::BF16 && flash::tc_supported_head_dim(hd);
+    const bool tc_bf16 = parse_dtype(cfg.parallel.compute_dtype) == DType::BF16;  // also the head's operands
+    const bool tc = tc_bf16 && flash::tc_supported_head_dim(hd);
     const int64_t attention_floats = tc ? flash::tc_bwd_workspace_floats(B, heads, L, hd) : B * heads * L;
-    backend_scratch = R * chunk * 4 + R * 12 + attention_floats * 4 + int64_t(kCublasLtWorkspaceBytes);
+    const int64_t lsg = R * chunk * 4 + std::max<int64_t>(R * 12, tc_bf16 ? R * chunk * 2 : 0);  // bwd: bf16 dz
+    backend_scratch = lsg + attention_floats * 4 + int64_t(kCublasLtWorkspaceBytes);
   }
   p.backend_scratch_bytes = backend_scratch;
   // + with bf16 parameters: the model's bf16 matmul operands and fp32 weight copies (the [V, H] table)

@@ -187,7 +187,7 @@ void Trainer::init_model() {
   // its forwards gather it unit by unit, as DeepSpeed's stage-3 reference does) and, with bf16 parameters, without
   // an fp32 master unless parallel.ref_fp32_master (mix_from then mixes into its bf16 weights, as TRL does)
   if (cfg_.grpo.beta != 0.0)
-    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.ref_stage(), hp, false, be_.get(), param_dtype,
+    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.ref_stage(pcomm().world_size()), hp, false, be_.get(), param_dtype,
                                         DType::F32, cfg_.parallel.ref_fp32_master);
   // Unit by unit, each rank reading or drawing only what it stores (its shard at ZeRO-3), never the whole model;
   // nothing when resume() will overwrite it all (or fail)

@@ -248,63 +248,62 @@ TEST_CASE("model bf16: recompute is bit-identical, a step is deterministic and a
   }
 }
 
-// A CPU backend that claims TF32 and records, per call, whether it was on: LM-head calls (the log-softmax gather,
-// and GEMMs against the [V, H] head) and the body's GEMMs. Its arithmetic is CpuBackend's (exact).
-class Tf32Probe final : public CpuBackend {
+// A CPU backend that records the dtype of the LM head's operands (the log-softmax gather and GEMMs against the
+// [V, H] head) and of the embedding table. Its arithmetic is CpuBackend's.
+class HeadProbe final : public CpuBackend {
  public:
-  explicit Tf32Probe(int64_t vocab) : CpuBackend(1), V_(vocab) {}
-  bool has_tf32() const override { return true; }
-  bool tf32() const override { return on_; }
-  void allow_tf32(bool on) override { on_ = on; }
+  explicit HeadProbe(int64_t vocab) : CpuBackend(1), V_(vocab) {}
   void gemm(const TensorView& A, bool ta, const TensorView& B, bool tb, const TensorView& C, float alpha,
             float beta) override {
-    const bool head = in_head_ || (tb && B.dim(0) == V_);
-    (head ? head_calls : body_gemms)[on_]++;
+    if (tb && B.dim(0) == V_ && depth_ == 0) note(A, B);
+    ++depth_;  // CpuBackend's bf16 gemm calls gemm again on fp32 copies: count the outer call only
     CpuBackend::gemm(A, ta, B, tb, C, alpha, beta);
+    --depth_;
   }
   void logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* t, int64_t chunk, float* logp,
                              float* lse) override {
-    head_calls[on_]++;
-    in_head_ = true;
+    note(h, W);
     CpuBackend::logsoftmax_gather_fwd(h, W, t, chunk, logp, lse);
-    in_head_ = false;
   }
   void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* t, int64_t chunk,
                              const float* lse, const float* dlogp, const TensorView& dh, const TensorView& dW) override {
-    head_calls[on_]++;
-    in_head_ = true;
+    note(h, W);
     CpuBackend::logsoftmax_gather_bwd(h, W, t, chunk, lse, dlogp, dh, dW);
-    in_head_ = false;
   }
-  int64_t head_calls[2] = {0, 0}, body_gemms[2] = {0, 0};  // [tf32 off, on]
+  void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) override {
+    if (table.dim(0) == V_) embedding[table.dtype == DType::BF16]++;
+    CpuBackend::embedding_fwd(table, ids, out);
+  }
+  int64_t head[2] = {0, 0}, embedding[2] = {0, 0};  // calls [f32 operands, bf16 operands]
 
  private:
+  void note(const TensorView& h, const TensorView& W) {
+    REQUIRE(h.dtype == W.dtype);
+    head[W.dtype == DType::BF16]++;
+  }
   int64_t V_;
-  bool on_ = false, in_head_ = false;
+  int depth_ = 0;
 };
 
-TEST_CASE("model bf16: bf16 activations run the LM head on TF32 where the backend has it, the body and f32 runs not",
+TEST_CASE("model bf16: bf16 activations multiply the LM head in bf16, f32 activations in fp32, the table stays bf16",
           "[model]") {
   const ModelConfig c = bf16_config();
   const ParamLayout layout(c);
   const auto params = rounded_params(layout);
   const Batch b = make_batch(c);
-  for (DType acts : {DType::F32, DType::BF16})
-    for (bool user_tf32 : {false, true}) {  // parallel.tf32 = true: every fp32 GEMM, and it stays on
-      INFO("activations " << dtype_name(acts) << ", parallel.tf32 " << user_tf32);
-      Tf32Probe be(c.vocab_size);
-      be.allow_tf32(user_tf32);
-      DreamModel m(c, be);
-      Bf16Source src(layout, params);
-      bind_bf16(m, src, acts);
-      step(m, b, src.g);  // forward, log-probs, logits of 3 rows, backward
-      const bool head_on = user_tf32 || acts == DType::BF16;
-      CHECK(be.head_calls[head_on] >= 3);  // gather forward and backward, the logits GEMM
-      CHECK(be.head_calls[!head_on] == 0);
-      CHECK(be.body_gemms[user_tf32] > 0);
-      CHECK(be.body_gemms[!user_tf32] == 0);
-      CHECK(be.tf32() == user_tf32);  // restored
-    }
+  for (DType acts : {DType::F32, DType::BF16}) {
+    INFO("activations " << dtype_name(acts));
+    HeadProbe be(c.vocab_size);
+    DreamModel m(c, be);
+    Bf16Source src(layout, params);
+    bind_bf16(m, src, acts);
+    step(m, b, src.g);  // forward, log-probs, logits of 3 rows, backward
+    const bool bf16 = acts == DType::BF16;
+    CHECK(be.head[bf16] >= 3);  // gather forward and backward, the logits GEMM
+    CHECK(be.head[!bf16] == 0);
+    CHECK(be.embedding[1] >= 1);  // the bf16 table itself, no fp32 copy
+    CHECK(be.embedding[0] == 0);
+  }
 }
 
 TEST_CASE("model bf16: param_dtype_scratch_bytes and activation_bytes are what the model allocates", "[model]") {

@@ -123,6 +123,12 @@ TEST_CASE("ops: embedding forward gathers rows, backward accumulates (+=) with r
     for (int64_t j = 0; j < H; ++j) want[ids[n] * H + j] += dout[n * H + j];
   be.embedding_bwd(TensorView::of(dout.data(), {N, H}), ids.data(), TensorView::of(dtable.data(), {V, H}));
   require_close(dtable, want, 1e-6, 1e-6, "dtable");
+  // a bf16 table (bf16 parameters): the rows widened, exactly
+  std::vector<uint16_t> table16(table.size());
+  for (size_t i = 0; i < table.size(); ++i) table16[i] = f32_to_bf16(table[i]);
+  be.embedding_fwd(TensorView(table16.data(), DType::BF16, {V, H}), ids.data(), TensorView::of(out.data(), {N, H}));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < H; ++j) REQUIRE(out[n * H + j] == bf16_to_f32(table16[ids[n] * H + j]));
   ids[4] = 37;
   REQUIRE_THROWS_WITH(be.embedding_fwd(TensorView::of(table.data(), {V, H}), ids.data(),
                                        TensorView::of(out.data(), {N, H})),
@@ -298,6 +304,71 @@ TEST_CASE("ops: fused chunked log-softmax gather vs float64, dh/dW accumulate, b
     require_close(dh, gh, 1e-5, 1e-6, "dh");
     require_close(dW, gW, 1e-5, 1e-6, "dW");
   }
+}
+
+TEST_CASE("ops: log-softmax gather on bf16 h and W: bf16 x bf16 -> fp32 logits, dz rounded to bf16 (float64 oracle)",
+          "[model][ops]") {
+  const int64_t R = 5, H = 12, V = 37;
+  const std::vector<int32_t> t = {0, 36, 8, 9, 17};
+  auto round16 = [](const std::vector<float>& x, std::vector<uint16_t>& bits) {
+    bits.resize(x.size());
+    Vec wide(x.size());
+    for (size_t i = 0; i < x.size(); ++i) wide[i] = bf16_to_f32(bits[i] = f32_to_bf16(x[i]));
+    return wide;
+  };
+  std::vector<uint16_t> h16, W16;
+  const Vec hd = round16(randn(R * H, 1), h16), Wd = round16(randn(V * H, 2), W16);
+  const auto dlogp = randn(R, 3), dh0 = randn(R * H, 4), dW0 = randn(V * H, 5);
+  // oracle: dz = dlogp (onehot - softmax(z)) in float64, rounded to bf16 (through fp32) or not
+  Vec dz(R * V), dz16(R * V);
+  for (int64_t r = 0; r < R; ++r) {
+    Vec z(V);
+    double m = -1e300, sum = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      for (int64_t c = 0; c < H; ++c) z[v] += hd[r * H + c] * Wd[v * H + c];
+      m = std::max(m, z[v]);
+    }
+    for (double zv : z) sum += std::exp(zv - m);
+    for (int64_t v = 0; v < V; ++v) {
+      dz[r * V + v] = dlogp[r] * ((v == t[r] ? 1.0 : 0.0) - std::exp(z[v] - m) / sum);
+      dz16[r * V + v] = bf16_to_f32(f32_to_bf16(float(dz[r * V + v])));
+    }
+  }
+  auto grads = [&](const Vec& d, Vec& gh, Vec& gW) {  // gh = dh0 + d W, gW = dW0 + d^T h
+    gh = to_f64(dh0), gW = to_f64(dW0);
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t v = 0; v < V; ++v)
+        for (int64_t c = 0; c < H; ++c) {
+          gh[r * H + c] += d[r * V + v] * Wd[v * H + c];
+          gW[v * H + c] += d[r * V + v] * hd[r * H + c];
+        }
+  };
+  Vec gh, gW, gh_unrounded, gW_unrounded;
+  grads(dz16, gh, gW);
+  grads(dz, gh_unrounded, gW_unrounded);
+  double apart = 0;  // how far the unrounded-dz answer is: the tolerance below must tell the two apart
+  for (size_t i = 0; i < gh.size(); ++i) apart = std::max(apart, std::fabs(gh[i] - gh_unrounded[i]));
+  REQUIRE(apart > 1e-4);
+  for (int64_t chunk : {8, 37}) {
+    INFO("chunk " << chunk);
+    CpuBackend be;
+    const TensorView hv(h16.data(), DType::BF16, {R, H}), Wv(W16.data(), DType::BF16, {V, H});
+    std::vector<float> logp(R), lse(R);
+    be.logsoftmax_gather_fwd(hv, Wv, t.data(), chunk, logp.data(), lse.data());
+    require_close(logp, ref_logp(hd, Wd, t, R, H, V), 1e-5, 1e-6, "logp");
+    auto dh = dh0, dW = dW0;
+    be.logsoftmax_gather_bwd(hv, Wv, t.data(), chunk, lse.data(), dlogp.data(), TensorView::of(dh.data(), {R, H}),
+                             TensorView::of(dW.data(), {V, H}));
+    require_close(dh, gh, 1e-5, 1e-6, "dh");
+    require_close(dW, gW, 1e-5, 1e-6, "dW");
+  }
+  CpuBackend be;
+  auto h32 = randn(R * H, 1);
+  std::vector<float> logp(R), lse(R);
+  REQUIRE_THROWS_WITH(be.logsoftmax_gather_fwd(TensorView::of(h32.data(), {R, H}),
+                                               TensorView(W16.data(), DType::BF16, {V, H}), t.data(), 8, logp.data(),
+                                               lse.data()),
+                      Catch::Contains("h and W must be both f32 or both bf16"));
 }
 
 TEST_CASE("ops: log-softmax gather is stable for huge logits and rejects bad targets", "[model][ops]") {

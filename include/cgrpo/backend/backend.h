@@ -86,7 +86,8 @@ class Backend {
   virtual void copy(const TensorView& src, const TensorView& dst) = 0;
   virtual void zero(const TensorView& t) = 0;
 
-  // out[n, :] = table[ids[n], :]                      table [V, H], ids [N], out [N, H]
+  // out[n, :] = table[ids[n], :]                      table [V, H] f32|bf16 (bf16: widened, exact), ids [N],
+  //                                                   out [N, H] f32
   virtual void embedding_fwd(const TensorView& table, const int32_t* ids, const TensorView& out) = 0;
   // dtable[ids[n], :] += dout[n, :]                   dout [N, H], dtable [V, H]
   virtual void embedding_bwd(const TensorView& dout, const int32_t* ids, const TensorView& dtable) = 0;
@@ -141,14 +142,19 @@ class Backend {
   // Fused, vocabulary-chunked log-softmax gather (spec §3.6 selective_log_softmax, ARCHITECTURE.md §3.4):
   //   logp[r] = z[r, t_r] - logsumexp_v z[r, v],  z = h W^T,   h [R, H], W [V, H], targets [R], logp, lse [R]
   // Works on [R, chunk] logits at a time with an online logsumexp; [R, V] is never materialised.
+  // h and W are both f32 or both bf16 (the head under bf16 activations, as autocast runs it): then z is a
+  // bf16 x bf16 -> fp32 gemm (fp32 accumulation, z stays fp32) and the backward rounds dz to bf16 (RNE) as the
+  // operand of both gradient gemms (dh, dW stay fp32). The softmax and its sums are fp32 either way.
   virtual void logsoftmax_gather_fwd(const TensorView& h, const TensorView& W, const int32_t* targets,
                                      int64_t chunk, float* logp, float* lse) = 0;
   // dz = dlogp[r] * (onehot(t_r) - softmax(z_r));  dh += dz W,  dW += dz^T h   (chunk by chunk, z recomputed)
   virtual void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* targets,
                                      int64_t chunk, const float* lse, const float* dlogp, const TensorView& dh,
                                      const TensorView& dW) = 0;
-  // Peak workspace (bytes) either direction of logsoftmax_gather uses for R rows, vocabulary V and a chunk.
-  virtual size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const = 0;
+  // Peak workspace (bytes) either direction of logsoftmax_gather uses for R rows, vocabulary V and a chunk, with
+  // h and W of dtype `operands` (bf16 adds dz's bf16 copy [R, chunk]).
+  virtual size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk,
+                                                   DType operands = DType::F32) const = 0;
 
   // spec §2.3 sample_tokens on each row of logits [R, V] (fp32 row tensor in this device's memory; OVERWRITTEN,
   // it is the op's scratch): row r draws with u[r] (host [R], in [0, 1); unused, and u may be nullptr, at
@@ -169,9 +175,17 @@ struct GemmShape {
 };
 GemmShape gemm_shape(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C);
 
-// A [rows, cols] fp32 view of p with row stride ld (a column block of a wider row-major matrix).
+// A [rows, cols] view of p with row stride ld (a column block of a wider row-major matrix): fp32, or of dtype dt
+// starting `first` rows in.
 inline TensorView rows_view(const float* p, int64_t rows, int64_t cols, int64_t ld, Device d = Device::CPU) {
   TensorView t(const_cast<float*>(p), DType::F32, {rows, cols}, d);
+  t.strides[0] = ld;
+  return t;
+}
+inline TensorView rows_view(const void* p, DType dt, int64_t first, int64_t rows, int64_t cols, int64_t ld,
+                            Device d = Device::CPU) {
+  TensorView t(const_cast<char*>(static_cast<const char*>(p)) + size_t(first * ld) * dtype_size(dt), dt, {rows, cols},
+               d);
   t.strides[0] = ld;
   return t;
 }
@@ -190,10 +204,11 @@ struct AttnLayout {
 AttnLayout attention_layout(const AttnShape& s, const TensorView& q, const TensorView& k, const TensorView& v,
                             const TensorView& o);
 
-// Shape of a logsoftmax_gather call after the checks every backend makes (h [R, H], W [V, H] row tensors, chunk > 0,
-// a vocabulary unless R = 0): C = min(chunk, V) columns per chunk, row strides ldh, ldw.
+// Shape of a logsoftmax_gather call after the checks every backend makes (h [R, H], W [V, H] row tensors of one dtype,
+// f32 or bf16, chunk > 0, a vocabulary unless R = 0): C = min(chunk, V) columns per chunk, row strides ldh, ldw.
 struct LsgShape {
   int64_t R, H, V, C, ldh, ldw;
+  DType dtype;  // of h and W
 };
 LsgShape logsoftmax_gather_shape(const TensorView& h, const TensorView& W, int64_t chunk);
 

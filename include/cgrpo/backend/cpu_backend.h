@@ -60,7 +60,8 @@ class CpuBackend : public Backend {  // not final: tests derive faulty backends 
   void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* targets, int64_t chunk,
                              const float* lse, const float* dlogp, const TensorView& dh,
                              const TensorView& dW) override;
-  size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const override;
+  size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk,
+                                           DType operands = DType::F32) const override;
   // TokenSampler row by row (the oracle of every other backend's sample_rows)
   void sample_rows(const TensorView& logits, const double* u, const TokenSampling& s, Confidence kind,
                    int32_t* tokens, float* confidence) override;

@@ -124,7 +124,8 @@ class CudaBackend final : public Backend {
   void logsoftmax_gather_bwd(const TensorView& h, const TensorView& W, const int32_t* targets, int64_t chunk,
                              const float* lse, const float* dlogp, const TensorView& dh,
                              const TensorView& dW) override;
-  size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk) const override;
+  size_t logsoftmax_gather_workspace_bytes(int64_t R, int64_t V, int64_t chunk,
+                                           DType operands = DType::F32) const override;
 
   // Scratch device memory owned by the backend (MemCategory::Workspace); grows to the largest request, never
   // shrinks. Stream-ordered: valid for work queued on context().stream() until the next call that grows it.

@@ -15,10 +15,13 @@
 //     dX = dY W) and every weight-gradient matmul (dW += dY^T X) is a bf16 x bf16 -> fp32 gemm with fp32
 //     accumulation: the fp32 activation operands are rounded to bf16 (RNE) into model scratch first, as under
 //     torch autocast. Gradients are fp32 and accumulate (+=) into the fp32 gradient buffers;
-//   - every other use of a weight (RMSNorm weights, the qkv bias, the embedding table, the LM head inside the
-//     fused log-softmax gather, logits() and sample()) reads an fp32 copy cast from bf16 into model scratch;
-//     so logits() and logprobs() agree with each other as in fp32 mode;
-//   - param_dtype_scratch_bytes() is the device memory that costs: one fp32 [V, H] table (embedding / head),
+//   - the embedding gathers bf16 rows of its table, widened (exact);
+//   - the LM head (the fused log-softmax gather, logits() and sample(), always the same math, so logits() and
+//     logprobs() agree): under bf16 activations a bf16 x bf16 -> fp32 gemm of the bf16 head with the selected
+//     fp32 hidden rows rounded to bf16, the gather's dz rounded to bf16 for its gradient gemms (backend.h), as
+//     autocast runs a bf16 model's lm_head; under fp32 activations fp32 math on an fp32 copy of the head;
+//   - every other use of a weight (RMSNorm weights, the qkv bias) reads an fp32 copy cast from bf16;
+//   - param_dtype_scratch_bytes() is the device memory that costs: the fp32 head [V, H] (fp32 activations only),
 //     one fp32 copy of the largest small weight, and bf16 copies of one matmul's activation operands.
 //
 // Activation dtype (set_compute_dtype(BF16), parallel.compute_dtype = bf16; needs bf16 parameters): the tensors
@@ -129,7 +132,8 @@ class DreamModel {
   size_t activation_bytes(int64_t B, int64_t L, bool grad) const;
   // Bytes of the model's own scratch for R requested rows: selected rows (Activations) and the backward
   // scratch (Workspace). The backend's scratch (attention scores, log-softmax chunks) is extra.
-  size_t selection_bytes(int64_t R) const { return size_t(5 * R + 2 * R * H_) * 4; }
+  // (bf16 activations add the rows' bf16 copy for the head.)
+  size_t selection_bytes(int64_t R) const;
   size_t backward_workspace_bytes(int64_t B, int64_t L) const {
     return size_t(B * L * (H_ * 3 + QKV_ + QW_ + 3 * I_)) * 4;
   }
@@ -151,6 +155,7 @@ class DreamModel {
   struct Sel {  // views into sel_ for the R_ rows of the last logprobs()
     int32_t *rows, *tgt;
     float *lse, *logp, *dlogp, *hsel, *dhsel;
+    void* hsel16;  // bf16 activations: hsel rounded to bf16 [R, H], the head's operand (256-byte aligned)
   };
   Sel selection() const;
   float* head_logits(int64_t R, const int32_t* rows, const char* what);  // logits_ scratch [R, V]; R = 0: nullptr
@@ -171,6 +176,10 @@ class DreamModel {
   // An fp32 view of the same weight: P() itself with fp32, else a copy cast from bf16 into wbig_ ([V, H] tables)
   // or wsmall_ (every other weight), valid until the next W32() of that kind (or the next acquire / release).
   TensorView W32(int64_t offset, int64_t rows, int64_t cols);
+  // The LM head [V, H] and its selected rows [R, H] as the head multiplies them: bf16 under bf16 activations
+  // (hsel16 cast from hsel when `cast`), else fp32.
+  TensorView head_weight();
+  TensorView head_rows(const float* hsel, void* hsel16, int64_t R, bool cast);
   // C = op(A) op(B) + beta C for a matmul against a weight (or a weight gradient): with bf16 parameters every
   // fp32 operand is rounded to bf16 into cast_ first and the gemm is bf16 x bf16 -> fp32; with fp32, be_.gemm.
   void mm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
@@ -208,10 +217,11 @@ class DreamModel {
   Buffer xs_;       // layer inputs: [n_layers + 1, N, H] (grad) or 2 x [N, H] ping-pong
   Buffer acts_;     // per-layer Acts (grad, no recompute) or one set: carve_acts() bytes each
   Buffer final_;    // hf [N, H], rstd_f [N]
-  Buffer sel_;      // rows [R], targets [R] (int32), lse [R], logp [R], dlogp [R], hsel [R, H], dhsel [R, H]
+  Buffer sel_;      // rows [R], targets [R] (int32), lse [R], logp [R], dlogp [R], hsel [R, H], dhsel [R, H];
+                    // bf16 activations: hsel16 [R, H] bf16 at the next 256-byte boundary
   Buffer logits_;   // logits(): rows [R] int32, hsel [R, H], out [R, V]
   // bf16 parameters only (param_dtype_scratch_bytes): fp32 weight copies and bf16 matmul operands
-  Buffer wbig_;     // fp32 [V, H]: embedding table or head; holds the cast of big_src_ (nullptr: none)
+  Buffer wbig_;     // fp32 [V, H]: the head under f32 activations; holds the cast of big_src_ (nullptr: none)
   Buffer wsmall_;   // fp32 [max(H, QKV)]: a norm weight or the qkv bias
   Buffer cast_;     // bf16 operands of one mm(): A, then B at a 256-byte boundary
   const void* big_src_ = nullptr;
