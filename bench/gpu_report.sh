@@ -5,12 +5,16 @@
 #   OUT_DIR: summary.txt (each step's exit status, wall seconds and its key lines) and all.log (every step's whole
 #            output, one after another): two files, so a device lease's output folder takes them both.
 # Steps, in the order of the README's GPU table: selfcheck --gpu (numerics against the CPU), the GPU tests, the
-# tensor-core attention tests under compute-sanitizer memcheck (when the node has it; its own limit,
-# CGRPO_REPORT_SANITIZER_S, default 180 s: the kernels run 10-100x slower there), the end-to-end gpu_train (SFT, GRPO, resume, bf16 on CUDA against the CPU),
-# GEMM against cuBLASLt's best, attention TFLOP/s, training-step MFU on the 1b preset (bf16 without and with recompute, then TF32), generation
-# tokens/s at batch 1-16 (bf16, fp32), and NCCL bus bandwidth when mpirun and two or more GPUs are there. A step
-# that needs a GPU and finds none exits 77 and is listed as skipped; every step runs under a time limit
-# (CGRPO_REPORT_STEP_S, default 300 s) so one hang cannot eat a device lease.
+# end-to-end gpu_train (SFT, GRPO, resume, bf16 on CUDA against the CPU), GEMM against cuBLASLt's best, attention
+# TFLOP/s, training-step MFU on the 1b preset (bf16 without and with recompute, then TF32), generation tokens/s at
+# batch 1-16 (bf16, fp32), then the tensor-core attention tests under compute-sanitizer memcheck (when the node has
+# it; its own limit, CGRPO_REPORT_SANITIZER_S, default 180 s: the kernels run 10-100x slower there), and NCCL bus
+# bandwidth when mpirun and two or more GPUs are there. A step that needs a GPU and finds none exits 77 and is
+# listed as skipped; every step runs under a time limit (CGRPO_REPORT_STEP_S, default 300 s) so one hang cannot
+# eat a device lease, and the whole report within CGRPO_REPORT_TOTAL_S (default 570 s, inside a lease's 600 s
+# command): a step gets at most the time left, and once under 15 s are left the rest are listed as not run.
+# CGRPO_REPORT_STEPS="gemm_best mfu_bf16 ...": run only those steps (the others are listed as not selected), e.g.
+# the remainder on a second call.
 # CGRPO_REPORT_DRY_RUN=1: no GPU probe and nothing run; each step is listed as "planned" after checking that its
 # program exists (tests/e2e/gpu_report_dry_run.sh runs this on every machine, so a lease never finds a typo).
 set -uo pipefail
@@ -29,9 +33,19 @@ summary=$out/summary.txt all=$out/all.log
 : >"$summary"
 : >"$all"
 dry=${CGRPO_REPORT_DRY_RUN:-0}
+total=${CGRPO_REPORT_TOTAL_S:-570} only=${CGRPO_REPORT_STEPS:-}
 step() {  # step NAME GREP_PATTERN CMD...: run CMD with a limit, log it, summarise its status and key lines
   local name=$1 pat=$2 rc=0 t0=$SECONDS
   shift 2
+  if [[ -n $only && " $only " != *" $name "* ]]; then
+    printf '== %s: not selected (CGRPO_REPORT_STEPS)\n' "$name" | tee -a "$summary"
+    return
+  fi
+  local left=$((total - SECONDS))
+  if ((!dry && left < 15)); then
+    printf '== %s: not run (the report'"'"'s %d s are spent)\n' "$name" "$total" | tee -a "$summary"
+    return
+  fi
   if ((dry)); then
     if [[ -n ${1:-} ]] && command -v "$1" >/dev/null; then
       printf '== %s: planned: %s\n' "$name" "$*" | tee -a "$summary"
@@ -40,12 +54,13 @@ step() {  # step NAME GREP_PATTERN CMD...: run CMD with a limit, log it, summari
     fi
     return
   fi
-  timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
+  local cap=$((limit < left ? limit : left))
+  timeout "$cap" "$@" >"$log" 2>&1 || rc=$?
   { echo "==== $name: $*"; cat "$log"; } >>"$all"
   local state=ok
   ((rc == 77)) && state=skipped
   ((rc != 0 && rc != 77)) && state="FAILED (exit $rc)"
-  ((rc == 124)) && state="TIMED OUT after $limit s"
+  ((rc == 124)) && state="TIMED OUT after $cap s"
   printf '== %s: %s, %d s\n' "$name" "$state" $((SECONDS - t0)) | tee -a "$summary"
   grep -E "$pat" "$log" | tail -40 >>"$summary" || true
 }
@@ -59,6 +74,14 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 step selfcheck 'rank|selfcheck' "$cgrpo" selfcheck --gpu
 step gpu_tests 'device 0|test cases|assertions|FAILED|SKIP' "$tests"
+step gpu_train '^[A-D]:|step|PASS|FAIL' "$root/tests/e2e/gpu_train.sh" "$cgrpo" "$root" "$tests"
+step gemm_best 'TF|tf|%|SKIP' "$(find_bin bench_cuda_gemm_best)" 1b 4096
+step attention 'simt|tc|SKIP' "$(find_bin bench_cuda_attention)" 1b 4 512 1024 2048
+step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda bf16
+step mfu_bf16_recompute 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
+step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda tf32
+step generate_bf16 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda bf16
+step generate_f32 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda f32
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 if [[ -x $sanitizer ]]; then
   limit_before=$limit
@@ -69,14 +92,6 @@ if [[ -x $sanitizer ]]; then
 else
   echo "== memcheck_tc: skipped (no compute-sanitizer)" | tee -a "$summary"
 fi
-step gpu_train '^[A-D]:|step|PASS|FAIL' "$root/tests/e2e/gpu_train.sh" "$cgrpo" "$root" "$tests"
-step gemm_best 'TF|tf|%|SKIP' "$(find_bin bench_cuda_gemm_best)" 1b 4096
-step attention 'simt|tc|SKIP' "$(find_bin bench_cuda_attention)" 1b 4 512 1024 2048
-step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda bf16
-step mfu_bf16_recompute 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
-step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda tf32
-step generate_bf16 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda bf16
-step generate_f32 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda f32
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if mpirun --version >/dev/null 2>&1 && ((gpus >= 2)); then
   step nccl 'busbw|MiB|SKIP' mpirun --allow-run-as-root -n "$gpus" --bind-to none "$(find_bin bench_cuda_nccl)" 1024
