@@ -224,26 +224,29 @@ ShardRange ZeroEngine::param_range(int u) const {
 }
 ShardRange ZeroEngine::moment_range(int u) const { return stage_ == 0 ? ShardRange{0, units_[u].padded} : shard_of(u); }
 
-void ZeroEngine::download_params(int u, int64_t lo, int64_t n, float* host) {
+int64_t ZeroEngine::stored_index(int u, int64_t lo, int64_t n, const char* what) const {
   const ShardRange r = param_range(u);
-  CGRPO_CHECK(n >= 0 && lo >= r.offset && lo + n <= r.offset + r.count, "download_params: [", lo, ", ", lo + n,
+  CGRPO_CHECK(n >= 0 && lo >= r.offset && lo + n <= r.offset + r.count, what, ": [", lo, ", ", lo + n,
               ") is outside unit ", units_[u].spec.name, "'s stored range [", r.offset, ", ", r.offset + r.count, ")");
+  return lo - r.offset;
+}
+
+void ZeroEngine::download_params(int u, int64_t lo, int64_t n, float* host) {
+  const int64_t at = stored_index(u, lo, n, "download_params");
   if (n == 0) return;
-  if (const float* p = param_storage(u)) return be_.download(p + (lo - r.offset), host, size_t(n) * 4);
+  if (const float* p = param_storage(u)) return be_.download(p + at, host, size_t(n) * 4);
   std::vector<uint16_t> bits(static_cast<size_t>(n));  // no master: the owned part of the bf16 working copy, widened
-  be_.download(static_cast<const uint16_t*>(owned_work(units_[u])) + (lo - r.offset), bits.data(), size_t(n) * 2);
+  be_.download(static_cast<const uint16_t*>(owned_work(units_[u])) + at, bits.data(), size_t(n) * 2);
   for (int64_t i = 0; i < n; ++i) host[i] = bf16_to_f32(bits[size_t(i)]);
 }
 
 void ZeroEngine::upload_params(int u, int64_t lo, int64_t n, const float* host) {
-  const ShardRange r = param_range(u);
-  CGRPO_CHECK(n >= 0 && lo >= r.offset && lo + n <= r.offset + r.count, "upload_params: [", lo, ", ", lo + n,
-              ") is outside unit ", units_[u].spec.name, "'s stored range [", r.offset, ", ", r.offset + r.count, ")");
+  const int64_t at = stored_index(u, lo, n, "upload_params");
   if (n == 0) return;
-  if (float* p = param_storage(u)) return be_.upload(host, p + (lo - r.offset), size_t(n) * 4);
+  if (float* p = param_storage(u)) return be_.upload(host, p + at, size_t(n) * 4);
   std::vector<uint16_t> bits(static_cast<size_t>(n));  // no master: rounded into the owned part of the bf16 working copy
   for (int64_t i = 0; i < n; ++i) bits[size_t(i)] = f32_to_bf16(host[i]);
-  be_.upload(bits.data(), static_cast<uint16_t*>(owned_work(units_[u])) + (lo - r.offset), size_t(n) * 2);
+  be_.upload(bits.data(), static_cast<uint16_t*>(owned_work(units_[u])) + at, size_t(n) * 2);
 }
 
 void ZeroEngine::acquire(int u) {

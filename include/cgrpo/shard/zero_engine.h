@@ -213,6 +213,7 @@ class ZeroEngine {
     bool prefetched = false;      // gathered is being filled by a started all-gather
     Communicator::Ticket gather_ticket = 0;
   };
+  int64_t stored_index(int u, int64_t lo, int64_t n, const char* what) const;  // [lo, lo + n) in param_range(u)
   float* owned_master(Unit& x);  // the fp32 values AdamW updates: the owned working params (f32) or the master (bf16)
   void* owned_work(Unit& x);     // the working params this rank's master covers (param dtype)
   void rebuild_working(Unit& x); // after the master changed: working <- bf16(master) on the owned part (bf16; f32
