@@ -59,8 +59,6 @@ class Backend {
   // fp32 GEMMs on TF32 tensor cores (fp32 storage and accumulation, inputs rounded to a 10-bit mantissa),
   // PyTorch's allow_tf32. Only the CUDA backend has it; asking another backend for it is fatal.
   virtual void allow_tf32(bool on);
-  virtual bool has_tf32() const { return false; }  // allow_tf32(true) is available (CUDA)
-  virtual bool tf32() const { return false; }      // ... and on
 
   // --- memory on this backend's device. Every pointer an op takes is device memory unless it says "host".
   Buffer alloc(size_t bytes, MemCategory category) const { return Buffer(bytes, device(), category); }

@@ -62,8 +62,6 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
   void allow_tf32(bool on) override;  // fp32 GEMMs on TF32 tensor cores from the next call on
-  bool has_tf32() const override { return true; }
-  bool tf32() const override { return tf32_; }
   double peak_flops(DType matmul = DType::F32) const override;  // 0 = unknown arch (sm_80 and sm_90 are known)
   Device device() const override { return Device::CUDA; }
   const CudaContext& context() const { return ctx_; }
