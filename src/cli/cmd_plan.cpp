@@ -50,7 +50,8 @@ int cmd_plan(int argc, char** argv) {
                      {"master_bytes", p.zero.master_bytes}, {"moments_bytes", p.zero.moments_bytes},
                      {"scratch_bytes", p.zero.scratch_bytes}, {"staging_bytes", p.zero.staging_bytes},
                      {"activations_bytes", p.activations_bytes}, {"workspace_bytes", p.workspace_bytes},
-                     {"ref_bytes", p.ref_bytes}, {"ref_gathered_bytes", p.ref_gathered_bytes}, {"rollout_pinned_bytes", p.rollout_pinned_bytes},
+                     {"ref_bytes", p.ref_bytes}, {"ref_gathered_bytes", p.ref_gathered_bytes},
+                     {"ref_sent_bytes_per_forward", p.ref_sent_bytes_per_forward}, {"rollout_pinned_bytes", p.rollout_pinned_bytes},
                      {"host_load_bytes", p.host_load_bytes},
                      {"total_bytes", p.total_bytes()}, {"sent_bytes_per_step", p.zero.sent_bytes_per_step},
                      {"micro_rows", p.micro_rows}, {"seq_len", p.seq_len}, {"largest_micro_batch", fit}});
@@ -64,7 +65,9 @@ int cmd_plan(int argc, char** argv) {
     std::string grpo_parts;  // the reference model and ZeRO-3's pinned rollout parameters, where there are any
     if (p.ref_bytes)
       grpo_parts += ", reference model " + gib(p.ref_bytes) +
-                    (p.ref_gathered_bytes ? " (+" + gib(p.ref_gathered_bytes) + " gathered)" : std::string());
+                    (p.ref_gathered_bytes ? " (+" + gib(p.ref_gathered_bytes) + " gathered, " +
+                                                gib(p.ref_sent_bytes_per_forward) + " sent per scoring forward)"
+                                          : std::string());
     if (p.rollout_pinned_bytes) grpo_parts += ", rollout-pinned params " + gib(p.rollout_pinned_bytes);
     std::printf("ZeRO-%d per rank: params %s (+%s gathered), grads %s, master %s, moments %s, reduce buffers %s%s, "
                 "activations %s, workspace %s = %s; traffic %s/step; largest micro-batch in %.0f GB: %lld; "

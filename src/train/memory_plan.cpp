@@ -40,6 +40,7 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
       const ZeroPlan r = plan_zero(units, world, ref_stage, pb, rb, {0, last}, overlap);
       p.ref_bytes = r.params_bytes + (cfg.parallel.ref_fp32_master ? r.master_bytes : 0);
       p.ref_gathered_bytes = r.gathered_bytes;
+      if (ref_stage == 3) p.ref_sent_bytes_per_forward = (world - 1) * (r.padded_numel / world) * pb;
     }
     if (stage == 3 && cfg.parallel.zero3_rollout_gather == "once") p.rollout_pinned_bytes = p.zero.padded_numel * pb;
   } else {

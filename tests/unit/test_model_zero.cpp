@@ -239,7 +239,7 @@ TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout pa
           CHECK(plan_run(Config::load("", {"--grpo.beta", "0"}), c, W, stage, "grpo").ref_bytes == 0);
           CHECK(plan_run(cfg, c, W, stage, "sft").ref_bytes == 0);
           // summed over the W ranks (threads of this process)
-          int64_t ref_grew = 0, ref_gather_peak = 0, pinned_grew = 0;
+          int64_t ref_grew = 0, ref_gather_peak = 0, pinned_grew = 0, ref_sent = 0;
           LocalCommunicator::run(W, [&](Communicator& comm) {
             auto live = [] {
               const MemoryStats m = memory_stats();
@@ -256,6 +256,7 @@ TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout pa
             comm.barrier();
             const int64_t with_ref = live();
             comm.barrier();
+            const int64_t sent0 = comm.stats().bytes_sent();
             for (int u = 0; u < ref.num_units(); ++u) {  // its forward: one unit gathered at a time
               ref.acquire(u);
               comm.barrier();
@@ -263,6 +264,7 @@ TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout pa
               comm.barrier();
               ref.release(u);
             }
+            if (comm.rank() == 0) ref_sent = comm.stats().bytes_sent() - sent0;
             {
               PinnedSource pinned(policy);  // the rollout's "once" gather
               comm.barrier();
@@ -273,6 +275,8 @@ TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout pa
           });
           CHECK(ref_grew == W * plan.ref_bytes);
           CHECK(ref_gather_peak == W * plan.ref_gathered_bytes);
+          CHECK(ref_sent == plan.ref_sent_bytes_per_forward);
+          CHECK((ref_sent > 0) == (ref_stage == 3));
           CHECK(pinned_grew == (stage == 3 ? W * plan.rollout_pinned_bytes : 0));
         }
   // bf16 at ZeRO-2 (the recipe's stage), by default: the reference holds 2 bytes per parameter over W ranks, where

@@ -27,6 +27,7 @@ struct MemoryPlan {
   // ZeRO-3 with zero3_rollout_gather = once holds every unit gathered while it samples ([Ψ] in the parameter
   // dtype); the activation buffers, grown by training, stay allocated meanwhile, so both count.
   int64_t ref_bytes = 0, ref_gathered_bytes = 0;
+  int64_t ref_sent_bytes_per_forward = 0;  // per rank: the reference's all-gathers in one scoring forward (stage 3)
   int64_t rollout_pinned_bytes = 0;
   // Host memory to load the initial weights (load_units): one unit's range of fp32 values at a time, the
   // largest unit at stages 0-2 (and bf16 at 1-2), its shard at stage 3. Not device memory: not in the total.
