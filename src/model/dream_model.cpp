@@ -181,19 +181,25 @@ TensorView DreamModel::W32(int64_t offset, int64_t rows, int64_t cols) {
 }
 
 void DreamModel::mm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
-                    float beta) {
+                    float beta, bool a_cast) {
   if (pdt_ == DType::F32) return be_.gemm(A, trans_a, B, trans_b, C, 1.0f, beta);
   // bf16 x bf16 -> fp32, fp32 accumulation: round the fp32 operands (activations, output gradients) to bf16.
   auto count = [](const TensorView& x) { return x.dtype == DType::F32 ? x.numel() : int64_t(0); };
   const int64_t na = (count(A) + 127) / 128 * 128, nb = count(B);  // B starts 256-byte aligned
+  const void* held = cast_.data();
   ensure(cast_, size_t(na + nb) * 2, MemCategory::Workspace);
-  auto lower = [&](const TensorView& x, uint16_t* dst) {
+  // a_cast: the caller's A is the fp32 tensor the previous mm() rounded (backward's dX = dY W, then dW += dY^T X):
+  // its bf16 copy at the front of cast_ still stands unless cast_ was just reallocated
+  const bool reuse = a_cast && A.dtype == DType::F32 && cast_a_src_ == A.data && cast_.data() == held;
+  auto lower = [&](const TensorView& x, uint16_t* dst, bool cast) {
     if (x.dtype != DType::F32) return x;
     const TensorView y(dst, DType::BF16, {x.dim(0), x.dim(1)}, be_.device());
-    be_.cast(x, y);  // fatal unless x is contiguous (every activation operand is)
+    if (cast) be_.cast(x, y);  // fatal unless x is contiguous (every activation operand is)
     return y;
   };
-  be_.gemm(lower(A, cast_.as<uint16_t>()), trans_a, lower(B, cast_.as<uint16_t>() + na), trans_b, C, 1.0f, beta);
+  const TensorView a16 = lower(A, cast_.as<uint16_t>(), !reuse);
+  cast_a_src_ = A.dtype == DType::F32 ? A.data : nullptr;
+  be_.gemm(a16, trans_a, lower(B, cast_.as<uint16_t>() + na, true), trans_b, C, 1.0f, beta);
 }
 
 // bf16 elements of cast_ for N rows: the widest fp32 A operand of mm() (rounded to 256 bytes) and, with grad, the
@@ -457,19 +463,19 @@ void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
 
   // MLP: x2 = x1 + m Wd^T
   mm(dR, false, P(w.w_down, H_, I_), false, view(dm, N, I_, I_));         // dm = dx2 Wd
-  mm(dR, true, act(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f);  // dWd += dx2^T m
+  mm(dR, true, act(a.m, N, I_, I_), false, G(w.w_down, H_, I_), 1.0f, true);  // dWd += dx2^T m
   be_.swiglu_bwd(view(dm, N, I_, I_), act(a.gu, N, I_, 2 * I_), act(a.gu, N, I_, 2 * I_, I_),
                  view(dgu, N, I_, 2 * I_), view(dgu + I_, N, I_, 2 * I_));
   const TensorView dGU = view(dgu, N, 2 * I_, 2 * I_);
   mm(dGU, false, P(w.w_gate_up, 2 * I_, H_), false, dA);                             // da2 = dgu Wgu
-  mm(dGU, true, act(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f);  // dWgu += ..
+  mm(dGU, true, act(a.a2, N, H_, H_), false, G(w.w_gate_up, 2 * I_, H_), 1.0f, true);  // dWgu += ..
   be_.rmsnorm_bwd(dA, view(a.x1, N, H_, H_), W32(w.ln_post, 1, H_).slice_flat(0, H_), a.rstd2, dR,
                   G(w.ln_post, 1, H_).slice_flat(0, H_));  // dres = dL/dx1
 
   // attention: x1 = x0 + o Wo^T
   const TensorView dO = view(dout, N, QW_, QW_);
   mm(dR, false, P(w.w_o, H_, QW_), false, dO);                                  // do = dx1 Wo
-  mm(dR, true, act(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f);  // dWo += dx1^T o
+  mm(dR, true, act(a.o, N, QW_, QW_), false, G(w.w_o, H_, QW_), 1.0f, true);  // dWo += dx1^T o
   const AttnShape s{B_, L_, cfg_.num_attention_heads, cfg_.num_key_value_heads, hd_};
   const TensorView dQ = view(dqkv, N, QW_, QKV_), dK = view(dqkv + QW_, N, KW_, QKV_);
   be_.attention_bwd(s, act(a.qkv, N, QW_, QKV_), act(a.qkv, N, KW_, QKV_, QW_),
@@ -480,7 +486,7 @@ void DreamModel::layer_backward(int64_t l, const float* x0, const Acts& a) {
   const TensorView dQKV = view(dqkv, N, QKV_, QKV_);
   be_.bias_bwd(dQKV, G(w.b_qkv, 1, QKV_).slice_flat(0, QKV_));
   mm(dQKV, false, P(w.w_qkv, QKV_, H_), false, dA);                             // da1 = dqkv Wqkv
-  mm(dQKV, true, act(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f);  // dWqkv += ..
+  mm(dQKV, true, act(a.a1, N, H_, H_), false, G(w.w_qkv, QKV_, H_), 1.0f, true);  // dWqkv += ..
   be_.rmsnorm_bwd(dA, view(x0, N, H_, H_), W32(w.ln_in, 1, H_).slice_flat(0, H_), a.rstd1, dR,
                   G(w.ln_in, 1, H_).slice_flat(0, H_));  // dres = dL/dx0
 }

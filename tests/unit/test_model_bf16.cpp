@@ -306,6 +306,46 @@ TEST_CASE("model bf16: bf16 activations multiply the LM head in bf16, f32 activa
   }
 }
 
+// Counts fp32 -> bf16 casts while `on`.
+class CastProbe final : public CpuBackend {
+ public:
+  CastProbe() : CpuBackend(1) {}
+  void cast(const TensorView& src, const TensorView& dst) override {
+    if (on && src.dtype == DType::F32 && dst.dtype == DType::BF16) ++casts;
+    CpuBackend::cast(src, dst);
+  }
+  bool on = false;
+  int64_t casts = 0;
+};
+
+TEST_CASE("model bf16: a layer's backward rounds each output gradient once for its two matmuls", "[model]") {
+  // per layer, dX = dY W and dW += dY^T X share dY's bf16 copy: dx2, dgu, dx1, dqkv are rounded once each, and with
+  // fp32 activations the four dW operands m, a2, o, a1 as well. One more layer adds exactly that many casts.
+  for (DType acts : {DType::F32, DType::BF16}) {
+    int64_t casts[2] = {0, 0};
+    for (int layers : {1, 2}) {
+      ModelConfig c = bf16_config();
+      c.num_hidden_layers = layers;
+      const ParamLayout layout(c);
+      const auto params = rounded_params(layout);
+      const Batch b = make_batch(c);
+      CastProbe be;
+      DreamModel m(c, be);
+      Bf16Source src(layout, params);
+      bind_bf16(m, src, acts);
+      const ModelInput in{b.B, b.L, b.ids.data(), b.pos.data(), b.mask.data()};
+      std::vector<float> logp(b.rows.size());
+      m.forward(in, true);
+      m.logprobs(int64_t(b.rows.size()), b.rows.data(), b.targets.data(), logp.data());
+      be.on = true;
+      m.backward(b.dlogp.data());
+      casts[layers - 1] = be.casts;
+    }
+    INFO("activations " << dtype_name(acts));
+    CHECK(casts[1] - casts[0] == (acts == DType::BF16 ? 4 : 8));
+  }
+}
+
 TEST_CASE("model bf16: param_dtype_scratch_bytes and activation_bytes are what the model allocates", "[model]") {
   const ModelConfig c = bf16_config();
   const ParamLayout layout(c);

@@ -182,8 +182,9 @@ class DreamModel {
   TensorView head_rows(const float* hsel, void* hsel16, int64_t R, bool cast);
   // C = op(A) op(B) + beta C for a matmul against a weight (or a weight gradient): with bf16 parameters every
   // fp32 operand is rounded to bf16 into cast_ first and the gemm is bf16 x bf16 -> fp32; with fp32, be_.gemm.
+  // a_cast: A is the same, unchanged fp32 tensor as the previous mm()'s A, whose bf16 copy is reused.
   void mm(const TensorView& A, bool trans_a, const TensorView& B, bool trans_b, const TensorView& C,
-          float beta = 0.0f);
+          float beta = 0.0f, bool a_cast = false);
   int64_t cast_elems(int64_t N, bool grad) const;  // bf16 elements cast_ needs for N rows
   TensorView G(int64_t offset, int64_t rows, int64_t cols) const;
   int unit_of(int64_t offset) const;
@@ -225,6 +226,7 @@ class DreamModel {
   Buffer wsmall_;   // fp32 [max(H, QKV)]: a norm weight or the qkv bias
   Buffer cast_;     // bf16 operands of one mm(): A, then B at a 256-byte boundary
   const void* big_src_ = nullptr;
+  const void* cast_a_src_ = nullptr;  // the fp32 A whose bf16 copy is at the front of cast_ (mm), nullptr: none
   Buffer bwd_;      // backward scratch: dres, da [N, H], dqkv [N, QKV], do [N, QW], dgu [N, 2I], dm [N, I], dhf [N, H]
 };
 
