@@ -1,6 +1,10 @@
 // bench_model: forward+backward tokens/s of a DreamModel preset on a backend, and the fraction of the
 // measured GEMM peak it reaches (model FLOPs utilisation against the same backend's best square GEMM in the
 // same math).
+// Then, for the fastest step, where its time went: forward, the log-softmax head, backward (each synchronised, with
+// its own share of the model FLOPs and the rate it reached), and one AdamW step over every parameter (fp32 master
+// and moments: 28 bytes moved per parameter, as the ZeRO engine's step moves them, plus the bf16 cast), which the
+// training step adds once per optimizer step.
 // Usage: bench_model [preset=small] [B=4] [L=256] [iters=3] [recompute=0] [backend=cpu|cuda] [math=fp32]
 //   math: fp32 | tf32 (fp32 GEMMs on TF32 tensor cores, CUDA only) | bf16 (parallel.param_dtype = compute_dtype =
 //   bf16: bf16 weights and saved activations, fp32 accumulation, statistics and gradients); 0 / 1 mean fp32 / tf32
@@ -89,14 +93,23 @@ int main(int argc, char** argv) {
   const double fwd_flops = double(N) * model.forward_flops_per_token(L);
   // MFU counts the model's FLOPs (bwd = 2 x fwd); HFU also the recompute forward the hardware runs
   const double step_flops = fwd_flops * 3.0, hw_flops = fwd_flops * (recompute ? 4.0 : 3.0);
-  double best = 1e30;
+  double best = 1e30, phase_s[3] = {0, 0, 0};  // the fastest step's forward, log-probs (head), backward
   for (int it = 0; it < iters + 1; ++it) {  // first iteration warms up (allocations)
     Timer t;
+    double at[3];
     model.forward({B, L, ids.data()}, true);
+    be.synchronize();
+    at[0] = t.elapsed_s();
     model.logprobs(N, rows.data(), targets.data(), logp.data());
+    be.synchronize();
+    at[1] = t.elapsed_s();
     model.backward(dlogp.data());
     be.synchronize();
-    if (it > 0) best = std::min(best, t.elapsed_s());
+    at[2] = t.elapsed_s();
+    if (it > 0 && at[2] < best) {
+      best = at[2];
+      phase_s[0] = at[0], phase_s[1] = at[1] - at[0], phase_s[2] = at[2] - at[1];
+    }
   }
   std::printf("preset %s (%lld params), B=%lld L=%lld, recompute %d, backend %s, math %s\n", preset.c_str(),
               (long long)model.layout().total(), (long long)B, (long long)L, int(recompute), be.name(), math.c_str());
@@ -110,5 +123,32 @@ int main(int argc, char** argv) {
     if (recompute) std::printf("; HFU (with the recompute forward): %.1f%%", 100.0 * hw_flops / best / nominal);
     std::printf("\n");
   }
+  // where the step's time went: body forward, head forward (inside logprobs), backward of both (2x, + recompute)
+  const double body = double(N) * model.body_flops_per_token(L), head = double(N) * model.head_flops_per_row();
+  const double phase_flops[3] = {body, head, 2.0 * (body + head)};
+  const char* phase_name[3] = {"forward (body)", "log-probs (head)", "backward"};
+  for (int p = 0; p < 3; ++p)
+    std::printf("  %-17s %8.2f ms  %5.1f%% of the step  %8.1f GFLOP/s (model FLOPs)\n", phase_name[p],
+                phase_s[p] * 1e3, 100.0 * phase_s[p] / best, phase_flops[p] / phase_s[p] / 1e9);
+  // one optimizer step over every parameter, as ZeroEngine::step runs it at stage 0 (fp32 master, moments)
+  const int64_t P = model.layout().total();
+  Buffer master = be.alloc(size_t(P) * 4, MemCategory::Master), m1 = be.alloc(size_t(P) * 4, MemCategory::Moments),
+         m2 = be.alloc(size_t(P) * 4, MemCategory::Moments);
+  for (Buffer* x : {&master, &m1, &m2}) be.zero(TensorView(x->data(), DType::F32, {P}, be.device()));
+  const std::vector<DecaySegment> all{{0, P, true}};
+  double opt = 1e30;
+  for (int it = 0; it < 3; ++it) {
+    be.synchronize();
+    Timer t;
+    be.adamw(master.as<float>(), grads.as<float>(), m1.as<float>(), m2.as<float>(), P, all, 1e-6, it + 1,
+             AdamWParams{0.9, 0.99, 1e-8, 0.1}, 1.0f);
+    if (mm_dtype != DType::F32)  // the working copy from the master
+      be.cast(TensorView(master.data(), DType::F32, {P}, be.device()), TensorView(params.data(), mm_dtype, {P}, be.device()));
+    be.synchronize();
+    opt = std::min(opt, t.elapsed_s());
+  }
+  const double moved = double(P) * (28.0 + (mm_dtype != DType::F32 ? 4.0 + double(dtype_size(mm_dtype)) : 0.0));
+  std::printf("  AdamW step, all %lld parameters: %.2f ms (%.1f GB/s moved; %.1f%% of one forward+backward)\n",
+              (long long)P, opt * 1e3, moved / opt / 1e9, 100.0 * opt / best);
   return 0;
 }

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cgrpo/backend/cpu_backend.h"
 #include "cgrpo/core/philox.h"
 #include "cgrpo/optim/adamw.h"
 #include "cgrpo/optim/lr_schedule.h"
@@ -38,6 +39,25 @@ TEST_CASE("adamw matches a float64 transcription of torch.optim.AdamW", "[unit][
   CHECK(pz == 0.0f);
   CHECK_THROWS_WITH(adamw_step(p.data(), g.data(), m.data(), v.data(), n, {{0, 5, true}}, 0.1, 1, hp),
                     Catch::Contains("cover 5 of 19"));
+}
+
+TEST_CASE("adamw: CpuBackend splits a large shard over its threads with the single-thread bits", "[unit][optim]") {
+  const int64_t n = 400003;  // several of the pool's ranges, decay segments straddling their boundaries
+  const AdamWParams hp{0.9, 0.99, 1e-8, 0.1};
+  const std::vector<DecaySegment> seg = {{0, 70001, true}, {70001, 130000, false}, {200001, 200002, true}};
+  std::vector<float> p(n), m(n), v(n), g(n);
+  RngStream rng(2, RngPurpose::Test, 0, 0);
+  for (int64_t i = 0; i < n; ++i) p[i] = rng.normal(i), m[i] = 0.1f * rng.normal(n + i), g[i] = rng.normal(2 * n + i);
+  for (int64_t i = 0; i < n; ++i) v[i] = 0.01f * std::fabs(rng.normal(3 * n + i));
+  auto p1 = p, m1 = m, v1 = v;
+  adamw_step(p1.data(), g.data(), m1.data(), v1.data(), n, seg, 1e-2, 3, hp, 0.5f);
+  CpuBackend be(2);
+  be.adamw(p.data(), g.data(), m.data(), v.data(), n, seg, 1e-2, 3, hp, 0.5f);
+  CHECK(p == p1);
+  CHECK(m == m1);
+  CHECK(v == v1);
+  CHECK_THROWS_WITH(be.adamw(p.data(), g.data(), m.data(), v.data(), n, {{0, n - 1, true}}, 0.1, 1, hp, 1.0f),
+                    Catch::Contains("cover 400002 of 400003"));
 }
 
 TEST_CASE("lr schedules: constant, linear warmup, cosine_with_min_lr (hand-computed)", "[unit][optim]") {
