@@ -77,9 +77,9 @@ step gpu_tests 'device 0|test cases|assertions|FAILED|SKIP' "$tests"
 step gpu_train '^[A-D]:|step|PASS|FAIL' "$root/tests/e2e/gpu_train.sh" "$cgrpo" "$root" "$tests"
 step gemm_best 'TF|tf|%|SKIP' "$(find_bin bench_cuda_gemm_best)" 1b 4096
 step attention 'simt|tc|SKIP' "$(find_bin bench_cuda_attention)" 1b 4 512 1024 2048
-step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda bf16
-step mfu_bf16_recompute 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
-step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda tf32
+step mfu_bf16 'MFU|tokens/s|peak|SKIP|preset|of the step|AdamW' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda bf16
+step mfu_bf16_recompute 'MFU|tokens/s|peak|SKIP|preset|of the step|AdamW' "$(find_bin bench_model)" 1b 4 1024 3 1 cuda bf16
+step mfu_tf32 'MFU|tokens/s|peak|SKIP|preset|of the step|AdamW' "$(find_bin bench_model)" 1b 4 1024 3 0 cuda tf32
 step generate_bf16 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda bf16
 step generate_f32 '^ *[0-9]+ |preset|SKIP' "$(find_bin bench_generate)" 1b 32 32 cuda f32
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
