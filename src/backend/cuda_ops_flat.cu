@@ -149,26 +149,40 @@ void CudaBackend::axpby(int64_t n, float a, const float* x, float b, float* y) {
 }
 
 double CudaBackend::sumsq(const float* x, int64_t n) {
-  if (n <= 0) return 0.0;
-  const cudaStream_t st = cuda::as_stream(ctx_.stream());
-  // The block count depends only on n: at least 4 groups per thread, at most 1024 blocks.
-  const int64_t blocks = kmath::grid_blocks(kmath::group_count(n), kThreads * 4, 1024);
-  cuda::Carver sizing(nullptr);
-  sizing.take<double>(blocks);
-  sizing.take<double>(1);
-  cuda::Carver carve(workspace(sizing.bytes() / sizeof(float) + 1));
-  double* partial = carve.take<double>(blocks);
-  double* out = carve.take<double>(1);
-  if (kmath::vec4_ok(x))
-    sumsq_partial_kernel<true><<<static_cast<int>(blocks), kThreads, 0, st>>>(x, n, partial);
-  else
-    sumsq_partial_kernel<false><<<static_cast<int>(blocks), kThreads, 0, st>>>(x, n, partial);
-  cuda::check_launch("sumsq_partial_kernel");
-  sum_partials_kernel<<<1, kThreads, 0, st>>>(partial, blocks, out);
-  cuda::check_launch("sum_partials_kernel");
   double host = 0.0;
-  download(out, &host, sizeof(double));  // waits
+  sumsq_many(&x, &n, 1, &host);
   return host;
+}
+
+void CudaBackend::sumsq_many(const float* const* x, const int64_t* n, int64_t count, double* out) {
+  if (count <= 0) return;
+  const cudaStream_t st = cuda::as_stream(ctx_.stream());
+  // The block count of each sum depends only on its n: at least 4 groups per thread, at most 1024 blocks.
+  auto blocks_of = [&](int64_t k) { return n[k] > 0 ? kmath::grid_blocks(kmath::group_count(n[k]), kThreads * 4, 1024) : 0; };
+  int64_t partials = 0;
+  for (int64_t k = 0; k < count; ++k) partials += blocks_of(k);
+  cuda::Carver sizing(nullptr);
+  sizing.take<double>(size_t(std::max<int64_t>(partials, 1)));
+  sizing.take<double>(size_t(count));
+  cuda::Carver carve(workspace(sizing.bytes() / sizeof(float) + 1));
+  double* partial = carve.take<double>(size_t(std::max<int64_t>(partials, 1)));
+  double* sums = carve.take<double>(size_t(count));
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t blocks = blocks_of(k);
+    if (blocks == 0) {  // an empty vector sums to 0
+      sum_partials_kernel<<<1, kThreads, 0, st>>>(partial, 0, sums + k);
+    } else {
+      if (kmath::vec4_ok(x[k]))
+        sumsq_partial_kernel<true><<<static_cast<int>(blocks), kThreads, 0, st>>>(x[k], n[k], partial);
+      else
+        sumsq_partial_kernel<false><<<static_cast<int>(blocks), kThreads, 0, st>>>(x[k], n[k], partial);
+      cuda::check_launch("sumsq_partial_kernel");
+      sum_partials_kernel<<<1, kThreads, 0, st>>>(partial, blocks, sums + k);
+      partial += blocks;
+    }
+    cuda::check_launch("sum_partials_kernel");
+  }
+  download(sums, out, size_t(count) * sizeof(double));  // waits, once
 }
 
 void CudaBackend::adamw(float* p, const float* g, float* m, float* v, int64_t n,

@@ -403,13 +403,21 @@ double ZeroEngine::step(double lr, double max_norm) {
   //    (double, then float), summed over q in rank order in float. Stage 0 holds every shard's gradient and
   //    sums the partials locally; stages 1-3 all-reduce them (the communicator also sums in rank order).
   //    Same inputs, same bits, whatever the stage.
+  //    The per-unit sums are queued together and read back once (Backend::sumsq_many), then added in unit order.
   std::vector<float> partial(size_t(stage_ == 0 ? W : 1), 0.0f);
-  for (size_t q = 0; q < partial.size(); ++q) {
-    double acc = 0;
+  std::vector<const float*> xs;
+  std::vector<int64_t> ns;
+  for (size_t q = 0; q < partial.size(); ++q)
     for (Unit& x : units_) {
       const int64_t S = x.padded / W;
-      acc += stage_ == 0 ? be_.sumsq(x.grads.as<float>() + int64_t(q) * S, S) : be_.sumsq(x.grad_shard.as<float>(), S);
+      xs.push_back(stage_ == 0 ? x.grads.as<float>() + int64_t(q) * S : x.grad_shard.as<float>());
+      ns.push_back(S);
     }
+  std::vector<double> sums(xs.size());
+  be_.sumsq_many(xs.data(), ns.data(), int64_t(xs.size()), sums.data());
+  for (size_t q = 0, k = 0; q < partial.size(); ++q) {
+    double acc = 0;
+    for (size_t u = 0; u < units_.size(); ++u) acc += sums[k++];
     partial[q] = static_cast<float>(acc);
   }
   float total = partial[0];

@@ -354,7 +354,7 @@ TEST_CASE("cuda column sums: many rows (several row blocks), the same bits twice
   for (int64_t j = 0; j < C; ++j) REQUIRE(std::fabs(got[size_t(j)] - exact[size_t(j)]) <= 1e-6 * std::fabs(exact[size_t(j)]) + 1e-9);
 }
 
-TEST_CASE("cuda axpby and sumsq: axpby bit for bit, sumsq deterministic and alignment-independent", "[gpu][ops]") {
+TEST_CASE("cuda axpby and sumsq: axpby bit for bit, sumsq deterministic and alignment-independent, sumsq_many", "[gpu][ops]") {
   CpuBackend cpu(1);
   for (int64_t n : {1, 7, 33, 129, 1027, 100003})
     for (int64_t off : {0, 1}) {
@@ -378,6 +378,20 @@ TEST_CASE("cuda axpby and sumsq: axpby bit for bit, sumsq deterministic and alig
       REQUIRE(gpu().sumsq(ds.ptr<float>() + (1 - off), n) == got);
     }
   CHECK(gpu().sumsq(nullptr, 0) == 0.0);
+  {  // sumsq_many (the ZeRO step's gradient norm): every sum with sumsq's own bits, empty ones 0, one wait
+    const auto x = randn(200000, 4);
+    Dev dx(x, DType::F32, {200000});
+    const float* base = dx.ptr<float>();
+    const std::vector<const float*> xs = {base, base + 1, base + 7, nullptr, base + 100003, base + 5};
+    const std::vector<int64_t> ns = {1, 33, 100003, 0, 99997, 129};
+    std::vector<double> many(xs.size(), -1.0);
+    gpu().sumsq_many(xs.data(), ns.data(), int64_t(xs.size()), many.data());
+    for (size_t k = 0; k < xs.size(); ++k) {
+      INFO("vector " << k);
+      CHECK(many[k] == gpu().sumsq(xs[k], ns[k]));
+    }
+    CHECK(many[3] == 0.0);
+  }
   const int64_t big = (int64_t(3) << 20) + 5;
   const auto x = randn(size_t(big), 3);
   Dev dx(x, DType::F32, {big});

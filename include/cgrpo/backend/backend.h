@@ -74,6 +74,11 @@ class Backend {
   virtual void axpby(int64_t n, float a, const float* x, float b, float* y) = 0;
   // sum_i x_i^2 accumulated in double; returns the value on the host (a device backend waits for it)
   virtual double sumsq(const float* x, int64_t n) = 0;
+  // out[k] = sumsq(x[k], n[k]) for k < count (host out), each with sumsq's own bits; a device backend queues them
+  // all and waits once (the gradient norm over every unit and shard of a ZeRO step).
+  virtual void sumsq_many(const float* const* x, const int64_t* n, int64_t count, double* out) {
+    for (int64_t k = 0; k < count; ++k) out[k] = sumsq(x[k], n[k]);
+  }
   // One torch-exact AdamW step (optim/adamw.h) on n elements; segments (host) tile [0, n).
   virtual void adamw(float* p, const float* g, float* m, float* v, int64_t n, const std::vector<DecaySegment>& segments,
                      double lr, int64_t step, const AdamWParams& hp, float grad_scale) = 0;

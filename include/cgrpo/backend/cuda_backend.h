@@ -83,6 +83,7 @@ class CudaBackend final : public Backend {
 
   void axpby(int64_t n, float a, const float* x, float b, float* y) override;
   double sumsq(const float* x, int64_t n) override;
+  void sumsq_many(const float* const* x, const int64_t* n, int64_t count, double* out) override;
   void adamw(float* p, const float* g, float* m, float* v, int64_t n, const std::vector<DecaySegment>& segments,
              double lr, int64_t step, const AdamWParams& hp, float grad_scale) override;
   void cast(const TensorView& src, const TensorView& dst) override;
