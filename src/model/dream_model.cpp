@@ -219,9 +219,11 @@ size_t DreamModel::param_dtype_scratch_bytes(int64_t B, int64_t L, bool grad) co
   return size_t(table + std::max(H_, QKV_)) * 4 + size_t(cast_elems(B * L, grad)) * 2;
 }
 
+// sel_'s fp32 part for R rows (rows ... dhsel), and where hsel16 starts after it: the next 256-byte boundary
+size_t DreamModel::hsel16_offset(int64_t R) const { return (size_t(5 * R + 2 * R * H_) * 4 + 255) / 256 * 256; }
+
 size_t DreamModel::selection_bytes(int64_t R) const {
-  const size_t fp32 = size_t(5 * R + 2 * R * H_) * 4;
-  return cdt_ == DType::F32 ? fp32 : (fp32 + 255) / 256 * 256 + size_t(R * H_) * 2;  // + hsel16, 256-byte aligned
+  return cdt_ == DType::F32 ? size_t(5 * R + 2 * R * H_) * 4 : hsel16_offset(R) + size_t(R * H_) * 2;
 }
 
 TensorView DreamModel::G(int64_t offset, int64_t rows, int64_t cols) const {
@@ -410,7 +412,7 @@ DreamModel::Sel DreamModel::selection() const {
   q.dlogp = q.logp + R_;
   q.hsel = q.dlogp + R_;
   q.dhsel = q.hsel + R_ * H_;
-  q.hsel16 = cdt_ == DType::BF16 ? sel_.as<char>() + (size_t(5 * R_ + 2 * R_ * H_) * 4 + 255) / 256 * 256 : nullptr;
+  q.hsel16 = cdt_ == DType::BF16 ? sel_.as<char>() + hsel16_offset(R_) : nullptr;
   return q;
 }
 

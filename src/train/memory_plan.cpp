@@ -36,7 +36,7 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
     p.seq_len = cfg.grpo.max_prompt_length + cfg.rollout.max_new_tokens;
     p.micro_rows = rows > 0 ? rows : 3 * cfg.grpo.per_device_batch;
     if (cfg.grpo.beta != 0.0) {  // Trainer::init_model's reference engine
-      const int ref_stage = cfg.parallel.ref_full_shard && world > 1 ? 3 : stage;  // ParallelSection::ref_stage
+      const int ref_stage = cfg.parallel.ref_stage(world, stage);
       const ZeroPlan r = plan_zero(units, world, ref_stage, pb, rb, {0, last}, overlap);
       p.ref_bytes = r.params_bytes + (cfg.parallel.ref_fp32_master ? r.master_bytes : 0);
       p.ref_gathered_bytes = r.gathered_bytes;
@@ -64,10 +64,10 @@ MemoryPlan plan_run(const Config& cfg, const ModelConfig& mc, int world, int sta
   int64_t backend_scratch = std::max<int64_t>(2 * L * L, R * chunk + 2 * R) * 4;
   if (cfg.parallel.backend == "cuda") {
     const int64_t heads = mc.num_attention_heads, hd = mc.head_dim();
-    const bool tc_bf16 = parse_dtype(cfg.parallel.compute_dtype) == DType::BF16;  // also the head's operands
-    const bool tc = tc_bf16 && flash::tc_supported_head_dim(hd);
+    const bool bf16_acts = parse_dtype(cfg.parallel.compute_dtype) == DType::BF16;  // also the head's operands
+    const bool tc = bf16_acts && flash::tc_supported_head_dim(hd);
     const int64_t attention_floats = tc ? flash::tc_bwd_workspace_floats(B, heads, L, hd) : B * heads * L;
-    const int64_t lsg = R * chunk * 4 + std::max<int64_t>(R * 12, tc_bf16 ? R * chunk * 2 : 0);  // bwd: bf16 dz
+    const int64_t lsg = R * chunk * 4 + std::max<int64_t>(R * 12, bf16_acts ? R * chunk * 2 : 0);  // bwd: bf16 dz
     backend_scratch = lsg + attention_floats * 4 + int64_t(kCublasLtWorkspaceBytes);
   }
   p.backend_scratch_bytes = backend_scratch;

@@ -186,9 +186,11 @@ void Trainer::init_model() {
   // The reference: a frozen copy of the initial policy (§3.9), fully sharded by default (parallel.ref_full_shard:
   // its forwards gather it unit by unit, as DeepSpeed's stage-3 reference does) and, with bf16 parameters, without
   // an fp32 master unless parallel.ref_fp32_master (mix_from then mixes into its bf16 weights, as TRL does)
-  if (cfg_.grpo.beta != 0.0)
-    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), cfg_.parallel.ref_stage(pcomm().world_size()), hp, false, be_.get(), param_dtype,
-                                        DType::F32, cfg_.parallel.ref_fp32_master);
+  if (cfg_.grpo.beta != 0.0) {
+    const int ref_stage = cfg_.parallel.ref_stage(pcomm().world_size(), cfg_.parallel.stage());
+    ref_ = std::make_unique<ZeroEngine>(units, pcomm(), ref_stage, hp, false, be_.get(), param_dtype, DType::F32,
+                                        cfg_.parallel.ref_fp32_master);
+  }
   // Unit by unit, each rank reading or drawing only what it stores (its shard at ZeRO-3), never the whole model;
   // nothing when resume() will overwrite it all (or fail)
   if (resume_will_load(ckpt_dir_, cfg_.checkpoint.resume)) {

@@ -229,9 +229,7 @@ TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout pa
           const Config cfg = Config::load("", {"--parallel.param_dtype", pdt, "--parallel.ref_full_shard", full_shard,
                                                "--parallel.ref_fp32_master", fp32_master});
           const MemoryPlan plan = plan_run(cfg, c, W, stage, "grpo");
-          Config at_stage = cfg;
-          at_stage.parallel.zero_stage = std::to_string(stage);
-          const int ref_stage = at_stage.parallel.ref_stage(W);
+          const int ref_stage = cfg.parallel.ref_stage(W, stage);
           INFO(pdt << ", stage " << stage << ", ref_full_shard " << full_shard << ", ref_fp32_master " << fp32_master);
           CHECK(plan.ref_bytes > 0);
           CHECK((plan.ref_gathered_bytes > 0) == (ref_stage == 3));
@@ -288,8 +286,8 @@ TEST_CASE("plan: GRPO counts the frozen reference and ZeRO-3's pinned rollout pa
   CHECK(plan_run(bf16, c, W, 2, "grpo").ref_bytes == 2 * psi / W);
   CHECK(plan_run(old_way, c, W, 2, "grpo").ref_bytes == 2 * psi + 4 * psi / W);
   CHECK(plan_run(bf16, c, 1, 2, "grpo").ref_gathered_bytes == 0);  // one rank: nothing to shard, nothing gathered
-  CHECK(bf16.parallel.ref_stage(1) == 2);
-  CHECK(bf16.parallel.ref_stage(2) == 3);
+  CHECK(bf16.parallel.ref_stage(1, bf16.parallel.stage()) == 2);
+  CHECK(bf16.parallel.ref_stage(2, bf16.parallel.stage()) == 3);
 }
 
 TEST_CASE("plan: the tiny model's predicted bytes match what a training step allocates (within 10%)", "[unit][shard][model]") {

@@ -33,8 +33,9 @@ struct ParallelSection {
   bool ref_full_shard = true;       // GRPO reference parameters ZeRO-3-sharded whatever zero_stage is (false: as it)
   bool ref_fp32_master = false;     // GRPO reference under param_dtype = bf16: an fp32 master to mix into
   int stage() const;                // zero_stage resolved to 0..3
-  // the frozen reference engine's stage on `world` ranks (one rank has nothing to shard)
-  int ref_stage(int world) const { return ref_full_shard && world > 1 ? 3 : stage(); }
+  // the frozen reference engine's stage beside a policy at `policy_stage` on `world` ranks (one rank has nothing
+  // to shard)
+  int ref_stage(int world, int policy_stage) const { return ref_full_shard && world > 1 ? 3 : policy_stage; }
 };
 
 struct RolloutSection {             // spec §2, §3.3

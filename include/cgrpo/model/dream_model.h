@@ -158,6 +158,7 @@ class DreamModel {
     void* hsel16;  // bf16 activations: hsel rounded to bf16 [R, H], the head's operand (256-byte aligned)
   };
   Sel selection() const;
+  size_t hsel16_offset(int64_t R) const;  // bytes into sel_ where hsel16 starts (bf16 activations)
   float* head_logits(int64_t R, const int32_t* rows, const char* what);  // logits_ scratch [R, V]; R = 0: nullptr
   const uint8_t* key_mask() const {
     return has_mask_ ? reinterpret_cast<const uint8_t*>(in_.as<int32_t>() + 2 * N_) : nullptr;

@@ -20,7 +20,7 @@ struct MemoryPlan {
   int64_t activations_bytes = 0; // model activations for micro_rows x seq_len
   int64_t workspace_bytes = 0;   // backward scratch + backend scratch
   int64_t backend_scratch_bytes = 0;  // of which the backend's own (attention, log-softmax chunks; cuda: + cuBLASLt's)
-  // GRPO only. ref_bytes: the frozen reference model (grpo.beta != 0), an engine at parallel.ref_stage(W) holding
+  // GRPO only. ref_bytes: the frozen reference model (grpo.beta != 0), an engine at parallel.ref_stage() holding
   // parameters (+ with bf16 parameters and parallel.ref_fp32_master their fp32 master), no gradients or moments;
   // ref_gathered_bytes: at stage 3 the unit(s) its forward has gathered, transient like the policy's gathered
   // units and never at the same time, so the total counts the larger of the two. rollout_pinned_bytes:
